@@ -1,0 +1,62 @@
+// The front of the pipeline behind <gradc/gradc.h>: text -> parsed, typed, verified Graph,
+// and the dumps of each stage.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gradc/gradc.h"
+#include "ir/Parser.h"
+#include "ir/Printer.h"
+#include "ir/Verifier.h"
+#include "passes/ShapeInference.h"
+
+namespace gradc {
+
+Graph load_spec(std::string_view text, const std::string& file) {
+  try {
+    Graph g = infer_shapes(parse_spec(text, file));
+    verify_or_throw(g);
+    return g;
+  } catch (const Error& e) {
+    throw e.with_source(text);
+  }
+}
+
+Graph load_spec_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail({path}, "no such file");
+  if (!std::filesystem::is_regular_file(path, ec)) fail({path}, "not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail({path}, "cannot open the file for reading");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) fail({path}, "cannot read the file");
+  return load_spec(text.str(), path);
+}
+
+static constexpr std::pair<Stage, std::string_view> kStages[] = {
+    {Stage::Parsed, "parsed"}, {Stage::Grad, "grad"},   {Stage::Train, "train"}, {Stage::Simplified, "simplified"},
+    {Stage::Fused, "fused"},   {Stage::Plan, "plan"},   {Stage::Llvm, "llvm"},   {Stage::Asm, "asm"},
+};
+
+std::string_view stage_name(Stage s) {
+  for (auto [stage, name] : kStages)
+    if (stage == s) return name;
+  return "?";
+}
+
+std::optional<Stage> parse_stage(std::string_view name) {
+  for (auto [stage, n] : kStages)
+    if (n == name) return stage;
+  return std::nullopt;
+}
+
+std::string dump(const Graph& g, Stage stage, bool dot) {
+  if (stage != Stage::Parsed)
+    fail({}, "stage '{}' is not built yet: gradc has the front end (parse, shape inference, verifier) "
+             "and the reference interpreter so far; autodiff, optimizers, fusion and the JIT come next",
+         stage_name(stage));
+  return dot ? print_dot(g) : print_spec(g);
+}
+
+}  // namespace gradc

@@ -1,0 +1,65 @@
+#include "ir/Graph.h"
+
+namespace gradc {
+
+ValueId Graph::add(Node n) {
+  nodes.push_back(std::move(n));
+  return size() - 1;
+}
+
+std::optional<ValueId> Graph::find(std::string_view name) const {
+  for (ValueId id = 0; id < size(); ++id)
+    if (nodes[static_cast<size_t>(id)].name == name) return id;
+  return std::nullopt;
+}
+
+std::vector<ValueId> Graph::leaves(NodeKind kind) const {
+  std::vector<ValueId> ids;
+  for (ValueId id = 0; id < size(); ++id)
+    if (nodes[static_cast<size_t>(id)].kind == kind) ids.push_back(id);
+  return ids;
+}
+
+// Initializers: arguments as in PyTorch's torch.nn.init (normal_: mean=0, std=1;
+// uniform_: a=0, b=1); the fan-based ones take none.
+const std::vector<AttrSpec>* init_schema(std::string_view kind) {
+  static const std::vector<std::pair<std::string_view, std::vector<AttrSpec>>> table = {
+      {"zeros", {}},
+      {"ones", {}},
+      {"constant", parse_schema("value:float")},
+      {"normal", parse_schema("mean:float=0 std:float=1")},
+      {"uniform", parse_schema("lo:float=0 hi:float=1")},
+      {"glorot_uniform", {}},
+      {"glorot_normal", {}},
+      {"he_uniform", {}},
+      {"he_normal", {}},
+  };
+  for (const auto& [name, schema] : table)
+    if (name == kind) return &schema;
+  return nullptr;
+}
+
+std::string_view init_names() {
+  return "zeros, ones, constant, normal, uniform, glorot_uniform, glorot_normal, he_uniform, "
+         "he_normal";
+}
+
+// Optimizers: defaults are torch.optim's (Adam eps=1e-8, AdamW weight_decay=0.01).
+// `momentum` has no default in the optimizer named after it. clip_norm absent = no clipping.
+const std::vector<AttrSpec>* optimizer_schema(std::string_view kind) {
+  static const std::vector<std::pair<std::string_view, std::vector<AttrSpec>>> table = {
+      {"sgd", parse_schema("lr:value=0.001 clip_norm:float?")},
+      {"momentum", parse_schema("lr:value=0.001 momentum:float nesterov:bool=false clip_norm:float?")},
+      {"adam", parse_schema("lr:value=0.001 beta1:float=0.9 beta2:float=0.999 eps:float=1e-8 "
+                            "clip_norm:float?")},
+      {"adamw", parse_schema("lr:value=0.001 beta1:float=0.9 beta2:float=0.999 eps:float=1e-8 "
+                             "weight_decay:float=0.01 clip_norm:float?")},
+  };
+  for (const auto& [name, schema] : table)
+    if (name == kind) return &schema;
+  return nullptr;
+}
+
+std::string_view optimizer_names() { return "sgd, momentum, adam, adamw"; }
+
+}  // namespace gradc

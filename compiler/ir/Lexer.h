@@ -1,0 +1,33 @@
+// Tokens of the `.gir` spec format.
+//
+// Statements end at a newline, except inside parentheses or brackets, so a long
+// expression may span lines. `#` starts a comment. Names are letters, digits and `_`,
+// or `%` and such characters for the temporaries the printer invents (`%3`).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ir/Error.h"
+
+namespace gradc {
+
+enum class Tok { Ident, Int, Float, String, LParen, RParen, LBracket, RBracket, Comma, Equals, Colon, Newline, End };
+
+struct Token {
+  Tok kind;
+  std::string text;  // as written (the unquoted value for strings)
+  SourceLoc loc;
+  int64_t int_value = 0;
+  double float_value = 0;
+};
+
+std::string_view describe(Tok kind);     // "'('", "a name", "end of line", ...
+std::string describe(const Token& tok);  // "'foo'", "end of line", ...
+
+// Splits spec text into tokens; a stray character, an unterminated string or an
+// unbalanced bracket is an Error at its position. Ends with a Newline and an End token.
+std::vector<Token> lex(std::string_view text, const std::string& file);
+
+}  // namespace gradc

@@ -1,0 +1,44 @@
+#include "ir/OpTable.h"
+
+namespace gradc {
+
+const std::vector<OpInfo>& all_ops() {
+  static const std::vector<OpInfo> table = {
+#define OP(Id, spelling, arity, traits, schema, infer, eval) \
+  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer},
+#include "ir/Ops.def"
+  };
+  return table;
+}
+
+const OpInfo& op_info(OpKind kind) { return all_ops().at(static_cast<size_t>(kind)); }
+
+std::optional<OpKind> find_op(std::string_view name) {
+  for (const OpInfo& op : all_ops())
+    if (op.name == name) return op.kind;
+  return std::nullopt;
+}
+
+TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& attrs,
+                      const SourceLoc& loc) {
+  const OpInfo& op = op_info(kind);
+  if (static_cast<int>(args.size()) != op.arity)
+    fail(loc, "{} takes {} operand{}, got {}", op.name, op.arity, op.arity == 1 ? "" : "s",
+         args.size());
+  ShapeCtx ctx{op, args, attrs, loc};
+  return op.infer(ctx);
+}
+
+std::optional<Shape> broadcast_shapes(const Shape& a, const Shape& b) {
+  size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) return std::nullopt;
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+}  // namespace gradc

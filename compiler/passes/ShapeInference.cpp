@@ -1,0 +1,28 @@
+#include "passes/ShapeInference.h"
+
+namespace gradc {
+
+Graph infer_shapes(Graph g) {
+  for (Node& n : g.nodes) {
+    if (n.kind != NodeKind::Op) {
+      if (n.declared && n.kind == NodeKind::Constant) n.type = *n.declared;
+      continue;
+    }
+    // The dtype literals adopt: that of the first operand that is not a literal.
+    std::optional<DType> strong;
+    for (ValueId a : n.args)
+      if (!g[a].weak && !strong) strong = g[a].type.dtype;
+    std::vector<TensorType> arg_types;
+    for (ValueId a : n.args) {
+      Node& arg = g[a];
+      if (arg.weak && strong && is_float(*strong)) arg.type.dtype = *strong;
+      arg_types.push_back(arg.type);
+    }
+    n.type = infer_type(n.op, arg_types, n.attrs, n.loc);
+    if (n.declared && *n.declared != n.type)
+      fail(n.loc, "'{}' is declared {} but {} gives {}", n.name, *n.declared, op_info(n.op).name, n.type);
+  }
+  return g;
+}
+
+}  // namespace gradc

@@ -1,0 +1,38 @@
+// gradc's public C++ API: the one header users include.
+//
+//   gradc::Graph g = gradc::load_spec_file("samples/specs/seed_mlp.gir");  // parse, infer, verify
+//   std::cout << gradc::dump(g, gradc::Stage::Parsed);                    // canonical spec text
+//   auto values = gradc::interp::evaluate(g, feeds);                      // reference interpreter
+//
+// Graphs can also be built in C++ with gradc::GraphBuilder (gradc/GraphBuilder.h).
+// Not built yet: compile_file / Model / Session (the JIT'ed train step) and the stages after
+// `parsed`; asking for them throws gradc::Error saying so.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gradc/GraphBuilder.h"
+#include "interp/Interpreter.h"
+#include "ir/Error.h"
+#include "ir/Graph.h"
+
+namespace gradc {
+
+// Reads, parses, infers shapes and verifies a spec. Errors carry file:line:col and the line.
+Graph load_spec_file(const std::string& path);
+Graph load_spec(std::string_view text, const std::string& file = "<string>");
+
+// The stages of the pipeline that `dump` can show (DESIGN.md, "Pipeline").
+enum class Stage { Parsed, Grad, Train, Simplified, Fused, Plan, Llvm, Asm };
+std::string_view stage_name(Stage s);
+std::optional<Stage> parse_stage(std::string_view name);
+
+// The graph at `stage` as spec text (or Graphviz with dot = true).
+std::string dump(const Graph& g, Stage stage, bool dot = false);
+
+// "gradc 0.1.0 (LLVM 19.1.7, host CPU znver5)"
+std::string version_string();
+
+}  // namespace gradc

@@ -1,0 +1,50 @@
+// The `gradc` command: help, version, dump and its stages.
+#include <doctest/doctest.h>
+
+#include "TestUtil.h"
+#include "gradc/gradc.h"
+#include "ir/Printer.h"
+
+using namespace gradc;
+
+TEST_CASE("cli: --help and --version exit 0 and say what gradc is") {
+  test::CommandResult help = test::run_gradc("--help");
+  CHECK(help.exit_code == 0);
+  CHECK(help.out.find("dump") != std::string::npos);
+  test::CommandResult version = test::run_gradc("--version");
+  CHECK(version.exit_code == 0);
+  CHECK(version.out.rfind("gradc 0.1.0 (LLVM 19.", 0) == 0);
+}
+
+TEST_CASE("cli: dump prints the canonical spec, and it parses back to the same print") {
+  for (const std::string& spec : test::sample_specs()) {
+    CAPTURE(spec);
+    test::CommandResult r = test::run_gradc("dump " + test::source_path(spec) + " --stage parsed");
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out == print_spec(load_spec_file(test::source_path(spec))));
+    std::string again = test::write_temp("again.gir", r.out);
+    test::CommandResult r2 = test::run_gradc("dump " + again);
+    CHECK(r2.exit_code == 0);
+    CHECK(r2.out == r.out);
+  }
+}
+
+TEST_CASE("cli: dump --dot prints a digraph") {
+  test::CommandResult r = test::run_gradc("dump " + test::source_path("samples/specs/cnn_fmnist.gir") + " --dot");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("digraph \"cnn_fmnist\" {", 0) == 0);
+  CHECK(r.out.find("conv2d f32[64, 16, 28, 28]") != std::string::npos);
+}
+
+TEST_CASE("cli: usage errors and stages not built yet exit 1 with a message") {
+  std::string seed = test::source_path("samples/specs/seed_mlp.gir");
+  test::CommandResult no_command = test::run_gradc("");
+  CHECK(no_command.exit_code == 1);
+  test::CommandResult bad_stage = test::run_gradc("dump " + seed + " --stage banana");
+  CHECK(bad_stage.exit_code == 1);
+  CHECK(bad_stage.err.find("banana") != std::string::npos);
+  test::CommandResult later = test::run_gradc("dump " + seed + " --stage grad");
+  CHECK(later.exit_code == 1);
+  CHECK(later.err.find("stage 'grad' is not built yet") != std::string::npos);
+}
