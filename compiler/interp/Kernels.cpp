@@ -1,0 +1,288 @@
+// Interpreter kernels, one per op of the table: plain loops over doubles, written to be
+// obviously right rather than fast. The driver rounds each result to the node's dtype.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "interp/Interpreter.h"
+
+namespace gradc::interp {
+
+namespace {
+
+using Args = std::vector<const Tensor*>;
+
+// Calls f(index) for every multi-index of `shape` in row-major order.
+template <typename F>
+void for_each_index(const Shape& shape, F f) {
+  std::vector<int64_t> index(shape.size(), 0);
+  int64_t count = TensorType{DType::F64, shape}.numel();
+  for (int64_t flat = 0; flat < count; ++flat) {
+    f(index);
+    for (size_t d = shape.size(); d-- > 0;) {
+      if (++index[d] < shape[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+// The element of `t` that broadcasts to `index` of a result of higher or equal rank.
+double broadcast_at(const Tensor& t, const std::vector<int64_t>& index) {
+  size_t lead = index.size() - static_cast<size_t>(t.type.rank());
+  size_t flat = 0;
+  for (size_t d = 0; d < static_cast<size_t>(t.type.rank()); ++d) {
+    int64_t dim = t.type.shape[d];
+    flat = flat * static_cast<size_t>(dim) + static_cast<size_t>(dim == 1 ? 0 : index[lead + d]);
+  }
+  return t.data[flat];
+}
+
+Tensor unary(const Node& n, const Args& a, double (*f)(double)) {
+  Tensor out = Tensor::zeros(n.type);
+  for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = f(a[0]->data[i]);
+  return out;
+}
+
+Tensor binary(const Node& n, const Args& a, double (*f)(double, double)) {
+  Tensor out = Tensor::zeros(n.type);
+  size_t i = 0;
+  for_each_index(n.type.shape, [&](const std::vector<int64_t>& index) {
+    out.data[i++] = f(broadcast_at(*a[0], index), broadcast_at(*a[1], index));
+  });
+  return out;
+}
+
+// Folds the elements of each reduced group with `combine`, starting from `init`;
+// `finish` turns the fold and the group's size into the result.
+Tensor reduce(const Node& n, const Tensor& x, double init, double (*combine)(double, double),
+              double (*finish)(double, int64_t)) {
+  const std::vector<int64_t>& axes = n.attrs.get("axes").as_ints();
+  Shape kept = x.type.shape;  // the result's shape with keepdims
+  int64_t group = 1;
+  for (int64_t axis : axes) {
+    group *= kept[static_cast<size_t>(axis)];
+    kept[static_cast<size_t>(axis)] = 1;
+  }
+  Tensor folded = Tensor::zeros(TensorType{x.type.dtype, kept});
+  std::fill(folded.data.begin(), folded.data.end(), init);
+  size_t i = 0;
+  for_each_index(x.type.shape, [&](std::vector<int64_t> index) {
+    double v = x.data[i++];
+    for (int64_t axis : axes) index[static_cast<size_t>(axis)] = 0;
+    double& acc = folded.at(index);
+    acc = combine(acc, v);
+  });
+  Tensor out = Tensor::zeros(n.type);  // same elements as `folded`, maybe without the 1s
+  for (size_t j = 0; j < out.data.size(); ++j) out.data[j] = finish(folded.data[j], group);
+  return out;
+}
+
+// Views a tensor as [outer, len, inner] around `axis`, for row-wise ops.
+struct Rows {
+  int64_t outer = 1, len = 1, inner = 1;
+  Rows(const Shape& s, int64_t axis) {
+    for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
+      if (d < axis) outer *= s[static_cast<size_t>(d)];
+      else if (d == axis) len = s[static_cast<size_t>(d)];
+      else inner *= s[static_cast<size_t>(d)];
+    }
+  }
+  size_t at(int64_t o, int64_t k, int64_t i) const { return static_cast<size_t>((o * len + k) * inner + i); }
+};
+
+// log_softmax along `axis`, stable: x - max - log(sum(exp(x - max))).
+Tensor log_softmax_of(const Tensor& x, int64_t axis) {
+  Rows r(x.type.shape, axis);
+  Tensor out = Tensor::zeros(x.type);
+  for (int64_t o = 0; o < r.outer; ++o)
+    for (int64_t i = 0; i < r.inner; ++i) {
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t k = 0; k < r.len; ++k) m = std::max(m, x.data[r.at(o, k, i)]);
+      double s = 0;
+      for (int64_t k = 0; k < r.len; ++k) s += std::exp(x.data[r.at(o, k, i)] - m);
+      for (int64_t k = 0; k < r.len; ++k) out.data[r.at(o, k, i)] = x.data[r.at(o, k, i)] - m - std::log(s);
+    }
+  return out;
+}
+
+Tensor scalar_of(const Node& n, double v) { return Tensor::of(n.type, {v}); }
+
+// Max or average over each kernel window; no padding.
+Tensor pool(const Node& n, const Tensor& x, bool is_max) {
+  const std::vector<int64_t>& k = n.attrs.get("kernel").as_ints();
+  const std::vector<int64_t>& s = n.attrs.get("stride").as_ints();
+  Tensor out = Tensor::zeros(n.type);
+  const Shape& o = n.type.shape;
+  for (int64_t b = 0; b < o[0]; ++b)
+    for (int64_t c = 0; c < o[1]; ++c)
+      for (int64_t y = 0; y < o[2]; ++y)
+        for (int64_t x_ = 0; x_ < o[3]; ++x_) {
+          double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
+          for (int64_t i = 0; i < k[0]; ++i)
+            for (int64_t j = 0; j < k[1]; ++j) {
+              double v = x.at({b, c, y * s[0] + i, x_ * s[1] + j});
+              acc = is_max ? std::max(acc, v) : acc + v;
+            }
+          out.at({b, c, y, x_}) = is_max ? acc : acc / static_cast<double>(k[0] * k[1]);
+        }
+  return out;
+}
+
+}  // namespace
+
+// ---- elementwise, one operand
+Tensor eval_neg(const Node& n, const Args& a) { return unary(n, a, [](double x) { return -x; }); }
+Tensor eval_exp(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::exp(x); }); }
+Tensor eval_log(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::log(x); }); }
+Tensor eval_sqrt(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::sqrt(x); }); }
+Tensor eval_rsqrt(const Node& n, const Args& a) { return unary(n, a, [](double x) { return 1.0 / std::sqrt(x); }); }
+Tensor eval_abs(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::fabs(x); }); }
+Tensor eval_tanh(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::tanh(x); }); }
+Tensor eval_sigmoid(const Node& n, const Args& a) {
+  return unary(n, a, [](double x) { return 1.0 / (1.0 + std::exp(-x)); });
+}
+Tensor eval_relu(const Node& n, const Args& a) { return unary(n, a, [](double x) { return x > 0 ? x : 0.0; }); }
+Tensor eval_square(const Node& n, const Args& a) { return unary(n, a, [](double x) { return x * x; }); }
+
+// ---- elementwise, two operands with broadcasting
+Tensor eval_add(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x + y; }); }
+Tensor eval_sub(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x - y; }); }
+Tensor eval_mul(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x * y; }); }
+Tensor eval_div(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x / y; }); }
+Tensor eval_maximum(const Node& n, const Args& a) {
+  return binary(n, a, [](double x, double y) { return std::max(x, y); });
+}
+Tensor eval_minimum(const Node& n, const Args& a) {
+  return binary(n, a, [](double x, double y) { return std::min(x, y); });
+}
+Tensor eval_pow(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return std::pow(x, y); }); }
+
+// ---- linear algebra and layout
+Tensor eval_matmul(const Node& n, const Args& a) {
+  const Tensor &x = *a[0], &w = *a[1];
+  bool batched = x.type.rank() == 3;
+  int64_t batches = batched ? x.type.shape[0] : 1;
+  int64_t m = x.type.shape[batched ? 1 : 0], k = x.type.shape[batched ? 2 : 1], cols = w.type.shape[batched ? 2 : 1];
+  Tensor out = Tensor::zeros(n.type);
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < cols; ++j) {
+        double acc = 0;
+        for (int64_t p = 0; p < k; ++p)
+          acc += x.data[static_cast<size_t>((b * m + i) * k + p)] * w.data[static_cast<size_t>((b * k + p) * cols + j)];
+        out.data[static_cast<size_t>((b * m + i) * cols + j)] = acc;
+      }
+  return out;
+}
+
+Tensor eval_transpose(const Node& n, const Args& a) {
+  const std::vector<int64_t>& perm = n.attrs.get("perm").as_ints();
+  Tensor out = Tensor::zeros(n.type);
+  size_t i = 0;
+  std::vector<int64_t> src(perm.size());
+  for_each_index(n.type.shape, [&](const std::vector<int64_t>& index) {
+    for (size_t d = 0; d < perm.size(); ++d) src[static_cast<size_t>(perm[d])] = index[d];
+    out.data[i++] = a[0]->at(src);
+  });
+  return out;
+}
+
+Tensor eval_reshape(const Node& n, const Args& a) { return Tensor{n.type, a[0]->data}; }
+
+Tensor eval_broadcast_to(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  size_t i = 0;
+  for_each_index(n.type.shape, [&](const std::vector<int64_t>& index) { out.data[i++] = broadcast_at(*a[0], index); });
+  return out;
+}
+
+// ---- reductions
+Tensor eval_sum(const Node& n, const Args& a) {
+  return reduce(n, *a[0], 0.0, [](double acc, double v) { return acc + v; }, [](double acc, int64_t) { return acc; });
+}
+Tensor eval_mean(const Node& n, const Args& a) {
+  return reduce(n, *a[0], 0.0, [](double acc, double v) { return acc + v; },
+                [](double acc, int64_t count) { return acc / static_cast<double>(count); });
+}
+Tensor eval_max(const Node& n, const Args& a) {
+  return reduce(n, *a[0], -std::numeric_limits<double>::infinity(),
+                [](double acc, double v) { return std::max(acc, v); }, [](double acc, int64_t) { return acc; });
+}
+
+// ---- normalizations
+Tensor eval_log_softmax(const Node& n, const Args& a) { return log_softmax_of(*a[0], n.attrs.get("axis").as_int()); }
+Tensor eval_softmax(const Node& n, const Args& a) {
+  Tensor out = log_softmax_of(*a[0], n.attrs.get("axis").as_int());
+  for (double& v : out.data) v = std::exp(v);
+  return out;
+}
+
+// ---- losses: the mean over the batch (PyTorch's reduction='mean')
+// -log_softmax(logits)[row, label], or -sum(p * log_softmax(logits)) for probabilities.
+Tensor eval_softmax_cross_entropy(const Node& n, const Args& a) {
+  const Tensor &logits = *a[0], &labels = *a[1];
+  Tensor logp = log_softmax_of(logits, 1);
+  int64_t rows = logits.type.shape[0], classes = logits.type.shape[1];
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (labels.type.dtype == DType::I32) {
+      double label = labels.data[static_cast<size_t>(r)];
+      if (label < 0 || label >= static_cast<double>(classes))
+        fail(n.loc, "softmax_cross_entropy: label {} at row {} is out of range [0, {})", label, r, classes);
+      total -= logp.at({r, static_cast<int64_t>(label)});
+    } else {
+      for (int64_t c = 0; c < classes; ++c) total -= labels.at({r, c}) * logp.at({r, c});
+    }
+  }
+  return scalar_of(n, total / static_cast<double>(rows));
+}
+
+Tensor eval_mse(const Node& n, const Args& a) {
+  double total = 0;
+  for (size_t i = 0; i < a[0]->data.size(); ++i) {
+    double d = a[0]->data[i] - a[1]->data[i];
+    total += d * d;
+  }
+  return scalar_of(n, total / static_cast<double>(a[0]->data.size()));
+}
+
+// max(x, 0) - x * t + log(1 + exp(-|x|)): never overflows, as in PyTorch.
+Tensor eval_bce_with_logits(const Node& n, const Args& a) {
+  double total = 0;
+  for (size_t i = 0; i < a[0]->data.size(); ++i) {
+    double x = a[0]->data[i], t = a[1]->data[i];
+    total += std::max(x, 0.0) - x * t + std::log1p(std::exp(-std::fabs(x)));
+  }
+  return scalar_of(n, total / static_cast<double>(a[0]->data.size()));
+}
+
+// ---- images, NCHW
+// Cross-correlation with zero padding, as PyTorch's conv2d.
+Tensor eval_conv2d(const Node& n, const Args& a) {
+  const Tensor &x = *a[0], &w = *a[1];
+  const std::vector<int64_t>& s = n.attrs.get("stride").as_ints();
+  const std::vector<int64_t>& p = n.attrs.get("padding").as_ints();
+  const Shape &xs = x.type.shape, &ws = w.type.shape, &os = n.type.shape;
+  Tensor out = Tensor::zeros(n.type);
+  for (int64_t b = 0; b < os[0]; ++b)
+    for (int64_t o = 0; o < os[1]; ++o)
+      for (int64_t y = 0; y < os[2]; ++y)
+        for (int64_t z = 0; z < os[3]; ++z) {
+          double acc = 0;
+          for (int64_t c = 0; c < ws[1]; ++c)
+            for (int64_t i = 0; i < ws[2]; ++i)
+              for (int64_t j = 0; j < ws[3]; ++j) {
+                int64_t iy = y * s[0] + i - p[0], iz = z * s[1] + j - p[1];
+                if (iy < 0 || iy >= xs[2] || iz < 0 || iz >= xs[3]) continue;
+                acc += x.at({b, c, iy, iz}) * w.at({o, c, i, j});
+              }
+          out.at({b, o, y, z}) = acc;
+        }
+  return out;
+}
+
+Tensor eval_maxpool2d(const Node& n, const Args& a) { return pool(n, *a[0], true); }
+Tensor eval_avgpool2d(const Node& n, const Args& a) { return pool(n, *a[0], false); }
+
+}  // namespace gradc::interp

@@ -1,0 +1,228 @@
+// Shape rules: the result type of each op from its operand types and attributes.
+//
+// A rule checks what the op needs of its operands and names both sides of any mismatch;
+// it also canonicalizes attributes (explicit `axes`, `perm`, `stride`; non-negative axes),
+// so that later passes never handle defaults.
+#include <algorithm>
+#include <numeric>
+
+#include "ir/OpTable.h"
+
+namespace gradc {
+
+namespace {
+
+void expect_float(ShapeCtx& c, const TensorType& t) {
+  if (!is_float(t.dtype)) c.fail("{} expects a float tensor, got {}", c.op.name, t);
+}
+
+// Binary ops and losses: both float, one dtype.
+void expect_same_float(ShapeCtx& c, const TensorType& a, const TensorType& b, std::string_view joint) {
+  expect_float(c, a);
+  expect_float(c, b);
+  if (a.dtype != b.dtype) c.fail("{} of {} {} {}: dtypes differ", c.op.name, a, joint, b);
+}
+
+void expect_rank(ShapeCtx& c, const TensorType& t, int64_t rank, std::string_view layout) {
+  if (t.rank() != rank) c.fail("{} expects a rank-{} tensor {}, got {}", c.op.name, rank, layout, t);
+}
+
+// A non-negative axis for `rank`, counting negative ones from the end.
+int64_t normalize_axis(ShapeCtx& c, int64_t axis, int64_t rank, const TensorType& t) {
+  if (axis < -rank || axis >= rank) c.fail("{}: axis {} is out of range for {}", c.op.name, axis, t);
+  return axis < 0 ? axis + rank : axis;
+}
+
+}  // namespace
+
+// Elementwise on one operand: the type is unchanged.
+TensorType infer_unary(ShapeCtx& c) {
+  expect_float(c, c.args[0]);
+  return c.args[0];
+}
+
+// Elementwise on two operands: numpy broadcasting.
+TensorType infer_binary(ShapeCtx& c) {
+  const TensorType &a = c.args[0], &b = c.args[1];
+  expect_same_float(c, a, b, "and");
+  std::optional<Shape> shape = broadcast_shapes(a.shape, b.shape);
+  if (!shape) c.fail("{} of {} and {}: shapes do not broadcast", c.op.name, a, b);
+  return {a.dtype, *shape};
+}
+
+// [M,K] x [K,N] -> [M,N]; batched [B,M,K] x [B,K,N] -> [B,M,N].
+TensorType infer_matmul(ShapeCtx& c) {
+  const TensorType &a = c.args[0], &b = c.args[1];
+  expect_same_float(c, a, b, "by");
+  if (a.rank() != b.rank() || (a.rank() != 2 && a.rank() != 3))
+    c.fail("matmul of {} by {}: expected [M, K] by [K, N] or [B, M, K] by [B, K, N]", a, b);
+  int64_t r = a.rank();
+  if (r == 3 && a.shape[0] != b.shape[0])
+    c.fail("matmul of {} by {}: batch dimensions differ ({} vs {})", a, b, a.shape[0], b.shape[0]);
+  if (a.shape[r - 1] != b.shape[r - 2])
+    c.fail("matmul of {} by {}: inner dimensions differ ({} vs {})", a, b, a.shape[r - 1], b.shape[r - 2]);
+  Shape out(a.shape.begin(), a.shape.end() - 1);
+  out.push_back(b.shape[r - 1]);
+  return {a.dtype, out};
+}
+
+// Result dimension i is operand dimension perm[i]; no perm reverses the axes (numpy).
+TensorType infer_transpose(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  std::vector<int64_t> perm(static_cast<size_t>(x.rank()));
+  if (const Attr* p = c.attrs.find("perm")) {
+    perm = p->as_ints();
+  } else {
+    std::iota(perm.rbegin(), perm.rend(), 0);
+  }
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> identity(static_cast<size_t>(x.rank()));
+  std::iota(identity.begin(), identity.end(), 0);
+  if (sorted != identity)
+    c.fail("transpose of {}: perm={} is not a permutation of the {} axes", x, to_string(Attr(perm)), x.rank());
+  Shape out;
+  for (int64_t p : perm) out.push_back(x.shape[static_cast<size_t>(p)]);
+  c.attrs.set("perm", Attr(perm));
+  return {x.dtype, out};
+}
+
+// Same elements, new shape; one dimension may be -1 and is then inferred.
+TensorType infer_reshape(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  Shape shape = c.attrs.get("shape").as_ints();
+  int64_t known = 1, unknown = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1 && unknown < 0) {
+      unknown = static_cast<int64_t>(i);
+    } else if (shape[i] <= 0) {
+      c.fail("reshape of {} to {}: dimensions must be positive (one may be -1)", x, to_string(shape));
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (unknown >= 0) {
+    if (x.numel() % known != 0)
+      c.fail("reshape of {} to {}: {} elements do not split into rows of {}", x, to_string(shape), x.numel(), known);
+    shape[static_cast<size_t>(unknown)] = x.numel() / known;
+  }
+  TensorType out{x.dtype, shape};
+  if (out.numel() != x.numel())
+    c.fail("reshape of {} to {}: element counts differ ({} vs {})", x, to_string(shape), x.numel(), out.numel());
+  c.attrs.set("shape", Attr(shape));
+  return out;
+}
+
+// numpy's broadcast_to: the operand must broadcast to exactly `shape`.
+TensorType infer_broadcast_to(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  const Shape& shape = c.attrs.get("shape").as_ints();
+  for (int64_t d : shape)
+    if (d <= 0) c.fail("broadcast_to {}: dimensions must be positive", to_string(shape));
+  std::optional<Shape> b = broadcast_shapes(x.shape, shape);
+  if (!b || *b != shape) c.fail("broadcast_to of {} to {}: shapes do not broadcast", x, to_string(shape));
+  return {x.dtype, shape};
+}
+
+// sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.
+TensorType infer_reduce(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  expect_float(c, x);
+  std::vector<int64_t> axes;
+  if (const Attr* a = c.attrs.find("axes")) {
+    for (int64_t axis : a->as_ints()) axes.push_back(normalize_axis(c, axis, x.rank(), x));
+  } else {
+    axes.resize(static_cast<size_t>(x.rank()));
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  std::sort(axes.begin(), axes.end());
+  if (std::adjacent_find(axes.begin(), axes.end()) != axes.end())
+    c.fail("{} of {}: an axis is named twice in axes={}", c.op.name, x, to_string(c.attrs.get("axes")));
+  bool keepdims = c.attrs.get("keepdims").as_bool();
+  Shape out;
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    bool reduced = std::binary_search(axes.begin(), axes.end(), i);
+    if (!reduced) out.push_back(x.shape[static_cast<size_t>(i)]);
+    else if (keepdims) out.push_back(1);
+  }
+  c.attrs.set("axes", Attr(axes));
+  return {x.dtype, out};
+}
+
+// softmax and log_softmax along `axis`: the type is unchanged.
+TensorType infer_softmax(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  expect_float(c, x);
+  if (x.rank() == 0) c.fail("{} of a scalar {}: needs an axis to normalize along", c.op.name, x);
+  c.attrs.set("axis", Attr(normalize_axis(c, c.attrs.get("axis").as_int(), x.rank(), x)));
+  return x;
+}
+
+// logits [N, C] with class ids i32[N] or probabilities [N, C]: a scalar.
+TensorType infer_softmax_cross_entropy(ShapeCtx& c) {
+  const TensorType &logits = c.args[0], &labels = c.args[1];
+  expect_float(c, logits);
+  if (logits.rank() != 2)
+    c.fail("softmax_cross_entropy of {} and {}: logits must be [N, C]", logits, labels);
+  if (labels.dtype == DType::I32) {
+    if (labels.shape != Shape{logits.shape[0]})
+      c.fail("softmax_cross_entropy of {} and {}: class ids must be i32[{}]", logits, labels, logits.shape[0]);
+  } else if (labels.dtype != logits.dtype || labels.shape != logits.shape) {
+    c.fail("softmax_cross_entropy of {} and {}: labels must be class ids i32[{}] or probabilities {}", logits,
+           labels, logits.shape[0], logits);
+  }
+  return {logits.dtype, {}};
+}
+
+// mse and bce_with_logits: prediction and target of one type; a scalar.
+TensorType infer_pointwise_loss(ShapeCtx& c) {
+  const TensorType &a = c.args[0], &b = c.args[1];
+  expect_same_float(c, a, b, "and");
+  if (a.shape != b.shape) c.fail("{} of {} and {}: shapes differ", c.op.name, a, b);
+  return {a.dtype, {}};
+}
+
+// x [N, C, H, W] by w [O, C, KH, KW] -> [N, O, (H + 2p - KH) / s + 1, (W + 2p - KW) / s + 1].
+TensorType infer_conv2d(ShapeCtx& c) {
+  const TensorType &x = c.args[0], &w = c.args[1];
+  expect_same_float(c, x, w, "by");
+  if (x.rank() != 4 || w.rank() != 4)
+    c.fail("conv2d of {} by {}: expected an input [N, C, H, W] and weights [O, C, KH, KW]", x, w);
+  if (x.shape[1] != w.shape[1])
+    c.fail("conv2d of {} by {}: input channels differ ({} vs {})", x, w, x.shape[1], w.shape[1]);
+  const std::vector<int64_t>& stride = c.attrs.get("stride").as_ints();
+  const std::vector<int64_t>& padding = c.attrs.get("padding").as_ints();
+  Shape out{x.shape[0], w.shape[0]};
+  for (size_t i = 0; i < 2; ++i) {
+    if (stride[i] < 1) c.fail("conv2d: stride must be at least 1, got {}", to_string(Attr(stride)));
+    if (padding[i] < 0) c.fail("conv2d: padding must not be negative, got {}", to_string(Attr(padding)));
+    int64_t padded = x.shape[2 + i] + 2 * padding[i];
+    if (w.shape[2 + i] > padded)
+      c.fail("conv2d of {} by {}: the kernel is larger than the padded input", x, w);
+    out.push_back((padded - w.shape[2 + i]) / stride[i] + 1);
+  }
+  return {x.dtype, out};
+}
+
+// maxpool2d and avgpool2d: x [N, C, H, W] -> [N, C, (H - KH) / SH + 1, (W - KW) / SW + 1];
+// stride defaults to the kernel, as in PyTorch.
+TensorType infer_pool2d(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  expect_float(c, x);
+  expect_rank(c, x, 4, "[N, C, H, W]");
+  std::vector<int64_t> kernel = c.attrs.get("kernel").as_ints();
+  std::vector<int64_t> stride = c.attrs.has("stride") ? c.attrs.get("stride").as_ints() : kernel;
+  Shape out{x.shape[0], x.shape[1]};
+  for (size_t i = 0; i < 2; ++i) {
+    if (kernel[i] < 1 || stride[i] < 1)
+      c.fail("{}: kernel and stride must be at least 1, got kernel={} stride={}", c.op.name,
+             to_string(Attr(kernel)), to_string(Attr(stride)));
+    if (kernel[i] > x.shape[2 + i])
+      c.fail("{} of {}: kernel={} is larger than the input", c.op.name, x, to_string(Attr(kernel)));
+    out.push_back((x.shape[2 + i] - kernel[i]) / stride[i] + 1);
+  }
+  c.attrs.set("stride", Attr(stride));
+  return {x.dtype, out};
+}
+
+}  // namespace gradc
