@@ -17,6 +17,12 @@ struct BadSpec {
   std::vector<std::string> message;  // every piece must appear in the message
 };
 
+std::string repeat(std::string_view s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
 const std::string kLoss = "input x : f32[2, 3]\nparam w : f32[3, 3]\nl = mean(matmul(x, w))\n";
 
 std::vector<BadSpec> bad_specs() {
@@ -87,6 +93,9 @@ std::vector<BadSpec> bad_specs() {
       {"model not first", "input x : f32[2]\nmodel m\n", 2, 1, {"'model' must be the first statement"}},
       {"bad transpose perm", "input x : f32[2, 3]\nh = transpose(x, perm=[0, 0])\n", 2, 5, {"transpose", "[0, 0]"}},
       {"integer too large", "input x : f32[99999999999999999999]\n", 1, 15, {"too large"}},
+      {"tensor too large", "input x : f32[100000000, 100000000]\n", 1, 11, {"more than 2^48 elements"}},
+      {"nesting too deep", "input x : f32[2]\nh = " + repeat("relu(", 300) + "x" + repeat(")", 300) + "\n", 2,
+       5 + 200 * 5, {"calls are nested more than 200 deep"}},
   };
 }
 

@@ -26,7 +26,9 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
     fail(loc, "{} takes {} operand{}, got {}", op.name, op.arity, op.arity == 1 ? "" : "s",
          args.size());
   ShapeCtx ctx{op, args, attrs, loc};
-  return op.infer(ctx);
+  TensorType result = op.infer(ctx);
+  if (!checked_numel(result.shape)) fail(loc, "{} would give {}, more than 2^48 elements", op.name, result);
+  return result;
 }
 
 std::optional<Shape> broadcast_shapes(const Shape& a, const Shape& b) {

@@ -238,6 +238,8 @@ class Parser {
       t.shape.push_back(d.int_value);
     } while (accept(Tok::Comma));
     expect(Tok::RBracket, "to close the shape");
+    if (!checked_numel(t.shape))
+      fail(dt.loc, "{} has more than 2^48 elements", to_string(t));
     return t;
   }
 
@@ -320,7 +322,11 @@ class Parser {
     return call(tok);
   }
 
+  // Nesting deeper than this is refused, so that recursion can never exhaust the stack.
+  static constexpr int kMaxNesting = 200;
+
   ValueId call(const Token& callee) {
+    if (++nesting_ > kMaxNesting) fail(callee.loc, "calls are nested more than {} deep", kMaxNesting);
     std::optional<OpKind> kind = find_op(callee.text);
     if (!kind) {
       std::vector<std::string_view> names;
@@ -347,11 +353,13 @@ class Parser {
       fail(callee.loc, "{} takes {} operand{}, got {}", op.name, op.arity, op.arity == 1 ? "" : "s",
            node.args.size());
     node.attrs = bind_attrs(op.attrs, op.name, {}, keywords, callee.loc);
+    --nesting_;
     return graph_.add(std::move(node));
   }
 
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int nesting_ = 0;
   std::string file_;
   Graph graph_;
   struct Definition {

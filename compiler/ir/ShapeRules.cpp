@@ -28,6 +28,9 @@ void expect_rank(ShapeCtx& c, const TensorType& t, int64_t rank, std::string_vie
 }
 
 // A non-negative axis for `rank`, counting negative ones from the end.
+// Strides and padding past this are typos; bounding them keeps every size computation exact.
+constexpr int64_t kMaxWindow = int64_t{1} << 20;
+
 int64_t normalize_axis(ShapeCtx& c, int64_t axis, int64_t rank, const TensorType& t) {
   if (axis < -rank || axis >= rank) c.fail("{}: axis {} is out of range for {}", c.op.name, axis, t);
   return axis < 0 ? axis + rank : axis;
@@ -91,16 +94,20 @@ TensorType infer_transpose(ShapeCtx& c) {
 TensorType infer_reshape(ShapeCtx& c) {
   const TensorType& x = c.args[0];
   Shape shape = c.attrs.get("shape").as_ints();
-  int64_t known = 1, unknown = -1;
+  int64_t unknown = -1;
+  Shape known_dims;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1 && unknown < 0) {
       unknown = static_cast<int64_t>(i);
     } else if (shape[i] <= 0) {
       c.fail("reshape of {} to {}: dimensions must be positive (one may be -1)", x, to_string(shape));
     } else {
-      known *= shape[i];
+      known_dims.push_back(shape[i]);
     }
   }
+  std::optional<int64_t> known_count = checked_numel(known_dims);
+  if (!known_count) c.fail("reshape to {}: more than 2^48 elements", to_string(shape));
+  int64_t known = *known_count;
   if (unknown >= 0) {
     if (x.numel() % known != 0)
       c.fail("reshape of {} to {}: {} elements do not split into rows of {}", x, to_string(shape), x.numel(), known);
@@ -119,6 +126,7 @@ TensorType infer_broadcast_to(ShapeCtx& c) {
   const Shape& shape = c.attrs.get("shape").as_ints();
   for (int64_t d : shape)
     if (d <= 0) c.fail("broadcast_to {}: dimensions must be positive", to_string(shape));
+  if (!checked_numel(shape)) c.fail("broadcast_to {}: more than 2^48 elements", to_string(shape));
   std::optional<Shape> b = broadcast_shapes(x.shape, shape);
   if (!b || *b != shape) c.fail("broadcast_to of {} to {}: shapes do not broadcast", x, to_string(shape));
   return {x.dtype, shape};
@@ -194,8 +202,10 @@ TensorType infer_conv2d(ShapeCtx& c) {
   const std::vector<int64_t>& padding = c.attrs.get("padding").as_ints();
   Shape out{x.shape[0], w.shape[0]};
   for (size_t i = 0; i < 2; ++i) {
-    if (stride[i] < 1) c.fail("conv2d: stride must be at least 1, got {}", to_string(Attr(stride)));
-    if (padding[i] < 0) c.fail("conv2d: padding must not be negative, got {}", to_string(Attr(padding)));
+    if (stride[i] < 1 || stride[i] > kMaxWindow)
+      c.fail("conv2d: stride must be in [1, {}], got {}", kMaxWindow, to_string(Attr(stride)));
+    if (padding[i] < 0 || padding[i] > kMaxWindow)
+      c.fail("conv2d: padding must be in [0, {}], got {}", kMaxWindow, to_string(Attr(padding)));
     int64_t padded = x.shape[2 + i] + 2 * padding[i];
     if (w.shape[2 + i] > padded)
       c.fail("conv2d of {} by {}: the kernel is larger than the padded input", x, w);
@@ -214,8 +224,8 @@ TensorType infer_pool2d(ShapeCtx& c) {
   std::vector<int64_t> stride = c.attrs.has("stride") ? c.attrs.get("stride").as_ints() : kernel;
   Shape out{x.shape[0], x.shape[1]};
   for (size_t i = 0; i < 2; ++i) {
-    if (kernel[i] < 1 || stride[i] < 1)
-      c.fail("{}: kernel and stride must be at least 1, got kernel={} stride={}", c.op.name,
+    if (kernel[i] < 1 || stride[i] < 1 || stride[i] > kMaxWindow)
+      c.fail("{}: kernel and stride must be in [1, {}], got kernel={} stride={}", c.op.name, kMaxWindow,
              to_string(Attr(kernel)), to_string(Attr(stride)));
     if (kernel[i] > x.shape[2 + i])
       c.fail("{} of {}: kernel={} is larger than the input", c.op.name, x, to_string(Attr(kernel)));

@@ -30,6 +30,15 @@ int64_t TensorType::numel() const {
   return n;
 }
 
+std::optional<int64_t> checked_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d < 0 || (d > 0 && n > kMaxElements / d)) return std::nullopt;
+    n *= d;
+  }
+  return n;
+}
+
 std::string to_string(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 std::string to_string(const TensorType& t) {

@@ -31,6 +31,10 @@ struct TensorType {
   bool operator==(const TensorType&) const = default;
 };
 
+// The element count of `s`, or nullopt past kMaxElements (so that no product overflows).
+inline constexpr int64_t kMaxElements = int64_t{1} << 48;
+std::optional<int64_t> checked_numel(const Shape& s);
+
 std::string to_string(const Shape& s);        // "[64, 784]"
 std::string to_string(const TensorType& t);   // "f32[64, 784]"
 
