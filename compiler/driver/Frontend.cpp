@@ -8,7 +8,10 @@
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
+#include "passes/Autodiff.h"
+#include "passes/OptimizerLowering.h"
 #include "passes/ShapeInference.h"
+#include "passes/Simplify.h"
 
 namespace gradc {
 
@@ -51,12 +54,34 @@ std::optional<Stage> parse_stage(std::string_view name) {
   return std::nullopt;
 }
 
+// Each stage's graph is verified before anyone sees it (the verifier after every pass).
+static Graph verified(Graph g) {
+  verify_or_throw(g);
+  return g;
+}
+
+Graph grad_graph(const Graph& g) { return verified(differentiate(g).graph); }
+
+Graph train_graph(const Graph& g) {
+  if (!g.minimize && !g.assigns.empty()) return g;  // already a training graph (a dumped one)
+  return verified(lower_optimizer(differentiate(g)));
+}
+
+Graph simplified_graph(const Graph& g) { return verified(simplify(train_graph(g))); }
+
 std::string dump(const Graph& g, Stage stage, bool dot) {
-  if (stage != Stage::Parsed)
-    fail({}, "stage '{}' is not built yet: gradc has the front end (parse, shape inference, verifier) "
-             "and the reference interpreter so far; autodiff, optimizers, fusion and the JIT come next",
-         stage_name(stage));
-  return dot ? print_dot(g) : print_spec(g);
+  Graph staged;
+  switch (stage) {
+    case Stage::Parsed: staged = g; break;
+    case Stage::Grad: staged = grad_graph(g); break;
+    case Stage::Train: staged = train_graph(g); break;
+    case Stage::Simplified: staged = simplified_graph(g); break;
+    default:
+      fail({}, "stage '{}' is not built yet: gradc has the graph stages (parsed, grad, train, simplified) "
+               "and the reference interpreter so far; fusion, memory planning and the JIT come next",
+           stage_name(stage));
+  }
+  return dot ? print_dot(staged) : print_spec(staged);
 }
 
 }  // namespace gradc

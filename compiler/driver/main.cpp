@@ -6,6 +6,29 @@
 
 #include "gradc/gradc.h"
 
+// Prints the worst relative error per param; exit code 1 when one is above `tol`.
+static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& options, double tol) {
+  std::vector<gradc::ParamCheck> results = gradc::check_gradients(g, options);
+  fmt::print("{:<24} {:>10} {:>7} {:>6} {:>14}\n", "param", "elements", "probes", "kinks", "max rel error");
+  int failures = 0;
+  for (const gradc::ParamCheck& r : results) {
+    bool ok = r.max_rel_error <= tol;
+    failures += ok ? 0 : 1;
+    fmt::print("{:<24} {:>10} {:>7} {:>6} {:>14.3e}{}\n", r.param, r.elements, r.probes, r.kinks, r.max_rel_error,
+               ok ? "" : "  FAIL");
+  }
+  if (results.empty()) {
+    fmt::print(stderr, "gradc check: no param reaches the loss, so there is no gradient to check\n");
+    return 1;
+  }
+  if (failures > 0) {
+    fmt::print(stderr, "gradc check: {} of {} params above the tolerance {:g}\n", failures, results.size(), tol);
+    return 1;
+  }
+  fmt::print("gradc check: all {} params within {:g}\n", results.size(), tol);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"gradc: a static computation-graph compiler for training neural networks", "gradc"};
   app.set_version_flag("--version", gradc::version_string());
@@ -19,6 +42,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"parsed", "grad", "train", "simplified", "fused", "plan", "llvm", "asm"}))
       ->capture_default_str();
   dump->add_flag("--dot", dot, "print a Graphviz digraph instead of spec text");
+
+  double tol = 1e-6;
+  gradc::GradCheckOptions check_options;
+  CLI::App* check = app.add_subcommand("check", "Check autodiff's gradients against finite differences in f64");
+  check->add_option("SPEC", spec, "the model spec (.gir)")->required();
+  check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str();
+  check->add_option("--seed", check_options.seed, "seeds the random inputs, params and probes")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -34,6 +64,7 @@ int main(int argc, char** argv) {
       gradc::Graph g = gradc::load_spec_file(spec);
       std::cout << gradc::dump(g, *gradc::parse_stage(stage_text), dot);
     }
+    if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
     return 0;
   } catch (const gradc::Error& e) {
     std::cerr << e.what() << "\n";

@@ -87,4 +87,10 @@ std::vector<Tensor> evaluate(const Graph& g, const Feeds& feeds) {
   return values;
 }
 
+std::vector<Tensor> step(const Graph& g, Feeds& feeds) {
+  std::vector<Tensor> values = evaluate(g, feeds);
+  for (const Assign& a : g.assigns) feeds[g[a.target].name] = values[static_cast<size_t>(a.value)];
+  return values;
+}
+
 }  // namespace gradc::interp

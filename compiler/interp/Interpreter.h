@@ -37,11 +37,15 @@ using Feeds = std::map<std::string, Tensor>;
 // with a tensor of exactly its type (else gradc::Error naming the leaf and both types).
 std::vector<Tensor> evaluate(const Graph& g, const Feeds& feeds);
 
+// One training step: evaluates g, then gives every `assign` target (param or state) its new
+// value in `feeds`, all at once, so the next call runs the next step. Returns the values.
+std::vector<Tensor> step(const Graph& g, Feeds& feeds);
+
 // An interpreter kernel: the result of one op node from its operand values.
 using Kernel = Tensor (*)(const Node& node, const std::vector<const Tensor*>& args);
 
 // Kernels, one per op; Kernels.cpp defines them.
-#define OP(Id, spelling, arity, traits, schema, infer, eval) \
+#define OP(Id, spelling, arity, traits, schema, infer, eval, ...) \
   Tensor eval(const Node& node, const std::vector<const Tensor*>& args);
 #include "ir/Ops.def"
 

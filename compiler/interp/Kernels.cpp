@@ -46,9 +46,16 @@ Tensor unary(const Node& n, const Args& a, double (*f)(double)) {
 
 Tensor binary(const Node& n, const Args& a, double (*f)(double, double)) {
   Tensor out = Tensor::zeros(n.type);
+  const Tensor &x = *a[0], &y = *a[1];
+  // The common cases without index arithmetic: equal shapes, or a scalar on either side.
+  bool x_full = x.numel() == out.numel(), y_full = y.numel() == out.numel();
+  if ((x_full || x.numel() == 1) && (y_full || y.numel() == 1)) {
+    for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = f(x.data[x_full ? i : 0], y.data[y_full ? i : 0]);
+    return out;
+  }
   size_t i = 0;
   for_each_index(n.type.shape, [&](const std::vector<int64_t>& index) {
-    out.data[i++] = f(broadcast_at(*a[0], index), broadcast_at(*a[1], index));
+    out.data[i++] = f(broadcast_at(x, index), broadcast_at(y, index));
   });
   return out;
 }
@@ -107,27 +114,6 @@ Tensor log_softmax_of(const Tensor& x, int64_t axis) {
 }
 
 Tensor scalar_of(const Node& n, double v) { return Tensor::of(n.type, {v}); }
-
-// Max or average over each kernel window; no padding.
-Tensor pool(const Node& n, const Tensor& x, bool is_max) {
-  const std::vector<int64_t>& k = n.attrs.get("kernel").as_ints();
-  const std::vector<int64_t>& s = n.attrs.get("stride").as_ints();
-  Tensor out = Tensor::zeros(n.type);
-  const Shape& o = n.type.shape;
-  for (int64_t b = 0; b < o[0]; ++b)
-    for (int64_t c = 0; c < o[1]; ++c)
-      for (int64_t y = 0; y < o[2]; ++y)
-        for (int64_t x_ = 0; x_ < o[3]; ++x_) {
-          double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
-          for (int64_t i = 0; i < k[0]; ++i)
-            for (int64_t j = 0; j < k[1]; ++j) {
-              double v = x.at({b, c, y * s[0] + i, x_ * s[1] + j});
-              acc = is_max ? std::max(acc, v) : acc + v;
-            }
-          out.at({b, c, y, x_}) = is_max ? acc : acc / static_cast<double>(k[0] * k[1]);
-        }
-  return out;
-}
 
 }  // namespace
 
@@ -257,32 +243,138 @@ Tensor eval_bce_with_logits(const Node& n, const Args& a) {
   return scalar_of(n, total / static_cast<double>(a[0]->data.size()));
 }
 
-// ---- images, NCHW
-// Cross-correlation with zero padding, as PyTorch's conv2d.
-Tensor eval_conv2d(const Node& n, const Args& a) {
-  const Tensor &x = *a[0], &w = *a[1];
-  const std::vector<int64_t>& s = n.attrs.get("stride").as_ints();
-  const std::vector<int64_t>& p = n.attrs.get("padding").as_ints();
-  const Shape &xs = x.type.shape, &ws = w.type.shape, &os = n.type.shape;
+
+}  // namespace gradc::interp
+
+namespace gradc::interp {
+
+// ---- building blocks of gradients
+Tensor eval_greater(const Node& n, const Args& a) {
+  return binary(n, a, [](double x, double y) { return x > y ? 1.0 : 0.0; });
+}
+
+Tensor eval_one_hot(const Node& n, const Args& a) {
+  int64_t classes = n.attrs.get("classes").as_int();
   Tensor out = Tensor::zeros(n.type);
-  for (int64_t b = 0; b < os[0]; ++b)
-    for (int64_t o = 0; o < os[1]; ++o)
-      for (int64_t y = 0; y < os[2]; ++y)
-        for (int64_t z = 0; z < os[3]; ++z) {
-          double acc = 0;
-          for (int64_t c = 0; c < ws[1]; ++c)
-            for (int64_t i = 0; i < ws[2]; ++i)
-              for (int64_t j = 0; j < ws[3]; ++j) {
-                int64_t iy = y * s[0] + i - p[0], iz = z * s[1] + j - p[1];
-                if (iy < 0 || iy >= xs[2] || iz < 0 || iz >= xs[3]) continue;
-                acc += x.at({b, c, iy, iz}) * w.at({o, c, i, j});
-              }
-          out.at({b, o, y, z}) = acc;
-        }
+  for (size_t i = 0; i < a[0]->data.size(); ++i) {
+    double id = a[0]->data[i];
+    if (id < 0 || id >= static_cast<double>(classes))
+      fail(n.loc, "one_hot: class id {} at position {} is out of range [0, {})", id, i, classes);
+    out.data[i * static_cast<size_t>(classes) + static_cast<size_t>(id)] = 1.0;
+  }
   return out;
 }
 
-Tensor eval_maxpool2d(const Node& n, const Args& a) { return pool(n, *a[0], true); }
-Tensor eval_avgpool2d(const Node& n, const Args& a) { return pool(n, *a[0], false); }
+namespace {
+
+// The loops of conv2d, shared by its two adjoints: calls f(x_offset, w_offset, y_offset)
+// for every product x[n, c, iy, ix] * w[o, c, i, j] that contributes to y[n, o, oy, ox].
+template <typename F>
+void conv_loops(const Shape& xs, const Shape& ws, const Shape& ys, const Attrs& attrs, F f) {
+  const std::vector<int64_t>& s = attrs.get("stride").as_ints();
+  const std::vector<int64_t>& p = attrs.get("padding").as_ints();
+  // The outputs ox whose input column ox * s + j - p lies inside the image (same for rows).
+  auto first = [](int64_t k, int64_t stride, int64_t pad) { return k >= pad ? 0 : (pad - k + stride - 1) / stride; };
+  auto last = [](int64_t k, int64_t stride, int64_t pad, int64_t size, int64_t out) {
+    return std::min(out, (size - 1 + pad - k) / stride + 1);  // one past the end
+  };
+  for (int64_t b = 0; b < ys[0]; ++b)
+    for (int64_t o = 0; o < ys[1]; ++o)
+      for (int64_t c = 0; c < ws[1]; ++c)
+        for (int64_t i = 0; i < ws[2]; ++i)
+          for (int64_t j = 0; j < ws[3]; ++j) {
+            size_t w_off = static_cast<size_t>(((o * ws[1] + c) * ws[2] + i) * ws[3] + j);
+            for (int64_t oy = first(i, s[0], p[0]); oy < last(i, s[0], p[0], xs[2], ys[2]); ++oy) {
+              int64_t iy = oy * s[0] + i - p[0];
+              size_t x_row = static_cast<size_t>(((b * xs[1] + c) * xs[2] + iy) * xs[3]);
+              size_t y_row = static_cast<size_t>(((b * ys[1] + o) * ys[2] + oy) * ys[3]);
+              for (int64_t ox = first(j, s[1], p[1]); ox < last(j, s[1], p[1], xs[3], ys[3]); ++ox)
+                f(x_row + static_cast<size_t>(ox * s[1] + j - p[1]), w_off, y_row + static_cast<size_t>(ox));
+            }
+          }
+}
+
+// Calls f(x_offset, y_offset) for every element of every pooling window.
+template <typename F>
+void pool_loops(const Shape& xs, const Shape& ys, const Attrs& attrs, F f) {
+  const std::vector<int64_t>& k = attrs.get("kernel").as_ints();
+  const std::vector<int64_t>& s = attrs.get("stride").as_ints();
+  for (int64_t b = 0; b < ys[0] * ys[1]; ++b)
+    for (int64_t oy = 0; oy < ys[2]; ++oy)
+      for (int64_t ox = 0; ox < ys[3]; ++ox) {
+        size_t y_off = static_cast<size_t>((b * ys[2] + oy) * ys[3] + ox);
+        for (int64_t i = 0; i < k[0]; ++i)
+          for (int64_t j = 0; j < k[1]; ++j)
+            f(static_cast<size_t>((b * xs[2] + oy * s[0] + i) * xs[3] + ox * s[1] + j), y_off);
+      }
+}
+
+}  // namespace
+
+// dx[n, c, iy, ix] = sum of dy[n, o, oy, ox] * w[o, c, i, j] over the products conv2d made.
+Tensor eval_conv2d_input_grad(const Node& n, const Args& a) {
+  const Tensor &dy = *a[0], &w = *a[1];
+  Tensor dx = Tensor::zeros(n.type);
+  conv_loops(n.type.shape, w.type.shape, dy.type.shape, n.attrs,
+             [&](size_t x, size_t wi, size_t y) { dx.data[x] += dy.data[y] * w.data[wi]; });
+  return dx;
+}
+
+// dw[o, c, i, j] = sum of dy[n, o, oy, ox] * x[n, c, iy, ix].
+Tensor eval_conv2d_weight_grad(const Node& n, const Args& a) {
+  const Tensor &x = *a[0], &dy = *a[1];
+  Tensor dw = Tensor::zeros(n.type);
+  conv_loops(x.type.shape, n.type.shape, dy.type.shape, n.attrs,
+             [&](size_t xi, size_t w, size_t y) { dw.data[w] += dy.data[y] * x.data[xi]; });
+  return dw;
+}
+
+// Each window's gradient goes to its first maximum, in row-major order, as in PyTorch.
+Tensor eval_maxpool2d_grad(const Node& n, const Args& a) {
+  const Tensor &x = *a[0], &dy = *a[1];
+  Tensor dx = Tensor::zeros(n.type);
+  std::vector<size_t> best(dy.data.size(), 0);
+  std::vector<bool> seen(dy.data.size(), false);
+  pool_loops(x.type.shape, dy.type.shape, n.attrs, [&](size_t xi, size_t y) {
+    if (!seen[y] || x.data[xi] > x.data[best[y]]) best[y] = xi, seen[y] = true;
+  });
+  for (size_t y = 0; y < dy.data.size(); ++y) dx.data[best[y]] += dy.data[y];
+  return dx;
+}
+
+// ---- images, NCHW: forward ops over the same loops as their adjoints
+// Cross-correlation with zero padding, as PyTorch's conv2d.
+Tensor eval_conv2d(const Node& n, const Args& a) {
+  const Tensor &x = *a[0], &w = *a[1];
+  Tensor y = Tensor::zeros(n.type);
+  conv_loops(x.type.shape, w.type.shape, n.type.shape, n.attrs,
+             [&](size_t xi, size_t wi, size_t yi) { y.data[yi] += x.data[xi] * w.data[wi]; });
+  return y;
+}
+
+Tensor eval_maxpool2d(const Node& n, const Args& a) {
+  Tensor y = Tensor::zeros(n.type);
+  std::fill(y.data.begin(), y.data.end(), -std::numeric_limits<double>::infinity());
+  pool_loops(a[0]->type.shape, n.type.shape, n.attrs,
+             [&](size_t xi, size_t yi) { y.data[yi] = std::max(y.data[yi], a[0]->data[xi]); });
+  return y;
+}
+
+Tensor eval_avgpool2d(const Node& n, const Args& a) {
+  const std::vector<int64_t>& k = n.attrs.get("kernel").as_ints();
+  double share = 1.0 / static_cast<double>(k[0] * k[1]);
+  Tensor y = Tensor::zeros(n.type);
+  pool_loops(a[0]->type.shape, n.type.shape, n.attrs, [&](size_t xi, size_t yi) { y.data[yi] += a[0]->data[xi] * share; });
+  return y;
+}
+
+Tensor eval_avgpool2d_grad(const Node& n, const Args& a) {
+  const Tensor& dy = *a[0];
+  const std::vector<int64_t>& k = n.attrs.get("kernel").as_ints();
+  double share = 1.0 / static_cast<double>(k[0] * k[1]);
+  Tensor dx = Tensor::zeros(n.type);
+  pool_loops(n.type.shape, dy.type.shape, n.attrs, [&](size_t xi, size_t y) { dx.data[xi] += dy.data[y] * share; });
+  return dx;
+}
 
 }  // namespace gradc::interp

@@ -86,6 +86,7 @@ static AttrKind parse_kind(std::string_view k) {
 
 static Attr parse_default(AttrKind kind, std::string_view text) {
   if (text == "true" || text == "false") return Attr(text == "true");
+  if (kind == AttrKind::Name) return Attr(Ident{std::string(text)});
   if (kind == AttrKind::Float || kind == AttrKind::Value) {
     double v = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);

@@ -2,7 +2,8 @@
 //
 // Statements end at a newline, except inside parentheses or brackets, so a long
 // expression may span lines. `#` starts a comment. Names are letters, digits and `_`,
-// or `%` and such characters for the temporaries the printer invents (`%3`).
+// `.` inside a name (`w1.exp_avg`, as in PyTorch's state dicts), and `%` first for the
+// temporaries the printer invents (`%3`).
 #pragma once
 
 #include <string>

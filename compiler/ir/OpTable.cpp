@@ -4,7 +4,7 @@ namespace gradc {
 
 const std::vector<OpInfo>& all_ops() {
   static const std::vector<OpInfo> table = {
-#define OP(Id, spelling, arity, traits, schema, infer, eval) \
+#define OP(Id, spelling, arity, traits, schema, infer, ...) \
   {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer},
 #include "ir/Ops.def"
   };

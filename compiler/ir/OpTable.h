@@ -65,7 +65,7 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
                       const SourceLoc& loc);
 
 // Shape rules, one per family of ops; ShapeRules.cpp defines them.
-#define OP(Id, spelling, arity, traits, schema, infer, eval) TensorType infer(ShapeCtx&);
+#define OP(Id, spelling, arity, traits, schema, infer, ...) TensorType infer(ShapeCtx&);
 #include "ir/Ops.def"
 
 // Numpy broadcasting of two shapes; nullopt when they do not broadcast.

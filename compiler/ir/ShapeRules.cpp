@@ -236,3 +236,77 @@ TensorType infer_pool2d(ShapeCtx& c) {
 }
 
 }  // namespace gradc
+
+namespace gradc {
+
+// Class ids i32[...] -> one row of `classes` per id, in the float `dtype`.
+TensorType infer_one_hot(ShapeCtx& c) {
+  const TensorType& ids = c.args[0];
+  if (ids.dtype != DType::I32) c.fail("one_hot expects class ids i32[...], got {}", ids);
+  int64_t classes = c.attrs.get("classes").as_int();
+  if (classes < 1 || classes > kMaxElements) c.fail("one_hot: classes must be positive, got {}", classes);
+  std::optional<DType> dtype = parse_dtype(c.attrs.get("dtype").as_ident());
+  if (!dtype || !is_float(*dtype)) c.fail("one_hot: dtype must be f32 or f64, got {}", c.attrs.get("dtype").as_ident());
+  Shape out = ids.shape;
+  out.push_back(classes);
+  return {*dtype, out};
+}
+
+namespace {
+
+// The type a forward op gives on `args` with this op's attributes: the *_grad ops check
+// their operands against the forward op they are the adjoint of.
+TensorType forward_type(ShapeCtx& c, ShapeRule rule, std::vector<TensorType> args) {
+  ShapeCtx forward{c.op, args, c.attrs, c.loc};
+  return rule(forward);
+}
+
+void expect_gradient_of(ShapeCtx& c, const TensorType& dy, const TensorType& forward) {
+  if (dy != forward) c.fail("{}: the incoming gradient is {} but the forward op gives {}", c.op.name, dy, forward);
+}
+
+Shape shape_attr(ShapeCtx& c) {
+  Shape s = c.attrs.get("shape").as_ints();
+  if (!checked_numel(s) || std::any_of(s.begin(), s.end(), [](int64_t d) { return d <= 0; }))
+    c.fail("{}: shape={} is not a valid shape", c.op.name, to_string(s));
+  return s;
+}
+
+}  // namespace
+
+// conv2d_input_grad(dy, w, shape = x's shape): dx, the adjoint of conv2d in its input.
+TensorType infer_conv2d_input_grad(ShapeCtx& c) {
+  const TensorType &dy = c.args[0], &w = c.args[1];
+  TensorType x{dy.dtype, shape_attr(c)};
+  expect_gradient_of(c, dy, forward_type(c, infer_conv2d, {x, w}));
+  return x;
+}
+
+// conv2d_weight_grad(x, dy, kernel): dw [O, C, KH, KW], the adjoint of conv2d in its weights.
+TensorType infer_conv2d_weight_grad(ShapeCtx& c) {
+  const TensorType &x = c.args[0], &dy = c.args[1];
+  if (x.rank() != 4 || dy.rank() != 4) c.fail("conv2d_weight_grad of {} and {}: expected rank-4 tensors", x, dy);
+  const std::vector<int64_t>& k = c.attrs.get("kernel").as_ints();
+  if (k[0] < 1 || k[1] < 1 || k[0] > kMaxWindow || k[1] > kMaxWindow)
+    c.fail("conv2d_weight_grad: kernel={} is not a valid kernel size", to_string(Attr(k)));
+  TensorType w{x.dtype, {dy.shape[1], x.shape[1], k[0], k[1]}};
+  expect_gradient_of(c, dy, forward_type(c, infer_conv2d, {x, w}));
+  return w;
+}
+
+// maxpool2d_grad(x, dy): dy routed to the maximum of each window of x.
+TensorType infer_maxpool2d_grad(ShapeCtx& c) {
+  const TensorType &x = c.args[0], &dy = c.args[1];
+  expect_gradient_of(c, dy, forward_type(c, infer_pool2d, {x}));
+  return x;
+}
+
+// avgpool2d_grad(dy, shape = x's shape): dy spread evenly over each window.
+TensorType infer_avgpool2d_grad(ShapeCtx& c) {
+  const TensorType& dy = c.args[0];
+  TensorType x{dy.dtype, shape_attr(c)};
+  expect_gradient_of(c, dy, forward_type(c, infer_pool2d, {x}));
+  return x;
+}
+
+}  // namespace gradc

@@ -34,7 +34,7 @@ class GraphBuilder {
 
   // Any op of the table by its spelling; attributes by name, as in a spec.
   Value call(std::string_view op, std::vector<Value> operands, const Attrs& attrs = {});
-#define OP(Id, spelling, arity, traits, schema, infer, eval)                          \
+#define OP(Id, spelling, ...)                                                          \
   Value spelling(Value a, const Attrs& attrs = {}) { return call(#spelling, {a}, attrs); } \
   Value spelling(Value a, Value b, const Attrs& attrs = {}) { return call(#spelling, {a, b}, attrs); }
 #include "ir/Ops.def"

@@ -6,7 +6,7 @@
 //
 // Graphs can also be built in C++ with gradc::GraphBuilder (gradc/GraphBuilder.h).
 // Not built yet: compile_file / Model / Session (the JIT'ed train step) and the stages after
-// `parsed`; asking for them throws gradc::Error saying so.
+// `simplified`; asking for them throws gradc::Error saying so.
 #pragma once
 
 #include <optional>
@@ -23,6 +23,27 @@ namespace gradc {
 // Reads, parses, infers shapes and verifies a spec. Errors carry file:line:col and the line.
 Graph load_spec_file(const std::string& path);
 Graph load_spec(std::string_view text, const std::string& file = "<string>");
+
+// The graph stages of the pipeline, each verified:
+Graph grad_graph(const Graph& g);        // forward and backward: gradients named NAME.grad
+Graph train_graph(const Graph& g);       // plus the optimizer: state and assign lines, loss output
+Graph simplified_graph(const Graph& g);  // the training graph after CSE, DCE, folding, identities
+
+// The gradient checker: autodiff against central finite differences, in f64.
+struct GradCheckOptions {
+  uint64_t seed = 0;      // seeds the random inputs, params and probes
+  int coordinates = 6;    // elements of each param probed one by one (all if it has fewer)
+  int directions = 2;     // random directions probed for each param (all elements at once)
+  double step = 1e-6;     // the finite-difference step h
+};
+struct ParamCheck {
+  std::string param;
+  int64_t elements = 0;
+  int probes = 0;            // finite differences compared
+  int kinks = 0;             // probes dropped because they straddled a kink (relu, max, ...)
+  double max_rel_error = 0;  // |autodiff - numeric| / (scale of the param's gradient)
+};
+std::vector<ParamCheck> check_gradients(const Graph& g, const GradCheckOptions& options = {});
 
 // The stages of the pipeline that `dump` can show (DESIGN.md, "Pipeline").
 enum class Stage { Parsed, Grad, Train, Simplified, Fused, Plan, Llvm, Asm };

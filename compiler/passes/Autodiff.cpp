@@ -1,0 +1,73 @@
+#include "passes/Autodiff.h"
+
+#include "passes/Gradients.h"
+
+namespace gradc {
+
+namespace {
+
+// on_path[v]: v depends on a param and the loss depends on v.
+std::vector<bool> path_from_params_to(const Graph& g, ValueId loss) {
+  std::vector<bool> from_param(g.nodes.size(), false), to_loss(g.nodes.size(), false);
+  for (ValueId id = 0; id < g.size(); ++id) {
+    const Node& n = g[id];
+    from_param[id] = n.kind == NodeKind::Param;
+    for (ValueId a : n.args) from_param[id] = from_param[id] || from_param[a];
+  }
+  to_loss[loss] = true;
+  for (ValueId id = loss; id >= 0; --id)
+    if (to_loss[id])
+      for (ValueId a : g[id].args) to_loss[a] = true;
+  std::vector<bool> on_path(g.nodes.size());
+  for (size_t i = 0; i < on_path.size(); ++i) on_path[i] = from_param[i] && to_loss[i];
+  return on_path;
+}
+
+std::string unused_name(const Graph& g, const std::string& base) {
+  std::string name = base;
+  for (int i = 1; g.find(name); ++i) name = fmt::format("{}{}", base, i);
+  return name;
+}
+
+}  // namespace
+
+Differentiated differentiate(Graph g) {
+  if (!g.minimize) fail({}, "autodiff: the graph has no 'minimize' statement, so there is nothing to differentiate");
+  ValueId loss = g.minimize->loss;
+  std::vector<bool> on_path = path_from_params_to(g, loss);
+  const ValueId forward_size = g.size();
+
+  Emitter e(g);
+  std::vector<std::optional<ValueId>> adjoint(static_cast<size_t>(forward_size));
+  if (on_path[loss]) adjoint[loss] = e.constant(1.0, g[loss].type.dtype);
+
+  for (ValueId id = forward_size - 1; id >= 0; --id) {
+    if (!adjoint[id] || g[id].kind != NodeKind::Op) continue;
+    std::vector<ValueId> args = g[id].args;
+    GradCtx ctx{e, id, *adjoint[id], {}};
+    for (ValueId a : args) ctx.wanted.push_back(on_path[a]);
+    Grads grads = grad_rule(g[id].op)(ctx);
+    GRADC_ASSERT(grads.size() == args.size(), "{}: gradient rule gave {} gradients for {} operands",
+                 op_info(g[id].op).name, grads.size(), args.size());
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (!grads[i] || !on_path[args[i]]) continue;
+      GRADC_ASSERT(g[*grads[i]].type == g[args[i]].type, "{}: gradient of operand {} is {}, operand is {}",
+                   op_info(g[id].op).name, i, g[*grads[i]].type, g[args[i]].type);
+      std::optional<ValueId>& acc = adjoint[args[i]];
+      acc = acc ? e.add(*acc, *grads[i]) : *grads[i];
+    }
+  }
+
+  Differentiated out;
+  for (ValueId p : g.leaves(NodeKind::Param)) {
+    if (!adjoint[p]) continue;
+    ValueId grad = *adjoint[p];
+    Node& n = g[grad];
+    if (n.name.empty() && n.kind == NodeKind::Op) n.name = unused_name(g, g[p].name + ".grad");
+    out.grads.push_back({p, grad});
+  }
+  out.graph = std::move(g);
+  return out;
+}
+
+}  // namespace gradc

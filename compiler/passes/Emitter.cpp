@@ -1,0 +1,45 @@
+#include "passes/Emitter.h"
+
+#include <algorithm>
+
+namespace gradc {
+
+ValueId Emitter::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs) {
+  const OpInfo& info = op_info(kind);
+  Node n;
+  n.op = kind;
+  n.args = std::move(args);
+  n.attrs = bind_attrs(info.attrs, info.name, {}, attrs, {});
+  std::vector<TensorType> types;
+  for (ValueId a : n.args) types.push_back(g_[a].type);
+  n.type = infer_type(kind, types, n.attrs, {});
+  return g_.add(std::move(n));
+}
+
+ValueId Emitter::constant(double value, DType dtype) {
+  Node n;
+  n.kind = NodeKind::Constant;
+  n.constant = value;
+  n.type = TensorType{dtype, {}};
+  return g_.add(std::move(n));
+}
+
+ValueId Emitter::unbroadcast(ValueId v, const Shape& shape) {
+  const Shape from = type(v).shape;
+  if (from == shape) return v;
+  size_t lead = from.size() - shape.size();
+  std::vector<int64_t> axes;
+  for (size_t i = 0; i < from.size(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && from[i] != 1)) axes.push_back(static_cast<int64_t>(i));
+  ValueId summed = axes.empty() ? v : op(OpKind::Sum, {v}, {{"axes", Attr(axes)}});
+  return type(summed).shape == shape ? summed : op(OpKind::Reshape, {summed}, {{"shape", Attr(shape)}});
+}
+
+ValueId Emitter::expand(ValueId v, const std::vector<int64_t>& axes, const Shape& shape) {
+  Shape kept = shape;
+  for (int64_t a : axes) kept[static_cast<size_t>(a)] = 1;
+  if (type(v).shape != kept) v = op(OpKind::Reshape, {v}, {{"shape", Attr(kept)}});
+  return kept == shape ? v : op(OpKind::BroadcastTo, {v}, {{"shape", Attr(shape)}});
+}
+
+}  // namespace gradc

@@ -1,0 +1,31 @@
+// Gradient rules, one per op of the table: each builds, out of ordinary ops, the gradient of
+// the loss with respect to every operand of one node, given the gradient `dy` of its result.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "passes/Emitter.h"
+
+namespace gradc {
+
+struct GradCtx {
+  Emitter& e;
+  ValueId y;                 // the node being differentiated
+  ValueId dy;                // d loss / d y, of y's type
+  std::vector<bool> wanted;  // which operands need a gradient (those on a path from a param)
+
+  Node node() const { return e.node(y); }  // a copy: emitting invalidates references
+  bool wants(size_t i) const { return wanted[i]; }
+};
+
+// One entry per operand; nullopt where the operand needs none or the gradient is zero.
+using Grads = std::vector<std::optional<ValueId>>;
+using GradRule = Grads (*)(GradCtx&);
+
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, ...) Grads grad(GradCtx&);
+#include "ir/Ops.def"
+
+GradRule grad_rule(OpKind kind);
+
+}  // namespace gradc

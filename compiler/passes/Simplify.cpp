@@ -1,0 +1,210 @@
+#include "passes/Simplify.h"
+
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "interp/Interpreter.h"
+
+namespace gradc {
+
+namespace {
+
+struct Key {  // what makes two op nodes the same value
+  OpKind op;
+  std::vector<ValueId> args;
+  std::string attrs;  // printed canonically
+  bool operator<(const Key& o) const {
+    return std::tie(op, args, attrs) < std::tie(o.op, o.args, o.attrs);
+  }
+};
+
+std::string attr_key(const Attrs& attrs) {
+  std::string s;
+  for (const NamedAttr& a : attrs) s += a.name + "=" + to_string(a.value) + ";";
+  return s;
+}
+
+class Simplifier {
+ public:
+  explicit Simplifier(const Graph& in) : in_(in), map_(in.nodes.size(), -1) { out_.name = in.name; }
+
+  Graph run() {
+    for (ValueId id = 0; id < in_.size(); ++id) map_[id] = visit(in_[id]);
+    for (const Output& o : in_.outputs) out_.outputs.push_back({map_[o.value], o.loc});
+    if (in_.minimize) out_.minimize = Minimize{map_[in_.minimize->loss], in_.minimize->optimizer, in_.minimize->loc};
+    for (const Assign& a : in_.assigns) out_.assigns.push_back({map_[a.target], map_[a.value], a.loc});
+    return eliminate_dead(std::move(out_));
+  }
+
+ private:
+  const Node& at(ValueId id) const { return out_[id]; }
+
+  bool is_constant(ValueId id, double v) const {
+    const Node& n = at(id);
+    return n.kind == NodeKind::Constant && n.constant == v;
+  }
+
+  ValueId visit(const Node& n) {
+    if (n.kind != NodeKind::Op) {
+      if (n.kind == NodeKind::Constant && n.name.empty()) return constant(n.constant, n.type.dtype, n.weak);
+      return out_.add(n);
+    }
+    Node m = n;
+    for (ValueId& a : m.args) a = map_[a];
+    if (std::optional<ValueId> same = identity(m)) return rename(*same, m);
+    if (std::optional<ValueId> folded = fold(m)) return rename(*folded, m);
+    Key key{m.op, m.args, attr_key(m.attrs)};
+    if (auto it = seen_.find(key); it != seen_.end()) return rename(it->second, m);
+    ValueId id = out_.add(std::move(m));
+    seen_.emplace(std::move(key), id);
+    return id;
+  }
+
+  // `m` is replaced by `v`: an unnamed op result takes over m's name, so dumps stay readable.
+  ValueId rename(ValueId v, const Node& m) {
+    Node& target = out_[v];
+    if (!m.name.empty() && target.name.empty() && target.kind == NodeKind::Op) target.name = m.name;
+    return v;
+  }
+
+  ValueId constant(double v, DType dt, bool weak) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    auto key = std::make_tuple(bits, dt, weak);
+    if (auto it = constants_.find(key); it != constants_.end()) return it->second;
+    Node c;
+    c.kind = NodeKind::Constant;
+    c.constant = v;
+    c.weak = weak;
+    c.type = TensorType{dt, {}};
+    ValueId id = out_.add(std::move(c));
+    constants_.emplace(key, id);
+    return id;
+  }
+
+  // An existing value equal to `m`, when an identity says so and the type is unchanged.
+  std::optional<ValueId> identity(Node& m) {
+    auto same_type = [&](ValueId v) -> std::optional<ValueId> {
+      if (at(v).type == m.type) return v;
+      return std::nullopt;
+    };
+    const std::vector<ValueId>& a = m.args;
+    switch (m.op) {
+      case OpKind::Add:
+        if (is_constant(a[1], 0)) return same_type(a[0]);
+        if (is_constant(a[0], 0)) return same_type(a[1]);
+        break;
+      case OpKind::Sub:
+        if (is_constant(a[1], 0)) return same_type(a[0]);
+        break;
+      case OpKind::Mul:
+        if (is_constant(a[1], 1)) return same_type(a[0]);
+        if (is_constant(a[0], 1)) return same_type(a[1]);
+        break;
+      case OpKind::Div:
+        if (is_constant(a[1], 1)) return same_type(a[0]);
+        break;
+      case OpKind::Neg:
+        if (at(a[0]).kind == NodeKind::Op && at(a[0]).op == OpKind::Neg) return at(a[0]).args[0];
+        break;
+      case OpKind::Transpose: {
+        std::vector<int64_t> perm = m.attrs.get("perm").as_ints();
+        if (at(a[0]).kind == NodeKind::Op && at(a[0]).op == OpKind::Transpose) {
+          const std::vector<int64_t>& inner = at(a[0]).attrs.get("perm").as_ints();
+          for (int64_t& p : perm) p = inner[static_cast<size_t>(p)];
+          m.args[0] = at(a[0]).args[0];
+          m.attrs.set("perm", Attr(perm));
+        }
+        std::vector<int64_t> identity_perm(perm.size());
+        std::iota(identity_perm.begin(), identity_perm.end(), 0);
+        if (perm == identity_perm) return same_type(m.args[0]);
+        break;
+      }
+      case OpKind::Reshape:
+        if (at(a[0]).kind == NodeKind::Op && at(a[0]).op == OpKind::Reshape) m.args[0] = at(a[0]).args[0];
+        return same_type(m.args[0]);
+      case OpKind::BroadcastTo:
+        return same_type(a[0]);
+      default:
+        break;
+    }
+    // A broadcast_to of a scalar constant into an op that broadcasts anyway: use the scalar.
+    if (op_info(m.op).has(kBroadcast)) {
+      for (size_t i = 0; i < m.args.size(); ++i) {
+        const Node& b = at(m.args[i]);
+        if (b.kind != NodeKind::Op || b.op != OpKind::BroadcastTo || at(b.args[0]).kind != NodeKind::Constant) continue;
+        const ValueId other = m.args[1 - i];
+        if (at(other).type.shape == m.type.shape) m.args[i] = b.args[0];
+      }
+    }
+    return std::nullopt;
+  }
+
+  // A constant for an op on constants with a scalar result, computed by the interpreter.
+  std::optional<ValueId> fold(const Node& m) {
+    if (!m.type.is_scalar()) return std::nullopt;
+    std::vector<interp::Tensor> values;
+    bool all_weak = true;
+    for (ValueId a : m.args) {
+      const Node& n = at(a);
+      if (n.kind != NodeKind::Constant) return std::nullopt;
+      values.push_back(interp::Tensor::scalar(n.constant, n.type.dtype));
+      all_weak = all_weak && n.weak;
+    }
+    Graph one;
+    std::vector<ValueId> ids;
+    for (const interp::Tensor& t : values) {
+      Node c;
+      c.kind = NodeKind::Constant;
+      c.constant = t.data[0];
+      c.type = t.type;
+      ids.push_back(one.add(std::move(c)));
+    }
+    Node op = m;
+    op.args = ids;
+    op.name.clear();
+    ValueId r = one.add(std::move(op));
+    double v = interp::evaluate(one, {})[static_cast<size_t>(r)].data[0];
+    return constant(v, m.type.dtype, all_weak);
+  }
+
+  // Keeps leaves and what outputs, the loss and assigns need; renumbers densely.
+  static Graph eliminate_dead(Graph g) {
+    std::vector<bool> live(g.nodes.size(), false);
+    for (const Output& o : g.outputs) live[o.value] = true;
+    if (g.minimize) live[g.minimize->loss] = true;
+    for (const Assign& a : g.assigns) live[a.target] = live[a.value] = true;
+    for (ValueId id = g.size() - 1; id >= 0; --id) {
+      const Node& n = g[id];
+      if (n.kind != NodeKind::Op && n.kind != NodeKind::Constant) live[id] = true;
+      if (live[id])
+        for (ValueId a : n.args) live[a] = true;
+    }
+    Graph out;
+    out.name = g.name;
+    std::vector<ValueId> renumber(g.nodes.size(), -1);
+    for (ValueId id = 0; id < g.size(); ++id) {
+      if (!live[id]) continue;
+      Node n = std::move(g[id]);
+      for (ValueId& a : n.args) a = renumber[a];
+      renumber[id] = out.add(std::move(n));
+    }
+    for (const Output& o : g.outputs) out.outputs.push_back({renumber[o.value], o.loc});
+    if (g.minimize) out.minimize = Minimize{renumber[g.minimize->loss], g.minimize->optimizer, g.minimize->loc};
+    for (const Assign& a : g.assigns) out.assigns.push_back({renumber[a.target], renumber[a.value], a.loc});
+    return out;
+  }
+
+  const Graph& in_;
+  Graph out_;
+  std::vector<ValueId> map_;
+  std::map<Key, ValueId> seen_;
+  std::map<std::tuple<uint64_t, DType, bool>, ValueId> constants_;
+};
+
+}  // namespace
+
+Graph simplify(Graph g) { return Simplifier(g).run(); }
+
+}  // namespace gradc
