@@ -277,3 +277,61 @@ TEST_CASE("interp: every op of the table has a value test in this file") {
     CHECK(source.find(fmt::format("\"{}(", op.name)) != std::string::npos);
   }
 }
+
+// The adjoint ops are checked by the identity that defines them: for a linear map A,
+// <A x, dy> = <x, Aᵀ dy>. conv2d is linear in x and in w; pooling is linear in x (maxpool with
+// its windows' maxima fixed, which maxpool2d_grad reads from x).
+namespace {
+
+double dot(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.data.size() == b.data.size());
+  double s = 0;
+  for (size_t i = 0; i < a.data.size(); ++i) s += a.data[i] * b.data[i];
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("interp: conv2d_input_grad and conv2d_weight_grad are the adjoints of conv2d") {
+  Tensor x = random_tensor(f64({2, 3, 7, 6}), 5);
+  Tensor w = random_tensor(f64({4, 3, 3, 2}), 6);
+  Tensor y = run("conv2d(x, w, stride=2, padding=1)", {{"x", x}, {"w", w}});
+  Tensor dy = random_tensor(y.type, 7);
+  Tensor dx = run("conv2d_input_grad(dy, w, stride=2, padding=1, shape=[2, 3, 7, 6])", {{"dy", dy}, {"w", w}});
+  Tensor dw = run("conv2d_weight_grad(x, dy, stride=2, padding=1, kernel=[3, 2])", {{"x", x}, {"dy", dy}});
+  CHECK(dot(y, dy) == doctest::Approx(dot(x, dx)).epsilon(1e-12));
+  CHECK(dot(y, dy) == doctest::Approx(dot(w, dw)).epsilon(1e-12));
+  CHECK_THROWS_WITH_AS(run("conv2d_input_grad(dy, w, stride=1, padding=1, shape=[2, 3, 7, 6])", {{"dy", dy}, {"w", w}}),
+                       doctest::Contains("the incoming gradient is f64[2, 4, 4, 4] but the forward op gives"), Error);
+}
+
+TEST_CASE("interp: maxpool2d_grad and avgpool2d_grad are the adjoints of pooling") {
+  Tensor x = random_tensor(f64({2, 3, 7, 6}), 8);
+  for (const char* attrs : {"kernel=2", "kernel=[3, 2], stride=[2, 1]"}) {
+    CAPTURE(attrs);
+    Tensor ymax = run(fmt::format("maxpool2d(x, {})", attrs), {{"x", x}});
+    Tensor dy = random_tensor(ymax.type, 9);
+    Tensor dmax = run(fmt::format("maxpool2d_grad(x, dy, {})", attrs), {{"x", x}, {"dy", dy}});
+    CHECK(dot(ymax, dy) == doctest::Approx(dot(x, dmax)).epsilon(1e-12));
+    Tensor yavg = run(fmt::format("avgpool2d(x, {})", attrs), {{"x", x}});
+    Tensor davg = run(fmt::format("avgpool2d_grad(dy, {}, shape=[2, 3, 7, 6])", attrs), {{"dy", dy}});
+    CHECK(dot(yavg, dy) == doctest::Approx(dot(x, davg)).epsilon(1e-12));
+  }
+  // By hand: the gradient goes to the first maximum of the window only.
+  Tensor tie = Tensor::of(f64({1, 1, 2, 2}), {1, 7, 7, 2});
+  Tensor one = Tensor::of(f64({1, 1, 1, 1}), {3});
+  check_close(run("maxpool2d_grad(x, dy, kernel=2)", {{"x", tie}, {"dy", one}}), {0, 3, 0, 0});
+  check_close(run("avgpool2d_grad(dy, kernel=2, shape=[1, 1, 2, 2])", {{"dy", one}}), {0.75, 0.75, 0.75, 0.75});
+}
+
+TEST_CASE("interp: greater and one_hot") {
+  Tensor col = Tensor::of(f64({2, 1}), {0, 2});
+  check_close(run("greater(x, c)", {{"x", kX}, {"c", col}}), {1, 0, 1, 0, 1, 0});
+  Tensor ids = Tensor::of(TensorType{DType::I32, {3}}, {2, 0, 1});
+  Tensor oh = run("one_hot(y, classes=3)", {{"y", ids}});
+  CHECK(oh.type == f32({3, 3}));
+  check_close(oh, {0, 0, 1, 1, 0, 0, 0, 1, 0});
+  CHECK(run("one_hot(y, classes=3, dtype=f64)", {{"y", ids}}).type == f64({3, 3}));
+  CHECK_THROWS_WITH_AS(run("one_hot(y, classes=2)", {{"y", ids}}),
+                       doctest::Contains("class id 2 at position 0 is out of range [0, 2)"), Error);
+}

@@ -27,10 +27,10 @@ void expect_rank(ShapeCtx& c, const TensorType& t, int64_t rank, std::string_vie
   if (t.rank() != rank) c.fail("{} expects a rank-{} tensor {}, got {}", c.op.name, rank, layout, t);
 }
 
-// A non-negative axis for `rank`, counting negative ones from the end.
 // Strides and padding past this are typos; bounding them keeps every size computation exact.
 constexpr int64_t kMaxWindow = int64_t{1} << 20;
 
+// A non-negative axis for `rank`, counting negative ones from the end.
 int64_t normalize_axis(ShapeCtx& c, int64_t axis, int64_t rank, const TensorType& t) {
   if (axis < -rank || axis >= rank) c.fail("{}: axis {} is out of range for {}", c.op.name, axis, t);
   return axis < 0 ? axis + rank : axis;
@@ -72,6 +72,7 @@ TensorType infer_matmul(ShapeCtx& c) {
 // Result dimension i is operand dimension perm[i]; no perm reverses the axes (numpy).
 TensorType infer_transpose(ShapeCtx& c) {
   const TensorType& x = c.args[0];
+  expect_float(c, x);
   std::vector<int64_t> perm(static_cast<size_t>(x.rank()));
   if (const Attr* p = c.attrs.find("perm")) {
     perm = p->as_ints();
@@ -93,6 +94,7 @@ TensorType infer_transpose(ShapeCtx& c) {
 // Same elements, new shape; one dimension may be -1 and is then inferred.
 TensorType infer_reshape(ShapeCtx& c) {
   const TensorType& x = c.args[0];
+  expect_float(c, x);
   Shape shape = c.attrs.get("shape").as_ints();
   int64_t unknown = -1;
   Shape known_dims;
@@ -123,6 +125,7 @@ TensorType infer_reshape(ShapeCtx& c) {
 // numpy's broadcast_to: the operand must broadcast to exactly `shape`.
 TensorType infer_broadcast_to(ShapeCtx& c) {
   const TensorType& x = c.args[0];
+  expect_float(c, x);
   const Shape& shape = c.attrs.get("shape").as_ints();
   for (int64_t d : shape)
     if (d <= 0) c.fail("broadcast_to {}: dimensions must be positive", to_string(shape));

@@ -24,7 +24,7 @@ ValueId Emitter::constant(double value, DType dtype) {
   return g_.add(std::move(n));
 }
 
-ValueId Emitter::unbroadcast(ValueId v, const Shape& shape) {
+ValueId Emitter::unbroadcast(ValueId v, Shape shape) {
   const Shape from = type(v).shape;
   if (from == shape) return v;
   size_t lead = from.size() - shape.size();
@@ -35,7 +35,7 @@ ValueId Emitter::unbroadcast(ValueId v, const Shape& shape) {
   return type(summed).shape == shape ? summed : op(OpKind::Reshape, {summed}, {{"shape", Attr(shape)}});
 }
 
-ValueId Emitter::expand(ValueId v, const std::vector<int64_t>& axes, const Shape& shape) {
+ValueId Emitter::expand(ValueId v, std::vector<int64_t> axes, Shape shape) {
   Shape kept = shape;
   for (int64_t a : axes) kept[static_cast<size_t>(a)] = 1;
   if (type(v).shape != kept) v = op(OpKind::Reshape, {v}, {{"shape", Attr(kept)}});

@@ -13,9 +13,9 @@ class Emitter {
   ValueId op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {});
   ValueId constant(double value, DType dtype);  // a strongly typed scalar
   // Sums `v` over the axes that broadcasting added or stretched, back to `shape`.
-  ValueId unbroadcast(ValueId v, const Shape& shape);
+  ValueId unbroadcast(ValueId v, Shape shape);  // by value: emitting may move the graph's shapes
   // `v` reshaped and broadcast to `shape` after a reduction over `axes` without keepdims.
-  ValueId expand(ValueId v, const std::vector<int64_t>& axes, const Shape& shape);
+  ValueId expand(ValueId v, std::vector<int64_t> axes, Shape shape);
 
   ValueId add(ValueId a, ValueId b) { return op(OpKind::Add, {a, b}); }
   ValueId sub(ValueId a, ValueId b) { return op(OpKind::Sub, {a, b}); }

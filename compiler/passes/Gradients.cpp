@@ -104,7 +104,8 @@ Grads grad_matmul(GradCtx& c) {
 }
 // transpose by perm: dx = transpose(dy) by the inverse permutation
 Grads grad_transpose(GradCtx& c) {
-  const std::vector<int64_t>& perm = c.node().attrs.get("perm").as_ints();
+  Node n = c.node();
+  const std::vector<int64_t>& perm = n.attrs.get("perm").as_ints();
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
   return {c.e.op(OpKind::Transpose, {c.dy}, {{"perm", Attr(inverse)}})};
