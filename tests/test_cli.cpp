@@ -44,7 +44,7 @@ TEST_CASE("cli: usage errors and stages not built yet exit 1 with a message") {
   test::CommandResult bad_stage = test::run_gradc("dump " + seed + " --stage banana");
   CHECK(bad_stage.exit_code == 1);
   CHECK(bad_stage.err.find("banana") != std::string::npos);
-  test::CommandResult later = test::run_gradc("dump " + seed + " --stage grad");
+  test::CommandResult later = test::run_gradc("dump " + seed + " --stage fused");
   CHECK(later.exit_code == 1);
-  CHECK(later.err.find("stage 'grad' is not built yet") != std::string::npos);
+  CHECK(later.err.find("stage 'fused' is not built yet") != std::string::npos);
 }

@@ -27,6 +27,12 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
          args.size());
   ShapeCtx ctx{op, args, attrs, loc};
   TensorType result = op.infer(ctx);
+  // Canonical attributes are in schema order, whatever order the rule filled them in.
+  Attrs ordered;
+  for (const AttrSpec& spec : op.attrs)
+    for (const NamedAttr& a : attrs)
+      if (a.name == spec.name) ordered.set(a.name, a.value, a.loc);
+  attrs = std::move(ordered);
   if (!checked_numel(result.shape)) fail(loc, "{} would give {}, more than 2^48 elements", op.name, result);
   return result;
 }

@@ -83,6 +83,14 @@ class Simplifier {
     return id;
   }
 
+  // The scalar constant that `v` only reshapes or broadcasts, if it is one.
+  std::optional<ValueId> constant_behind(ValueId v) const {
+    while (at(v).kind == NodeKind::Op && (at(v).op == OpKind::Reshape || at(v).op == OpKind::BroadcastTo))
+      v = at(v).args[0];
+    if (at(v).kind == NodeKind::Constant) return v;
+    return std::nullopt;
+  }
+
   // An existing value equal to `m`, when an identity says so and the type is unchanged.
   std::optional<ValueId> identity(Node& m) {
     auto same_type = [&](ValueId v) -> std::optional<ValueId> {
@@ -129,13 +137,11 @@ class Simplifier {
       default:
         break;
     }
-    // A broadcast_to of a scalar constant into an op that broadcasts anyway: use the scalar.
+    // A scalar constant reshaped or broadcast into an op that broadcasts anyway: use the scalar.
     if (op_info(m.op).has(kBroadcast)) {
       for (size_t i = 0; i < m.args.size(); ++i) {
-        const Node& b = at(m.args[i]);
-        if (b.kind != NodeKind::Op || b.op != OpKind::BroadcastTo || at(b.args[0]).kind != NodeKind::Constant) continue;
-        const ValueId other = m.args[1 - i];
-        if (at(other).type.shape == m.type.shape) m.args[i] = b.args[0];
+        std::optional<ValueId> scalar = constant_behind(m.args[i]);
+        if (scalar && at(m.args[1 - i]).type.shape == m.type.shape) m.args[i] = *scalar;
       }
     }
     return std::nullopt;
