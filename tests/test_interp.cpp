@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "TestUtil.h"
@@ -83,6 +84,7 @@ TEST_CASE("interp: elementwise ops on two operands, with broadcasting") {
   Tensor base = Tensor::of(f64({2, 1}), {2, 3});
   Tensor exps = Tensor::of(f64({1, 3}), {0, 1, 2});
   check_close(run("pow(b, e)", {{"b", base}, {"e", exps}}), {1, 2, 4, 1, 3, 9});
+  check_close(run("mul(b, e)", {{"b", base}, {"e", exps}}), {0, 2, 4, 0, 3, 6});
   // A literal scalar broadcasts and takes the operand's dtype.
   check_close(run("mul(x, 0.5)", {{"x", kX}}), {0.5, -1, 1.5, -2, 2.5, 0.25});
   check_close(run("add(2, x)", {{"x", kX}}), {3, 0, 5, -2, 7, 2.5});
@@ -173,29 +175,39 @@ TEST_CASE("interp: conv2d by hand") {
 }
 
 TEST_CASE("interp: conv2d against a direct loop, with stride, padding and odd sizes") {
-  const int64_t N = 2, C = 2, H = 5, W = 7, O = 3, KH = 3, KW = 2, S = 2, P = 1;
-  Tensor x = random_tensor(f64({N, C, H, W}), 1);
-  Tensor w = random_tensor(f64({O, C, KH, KW}), 2);
-  Tensor got = run("conv2d(x, w, stride=2, padding=1)", {{"x", x}, {"w", w}});
-  const int64_t OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
-  REQUIRE(got.type == f64({N, O, OH, OW}));
-  std::vector<double> expected;
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t i = 0; i < OH; ++i)
-        for (int64_t j = 0; j < OW; ++j) {
-          double acc = 0;
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t ki = 0; ki < KH; ++ki)
-              for (int64_t kj = 0; kj < KW; ++kj) {
-                int64_t y = i * S - P + ki, z = j * S - P + kj;
-                if (y >= 0 && y < H && z >= 0 && z < W)
-                  acc += x.data[static_cast<size_t>(((n * C + c) * H + y) * W + z)] *
-                         w.data[static_cast<size_t>(((o * C + c) * KH + ki) * KW + kj)];
-              }
-          expected.push_back(acc);
-        }
-  check_close(got, expected, 1e-12);
+  struct Config {
+    int64_t N, C, H, W, O, KH, KW, SH, SW, PH, PW;
+  };
+  // The brief's case; a kernel larger than the input that only the padding makes fit (its
+  // last rows and columns see padding only); and unequal strides and paddings.
+  for (Config k : {Config{2, 2, 5, 7, 3, 3, 2, 2, 2, 1, 1}, Config{1, 2, 1, 2, 3, 3, 4, 2, 2, 1, 1},
+                   Config{1, 2, 4, 5, 2, 2, 3, 1, 2, 2, 0}}) {
+    CAPTURE(k.H);
+    CAPTURE(k.KH);
+    Tensor x = random_tensor(f64({k.N, k.C, k.H, k.W}), 1);
+    Tensor w = random_tensor(f64({k.O, k.C, k.KH, k.KW}), 2);
+    Tensor got = run(fmt::format("conv2d(x, w, stride=[{}, {}], padding=[{}, {}])", k.SH, k.SW, k.PH, k.PW),
+                     {{"x", x}, {"w", w}});
+    const int64_t OH = (k.H + 2 * k.PH - k.KH) / k.SH + 1, OW = (k.W + 2 * k.PW - k.KW) / k.SW + 1;
+    REQUIRE(got.type == f64({k.N, k.O, OH, OW}));
+    std::vector<double> expected;
+    for (int64_t n = 0; n < k.N; ++n)
+      for (int64_t o = 0; o < k.O; ++o)
+        for (int64_t i = 0; i < OH; ++i)
+          for (int64_t j = 0; j < OW; ++j) {
+            double acc = 0;
+            for (int64_t c = 0; c < k.C; ++c)
+              for (int64_t ki = 0; ki < k.KH; ++ki)
+                for (int64_t kj = 0; kj < k.KW; ++kj) {
+                  int64_t y = i * k.SH - k.PH + ki, z = j * k.SW - k.PW + kj;
+                  if (y >= 0 && y < k.H && z >= 0 && z < k.W)
+                    acc += x.data[static_cast<size_t>(((n * k.C + c) * k.H + y) * k.W + z)] *
+                           w.data[static_cast<size_t>(((o * k.C + c) * k.KH + ki) * k.KW + kj)];
+                }
+            expected.push_back(acc);
+          }
+    check_close(got, expected, 1e-12);
+  }
 }
 
 TEST_CASE("interp: maxpool2d and avgpool2d against a direct loop") {
@@ -238,6 +250,27 @@ TEST_CASE("interp: f32 results are rounded to f32, f64 keeps its precision") {
   CHECK(third.data[0] == static_cast<double>(1.0f / 3.0f));
 }
 
+TEST_CASE("interp: NaN propagates through relu, maximum, minimum, max and maxpool2d, as in PyTorch") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor x = Tensor::of(f64({1, 1, 2, 2}), {nan, 1, -2, 3});
+  auto isnan_at = [](const Tensor& t, size_t i) { return std::isnan(t.data[i]); };
+  Tensor r = run("relu(x)", {{"x", x}});
+  CHECK(isnan_at(r, 0));
+  CHECK(r.data[2] == 0);
+  Tensor zero = Tensor::of(f64({1}), {0});
+  for (const char* call : {"maximum(x, z)", "maximum(z, x)", "minimum(x, z)", "minimum(z, x)"}) {
+    CAPTURE(call);
+    Tensor m = run(call, {{"x", x}, {"z", zero}});
+    CHECK(isnan_at(m, 0));
+    CHECK_FALSE(isnan_at(m, 1));
+  }
+  CHECK(isnan_at(run("max(x)", {{"x", x}}), 0));
+  CHECK(isnan_at(run("maxpool2d(x, kernel=2)", {{"x", x}}), 0));
+  // Its gradient goes where the NaN was.
+  Tensor one = Tensor::of(f64({1, 1, 1, 1}), {1});
+  check_close(run("maxpool2d_grad(x, dy, kernel=2)", {{"x", x}, {"dy", one}}), {1, 0, 0, 0});
+}
+
 TEST_CASE("interp: feeds must be complete and of the declared types") {
   Graph g = load_spec("input x : f32[2, 3]\nparam w : f32[3]\nr = add(x, w)\n", "feeds.gir");
   interp::Feeds feeds{{"x", Tensor::zeros(f32({2, 3}))}};
@@ -247,6 +280,98 @@ TEST_CASE("interp: feeds must be complete and of the declared types") {
   CHECK_THROWS_WITH_AS(interp::evaluate(g, feeds), doctest::Contains("param 'w' expects f32[3], got f32[4]"), Error);
   feeds["w"] = Tensor::of(f32({3}), {1, 2, 3});
   check_close(interp::evaluate(g, feeds)[static_cast<size_t>(*g.find("r"))], {1, 2, 3, 1, 2, 3});
+}
+
+// Graphs built node by node, as passes build them, without the parser: the interpreter needs
+// nothing but typed nodes with bound, canonical attributes.
+namespace {
+
+struct HandGraph {
+  Graph g;
+
+  ValueId leaf(NodeKind kind, std::string name, TensorType type) {
+    Node n;
+    n.kind = kind;
+    n.name = std::move(name);
+    n.type = std::move(type);
+    return g.add(std::move(n));
+  }
+
+  ValueId constant(double v, DType dt) {
+    Node n;
+    n.kind = NodeKind::Constant;
+    n.constant = v;
+    n.type = {dt, {}};
+    return g.add(std::move(n));
+  }
+
+  ValueId op(std::string_view spelling, std::vector<ValueId> args, const Attrs& keywords = {}) {
+    std::optional<OpKind> k = find_op(spelling);
+    REQUIRE(k);
+    Node n;
+    n.kind = NodeKind::Op;
+    n.op = *k;
+    n.attrs = bind_attrs(op_info(*k).attrs, op_info(*k).name, {}, keywords, {});
+    std::vector<TensorType> types;
+    for (ValueId a : args) types.push_back(g[a].type);
+    n.type = infer_type(*k, types, n.attrs, {});
+    n.args = std::move(args);
+    return g.add(std::move(n));
+  }
+
+  const Tensor& value(const std::vector<Tensor>& values, ValueId id) { return values[static_cast<size_t>(id)]; }
+};
+
+}  // namespace
+
+TEST_CASE("interp: a graph built by hand, with constants of each float dtype") {
+  HandGraph h;
+  ValueId x64 = h.leaf(NodeKind::Input, "x64", f64({2, 3}));
+  ValueId x32 = h.leaf(NodeKind::Param, "x32", f32({2, 3}));
+  ValueId tenth64 = h.constant(0.1, DType::F64);
+  ValueId tenth32 = h.constant(0.1, DType::F32);
+  ValueId y64 = h.op("mul", {x64, tenth64});
+  ValueId y32 = h.op("mul", {x32, tenth32});
+  // Attributes as written, canonicalized by the shape rule: axes=[-1] becomes [1].
+  ValueId s = h.op("sum", {y64}, Attrs{{"axes", Attr{std::vector<int64_t>{-1}}}, {"keepdims", true}});
+  ValueId p = h.op("softmax", {x64}, Attrs{{"axis", 0}});
+  CHECK(h.g[s].attrs.get("axes").as_ints() == std::vector<int64_t>{1});
+  CHECK(h.g[s].type == f64({2, 1}));
+
+  std::vector<double> xs{1, -2, 3, -4, 5, 0.5};
+  std::vector<Tensor> v =
+      interp::evaluate(h.g, {{"x64", Tensor::of(f64({2, 3}), xs)}, {"x32", Tensor::of(f32({2, 3}), xs)}});
+  // The constant holds 0.1 rounded to its dtype: f64 keeps what f32 rounds away.
+  CHECK(h.value(v, tenth64).type == f64({}));
+  CHECK(h.value(v, tenth64).data[0] == 0.1);
+  CHECK(h.value(v, tenth32).data[0] == static_cast<double>(0.1f));
+  CHECK(h.value(v, tenth32).data[0] != 0.1);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(h.value(v, y64).data[i] == xs[i] * 0.1);
+    CHECK(h.value(v, y32).data[i] == static_cast<double>(static_cast<float>(xs[i]) * 0.1f));
+  }
+  check_close(h.value(v, s), {0.2, 0.15}, 1e-15);
+  const Tensor& probs = h.value(v, p);
+  for (int64_t j = 0; j < 3; ++j) CHECK(probs.at({0, j}) + probs.at({1, j}) == doctest::Approx(1.0).epsilon(1e-15));
+}
+
+TEST_CASE("interp: errors of a graph built by hand name the leaf's kind") {
+  HandGraph h;
+  ValueId x = h.leaf(NodeKind::Input, "x", f32({64, 784}));
+  ValueId st = h.leaf(NodeKind::State, "s", f32({784}));
+  h.op("add", {x, st});
+  interp::Feeds feeds;
+  CHECK_THROWS_WITH_AS(interp::evaluate(h.g, feeds), doctest::Contains("no value fed for input 'x' (expects f32[64, 784])"),
+                       Error);
+  feeds["x"] = Tensor::zeros(f64({64, 784}));  // the right shape, the wrong dtype
+  CHECK_THROWS_WITH_AS(interp::evaluate(h.g, feeds), doctest::Contains("input 'x' expects f32[64, 784], got f64[64, 784]"),
+                       Error);
+  feeds["x"] = Tensor::zeros(f32({64, 784}));
+  CHECK_THROWS_WITH_AS(interp::evaluate(h.g, feeds), doctest::Contains("no value fed for state 's' (expects f32[784])"),
+                       Error);
+  feeds["s"] = Tensor::zeros(f32({3}));
+  CHECK_THROWS_WITH_AS(interp::evaluate(h.g, feeds), doctest::Contains("state 's' expects f32[784], got f32[3]"), Error);
 }
 
 TEST_CASE("interp: the seed's model evaluates forward with finite values") {

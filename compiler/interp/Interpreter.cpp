@@ -66,11 +66,15 @@ std::vector<Tensor> evaluate(const Graph& g, const Feeds& feeds) {
           fail(n.loc, "{} '{}' expects {}, got {}", leaf_word(n.kind), n.name, n.type, it->second.type);
         GRADC_ASSERT(it->second.numel() == n.type.numel(), "fed tensor '{}' has {} values for {}", n.name,
                      it->second.numel(), n.type);
+        // A tensor built by aggregate initialization skips Tensor::of's rounding; round here so
+        // that every value the kernels see is exactly representable in its dtype.
         values.push_back(it->second);
+        for (double& v : values.back().data) v = round_to(n.type.dtype, v);
         break;
       }
       case NodeKind::Constant:
-        values.push_back(Tensor::scalar(n.constant, n.type.dtype));
+        // A scalar of the node's type (a weak literal has taken its use's dtype by now).
+        values.push_back(Tensor::of(n.type, {n.constant}));
         break;
       case NodeKind::Op: {
         std::vector<const Tensor*> args;

@@ -13,6 +13,11 @@ namespace {
 
 using Args = std::vector<const Tensor*>;
 
+// max and min that propagate NaN, as PyTorch's maximum, minimum, relu, max and max_pool2d do
+// (std::max would drop a NaN in its second operand and hide a bug upstream).
+double max_nan(double a, double b) { return a > b || std::isnan(a) ? a : b; }
+double min_nan(double a, double b) { return a < b || std::isnan(a) ? a : b; }
+
 // Calls f(index) for every multi-index of `shape` in row-major order.
 template <typename F>
 void for_each_index(const Shape& shape, F f) {
@@ -128,7 +133,7 @@ Tensor eval_tanh(const Node& n, const Args& a) { return unary(n, a, [](double x)
 Tensor eval_sigmoid(const Node& n, const Args& a) {
   return unary(n, a, [](double x) { return 1.0 / (1.0 + std::exp(-x)); });
 }
-Tensor eval_relu(const Node& n, const Args& a) { return unary(n, a, [](double x) { return x > 0 ? x : 0.0; }); }
+Tensor eval_relu(const Node& n, const Args& a) { return unary(n, a, [](double x) { return max_nan(x, 0.0); }); }
 Tensor eval_square(const Node& n, const Args& a) { return unary(n, a, [](double x) { return x * x; }); }
 
 // ---- elementwise, two operands with broadcasting
@@ -137,10 +142,10 @@ Tensor eval_sub(const Node& n, const Args& a) { return binary(n, a, [](double x,
 Tensor eval_mul(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x * y; }); }
 Tensor eval_div(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x / y; }); }
 Tensor eval_maximum(const Node& n, const Args& a) {
-  return binary(n, a, [](double x, double y) { return std::max(x, y); });
+  return binary(n, a, [](double x, double y) { return max_nan(x, y); });
 }
 Tensor eval_minimum(const Node& n, const Args& a) {
-  return binary(n, a, [](double x, double y) { return std::min(x, y); });
+  return binary(n, a, [](double x, double y) { return min_nan(x, y); });
 }
 Tensor eval_pow(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return std::pow(x, y); }); }
 
@@ -193,7 +198,7 @@ Tensor eval_mean(const Node& n, const Args& a) {
 }
 Tensor eval_max(const Node& n, const Args& a) {
   return reduce(n, *a[0], -std::numeric_limits<double>::infinity(),
-                [](double acc, double v) { return std::max(acc, v); }, [](double acc, int64_t) { return acc; });
+                [](double acc, double v) { return max_nan(acc, v); }, [](double acc, int64_t) { return acc; });
 }
 
 // ---- normalizations
@@ -269,27 +274,26 @@ namespace {
 
 // The loops of conv2d, shared by its two adjoints: calls f(x_offset, w_offset, y_offset)
 // for every product x[n, c, iy, ix] * w[o, c, i, j] that contributes to y[n, o, oy, ox].
+// Input positions in the zero padding contribute nothing, so they are skipped.
 template <typename F>
 void conv_loops(const Shape& xs, const Shape& ws, const Shape& ys, const Attrs& attrs, F f) {
   const std::vector<int64_t>& s = attrs.get("stride").as_ints();
   const std::vector<int64_t>& p = attrs.get("padding").as_ints();
-  // The outputs ox whose input column ox * s + j - p lies inside the image (same for rows).
-  auto first = [](int64_t k, int64_t stride, int64_t pad) { return k >= pad ? 0 : (pad - k + stride - 1) / stride; };
-  auto last = [](int64_t k, int64_t stride, int64_t pad, int64_t size, int64_t out) {
-    return std::min(out, (size - 1 + pad - k) / stride + 1);  // one past the end
-  };
   for (int64_t b = 0; b < ys[0]; ++b)
     for (int64_t o = 0; o < ys[1]; ++o)
       for (int64_t c = 0; c < ws[1]; ++c)
         for (int64_t i = 0; i < ws[2]; ++i)
           for (int64_t j = 0; j < ws[3]; ++j) {
             size_t w_off = static_cast<size_t>(((o * ws[1] + c) * ws[2] + i) * ws[3] + j);
-            for (int64_t oy = first(i, s[0], p[0]); oy < last(i, s[0], p[0], xs[2], ys[2]); ++oy) {
+            for (int64_t oy = 0; oy < ys[2]; ++oy) {
               int64_t iy = oy * s[0] + i - p[0];
-              size_t x_row = static_cast<size_t>(((b * xs[1] + c) * xs[2] + iy) * xs[3]);
-              size_t y_row = static_cast<size_t>(((b * ys[1] + o) * ys[2] + oy) * ys[3]);
-              for (int64_t ox = first(j, s[1], p[1]); ox < last(j, s[1], p[1], xs[3], ys[3]); ++ox)
-                f(x_row + static_cast<size_t>(ox * s[1] + j - p[1]), w_off, y_row + static_cast<size_t>(ox));
+              if (iy < 0 || iy >= xs[2]) continue;
+              for (int64_t ox = 0; ox < ys[3]; ++ox) {
+                int64_t ix = ox * s[1] + j - p[1];
+                if (ix < 0 || ix >= xs[3]) continue;
+                f(static_cast<size_t>(((b * xs[1] + c) * xs[2] + iy) * xs[3] + ix), w_off,
+                  static_cast<size_t>(((b * ys[1] + o) * ys[2] + oy) * ys[3] + ox));
+              }
             }
           }
 }
@@ -329,14 +333,16 @@ Tensor eval_conv2d_weight_grad(const Node& n, const Args& a) {
   return dw;
 }
 
-// Each window's gradient goes to its first maximum, in row-major order, as in PyTorch.
+// Each window's gradient goes to its first maximum, in row-major order, as in PyTorch
+// (or to its first NaN, which maxpool2d propagated).
 Tensor eval_maxpool2d_grad(const Node& n, const Args& a) {
   const Tensor &x = *a[0], &dy = *a[1];
   Tensor dx = Tensor::zeros(n.type);
   std::vector<size_t> best(dy.data.size(), 0);
   std::vector<bool> seen(dy.data.size(), false);
   pool_loops(x.type.shape, dy.type.shape, n.attrs, [&](size_t xi, size_t y) {
-    if (!seen[y] || x.data[xi] > x.data[best[y]]) best[y] = xi, seen[y] = true;
+    double v = x.data[xi], m = x.data[best[y]];
+    if (!seen[y] || v > m || (std::isnan(v) && !std::isnan(m))) best[y] = xi, seen[y] = true;
   });
   for (size_t y = 0; y < dy.data.size(); ++y) dx.data[best[y]] += dy.data[y];
   return dx;
@@ -356,7 +362,7 @@ Tensor eval_maxpool2d(const Node& n, const Args& a) {
   Tensor y = Tensor::zeros(n.type);
   std::fill(y.data.begin(), y.data.end(), -std::numeric_limits<double>::infinity());
   pool_loops(a[0]->type.shape, n.type.shape, n.attrs,
-             [&](size_t xi, size_t yi) { y.data[yi] = std::max(y.data[yi], a[0]->data[xi]); });
+             [&](size_t xi, size_t yi) { y.data[yi] = max_nan(y.data[yi], a[0]->data[xi]); });
   return y;
 }
 

@@ -1,0 +1,117 @@
+// Cross-check with PyTorch: the seed's model and the CNN, the loss, every gradient and three
+// steps of every optimizer, against fixtures made by tests/fixtures/make_fixtures.py with
+// torch.optim (in float64, from float32 params and data). gradc's float32 steps match to 1e-5 and
+// its float64 steps to 1e-8, relative to each tensor's largest element; make_fixtures.py says
+// why Adam with eps = 1e-7 is matched in float64 only.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "TestUtil.h"
+#include "gradc/gradc.h"
+#include "passes/Autodiff.h"
+#include "passes/CastToF64.h"
+
+using namespace gradc;
+using interp::Tensor;
+using json = nlohmann::json;
+
+namespace {
+
+double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : 1e-8; }
+
+Tensor from_json(const json& j, DType dtype) {
+  TensorType t{dtype, j.at("shape").get<Shape>()};
+  return Tensor::of(t, j.at("data").get<std::vector<double>>());
+}
+
+// max |got - expected| / max |expected|: the error relative to the tensor's scale.
+double rel_error(const Tensor& got, const Tensor& expected) {
+  REQUIRE(got.data.size() == expected.data.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < got.data.size(); ++i) {
+    diff = std::max(diff, std::fabs(got.data[i] - expected.data[i]));
+    scale = std::max(scale, std::fabs(expected.data[i]));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+// The fixture's spec with its `minimize` line using `optimizer`.
+Graph spec_with(const std::string& spec_file, const std::string& optimizer) {
+  std::string text = test::read_file(test::source_path("tests/fixtures/" + spec_file));
+  size_t at = text.find("minimize loss with ");
+  REQUIRE(at != std::string::npos);
+  size_t end = text.find('\n', at);
+  text = text.substr(0, at) + "minimize loss with " + optimizer + text.substr(end);
+  return load_spec(text, spec_file);
+}
+
+// The batch and the initial params are float32 values written with 9 digits: read them as
+// float32 (exactly what PyTorch started from), then widen them for a float64 run.
+Tensor exact_f32(const json& j, DType dt) {
+  Tensor t = from_json(j, DType::F32);
+  t.type.dtype = dt;
+  return t;
+}
+
+interp::Feeds initial_feeds(const json& fx, DType dt) {
+  interp::Feeds feeds;
+  feeds["x"] = exact_f32(fx.at("inputs").at("x"), dt);
+  feeds["y"] = from_json(fx.at("inputs").at("y"), DType::I32);
+  for (const auto& [name, t] : fx.at("params").items()) feeds[name] = exact_f32(t, dt);
+  return feeds;
+}
+
+Graph in_dtype(Graph g, DType dt) { return dt == DType::F64 ? cast_to_f64(std::move(g)) : g; }
+
+void check_fixture(const std::string& file, DType dt) {
+  json fx = json::parse(test::read_file(test::source_path("tests/fixtures/" + file)));
+  const std::string spec = fx.at("spec");
+  const double tol = tolerance(dt);
+
+  // The loss and every gradient at the initial params.
+  Graph forward = in_dtype(spec_with(spec, fx.at("optimizers")[0].at("optimizer")), dt);
+  Differentiated d = differentiate(forward);
+  std::vector<Tensor> v = interp::evaluate(d.graph, initial_feeds(fx, dt));
+  double loss = v[static_cast<size_t>(forward.minimize->loss)].data[0];
+  CHECK(loss == doctest::Approx(fx.at("loss").get<double>()).epsilon(tol));
+  REQUIRE(d.grads.size() == fx.at("grads").size());
+  for (const ParamGrad& pg : d.grads) {
+    std::string name = d.graph[pg.param].name;
+    CAPTURE(name);
+    CHECK(rel_error(v[static_cast<size_t>(pg.grad)], from_json(fx.at("grads").at(name), dt)) < tol);
+  }
+
+  // Three steps of each optimizer: the loss before each, the params after the last.
+  for (const json& run : fx.at("optimizers")) {
+    if (dt == DType::F32 && !run.at("f32").get<bool>()) continue;
+    std::string optimizer = run.at("optimizer");
+    CAPTURE(optimizer);
+    Graph train = train_graph(in_dtype(spec_with(spec, optimizer), dt));
+    interp::Feeds feeds = initial_feeds(fx, dt);
+    for (ValueId s : train.leaves(NodeKind::State)) feeds[train[s].name] = Tensor::zeros(train[s].type);
+    for (size_t step = 0; step < 3; ++step) {
+      std::vector<Tensor> values = interp::step(train, feeds);
+      CAPTURE(step);
+      CHECK(values[static_cast<size_t>(train.outputs[0].value)].data[0] ==
+            doctest::Approx(run.at("losses")[step].get<double>()).epsilon(tol));
+    }
+    for (const auto& [name, t] : run.at("params").items()) {
+      CAPTURE(name);
+      CHECK(rel_error(feeds.at(name), from_json(t, dt)) < tol);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("pytorch: the seed's model, its gradients and every optimizer match torch, in f32 and f64") {
+  check_fixture("seed_mlp_b8.json", DType::F32);
+  check_fixture("seed_mlp_b8.json", DType::F64);
+}
+
+TEST_CASE("pytorch: the CNN, its gradients and its optimizers match torch, in f32 and f64") {
+  check_fixture("cnn_fmnist_b2.json", DType::F32);
+  check_fixture("cnn_fmnist_b2.json", DType::F64);
+}
