@@ -30,6 +30,20 @@ TEST_CASE("cli: dump prints the canonical spec, and it parses back to the same p
   }
 }
 
+TEST_CASE("cli: dump --stage grad, train and simplified print specs that parse back to the same print") {
+  for (const char* stage : {"grad", "train", "simplified"}) {
+    CAPTURE(stage);
+    test::CommandResult r =
+        test::run_gradc(fmt::format("dump {} --stage {}", test::source_path("samples/specs/seed_mlp.gir"), stage));
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("w1.grad : f32[784, 10] = ") != std::string::npos);
+    std::string again = test::write_temp("stage.gir", r.out);
+    test::CommandResult r2 = test::run_gradc("dump " + again);
+    CHECK(r2.exit_code == 0);
+    CHECK(r2.out == r.out);
+  }
+}
+
 TEST_CASE("cli: dump --dot prints a digraph") {
   test::CommandResult r = test::run_gradc("dump " + test::source_path("samples/specs/cnn_fmnist.gir") + " --dot");
   CHECK(r.exit_code == 0);
