@@ -11,7 +11,7 @@
 
 #include "ir/Attr.h"
 #include "ir/OpTable.h"
-#include "ir/Types.h"
+#include "gradc/Types.h"
 
 namespace gradc {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ir/Attr.h"
-#include "ir/Types.h"
+#include "gradc/Types.h"
 
 namespace gradc {
 
