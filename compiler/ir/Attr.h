@@ -12,7 +12,7 @@
 #include <variant>
 #include <vector>
 
-#include "ir/Error.h"
+#include "gradc/Error.h"
 
 namespace gradc {
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ir/Error.h"
+#include "gradc/Error.h"
 
 namespace gradc {
 

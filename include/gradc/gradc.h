@@ -15,7 +15,7 @@
 
 #include "gradc/GraphBuilder.h"
 #include "interp/Interpreter.h"
-#include "ir/Error.h"
+#include "gradc/Error.h"
 #include "ir/Graph.h"
 
 namespace gradc {

@@ -1,0 +1,55 @@
+// The runtime's tensor: a dtype, a static shape and the bytes, row-major. What checkpoints,
+// datasets and (later) the Session hand around. Needs neither LLVM nor the compiler.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "gradc/Error.h"
+#include "gradc/Types.h"
+
+namespace gradc {
+
+template <typename T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(TensorType type)  // zero-filled
+      : type_(std::move(type)), bytes_(static_cast<size_t>(type_.numel() * dtype_bytes(type_.dtype))) {}
+
+  template <typename T>
+  static Tensor of(Shape shape, const std::vector<T>& values) {
+    Tensor t(TensorType{dtype_of<T>(), std::move(shape)});
+    GRADC_ASSERT(static_cast<int64_t>(values.size()) == t.numel(), "{} values for {}", values.size(), to_string(t.type()));
+    if (!values.empty()) std::memcpy(t.data(), values.data(), t.bytes());
+    return t;
+  }
+
+  const TensorType& type() const { return type_; }
+  DType dtype() const { return type_.dtype; }
+  const Shape& shape() const { return type_.shape; }
+  int64_t numel() const { return type_.numel(); }
+  size_t bytes() const { return bytes_.size(); }
+  std::byte* data() { return bytes_.data(); }
+  const std::byte* data() const { return bytes_.data(); }
+
+  // The elements as T; asserts that T is the dtype's C++ type.
+  template <typename T> T* as() {
+    GRADC_ASSERT(dtype_of<T>() == dtype(), "a {} tensor read as {}", dtype_name(dtype()), dtype_name(dtype_of<T>()));
+    return reinterpret_cast<T*>(bytes_.data());
+  }
+  template <typename T> const T* as() const { return const_cast<Tensor*>(this)->as<T>(); }
+
+  bool operator==(const Tensor&) const = default;
+
+ private:
+  TensorType type_;
+  std::vector<std::byte> bytes_;
+};
+
+}  // namespace gradc
