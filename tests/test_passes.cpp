@@ -126,6 +126,14 @@ namespace {
 interp::Feeds random_feeds(const Graph& g, uint32_t seed);
 }
 
+TEST_CASE("passes: the loss is the first output of a training graph, even when the spec outputs it later") {
+  Graph g = train_graph(load_spec("param w : f32[3]\noutput p = neg(w)\nloss = sum(square(w))\noutput loss\n"
+                                  "minimize loss with sgd(lr=0.1)\n", "first.gir"));
+  REQUIRE(g.outputs.size() == 2);
+  CHECK(g[g.outputs[0].value].name == "loss");
+  CHECK(g[g.outputs[1].value].name == "p");
+}
+
 TEST_CASE("passes: the training graph is a spec: state and assign lines, and it parses back") {
   for (const std::string& spec : test::sample_specs()) {
     CAPTURE(spec);

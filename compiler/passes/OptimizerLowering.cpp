@@ -115,9 +115,9 @@ Graph lower_optimizer(Differentiated d) {
   Minimize m = *g.minimize;
   g.minimize.reset();
   Lowering(g, m.optimizer).run(d.grads);
-  bool loss_is_output = false;
-  for (const Output& o : g.outputs) loss_is_output = loss_is_output || o.value == m.loss;
-  if (!loss_is_output) g.outputs.insert(g.outputs.begin(), Output{m.loss, m.loc});
+  // The loss is the first output of a training graph: that is how a step finds it.
+  std::erase_if(g.outputs, [&](const Output& o) { return o.value == m.loss; });
+  g.outputs.insert(g.outputs.begin(), Output{m.loss, m.loc});
   return g;
 }
 
