@@ -62,3 +62,28 @@ TEST_CASE("cli: usage errors and stages not built yet exit 1 with a message") {
   CHECK(later.exit_code == 1);
   CHECK(later.err.find("stage 'fused' is not built yet") != std::string::npos);
 }
+
+TEST_CASE("cli: train runs the seed's model on Fashion-MNIST and reports test accuracy") {
+  test::CommandResult r =
+      test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist --steps 150");
+  REQUIRE(r.exit_code == 0);
+  CAPTURE(r.out);
+  size_t at = r.out.find("test accuracy ");
+  REQUIRE(at != std::string::npos);
+  double accuracy = std::stod(r.out.substr(at + 14));
+  CHECK(accuracy > 65.0);  // 150 Adam steps: about 70%; an untrained model scores about 10%
+  CHECK(r.out.find("150 steps") != std::string::npos);
+  // The same seed gives the same run.
+  test::CommandResult again =
+      test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist --steps 150");
+  CHECK(again.out == r.out);
+}
+
+TEST_CASE("cli: train refuses specs it cannot feed") {
+  test::CommandResult r =
+      test::run_gradc("train " + test::source_path("samples/specs/regression.gir") + " --data fashion-mnist --steps 1");
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("needs an input 'y'") != std::string::npos);
+  test::CommandResult bad = test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data mnist");
+  CHECK(bad.exit_code == 1);
+}

@@ -4,7 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "driver/Train.h"
 #include "gradc/gradc.h"
+#include "runtime/Dataset.h"
 
 // Prints the worst relative error per param; exit code 1 when one is above `tol`.
 static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& options, double tol) {
@@ -50,6 +52,18 @@ int main(int argc, char** argv) {
   check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str();
   check->add_option("--seed", check_options.seed, "seeds the random inputs, params and probes")->capture_default_str();
 
+  std::string data;
+  gradc::TrainOptions train_options;
+  bool no_shuffle = false;
+  CLI::App* train = app.add_subcommand(
+      "train", "Train a spec on Fashion-MNIST (each step in the reference interpreter until the JIT lands)");
+  train->add_option("SPEC", spec, "the model spec (.gir)")->required();
+  train->add_option("--data", data, "the dataset: fashion-mnist")->required()->check(CLI::IsMember({"fashion-mnist"}));
+  train->add_option("--epochs", train_options.epochs, "epochs to run")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--steps", train_options.max_steps, "stop after this many steps in all");
+  train->add_option("--seed", train_options.seed, "seeds the params and the shuffling")->capture_default_str();
+  train->add_flag("--no-shuffle", no_shuffle, "serve the training examples in order");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -65,6 +79,18 @@ int main(int argc, char** argv) {
       std::cout << gradc::dump(g, *gradc::parse_stage(stage_text), dot);
     }
     if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
+    if (train->parsed()) {
+      train_options.data_dir = gradc::kFashionMnistDir;
+      train_options.shuffle = !no_shuffle;
+      gradc::Graph g = gradc::load_spec_file(spec);
+      fmt::print("training {} on Fashion-MNIST, steps in the reference interpreter (the JIT is not built yet)\n",
+                 g.name);
+      gradc::train_on_fashion_mnist(g, train_options, [](const gradc::EpochReport& r) {
+        fmt::print("epoch {:>3}: {} steps, mean loss {:.4f}, test accuracy {:.2f}% ({} images), {:.1f} s\n", r.epoch,
+                   r.steps, r.mean_loss, 100 * r.test_accuracy, r.test_examples, r.seconds);
+        std::fflush(stdout);
+      });
+    }
     return 0;
   } catch (const gradc::Error& e) {
     std::cerr << e.what() << "\n";

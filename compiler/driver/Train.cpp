@@ -1,0 +1,120 @@
+#include "driver/Train.h"
+
+#include <chrono>
+
+#include "gradc/gradc.h"
+#include "runtime/Dataset.h"
+#include "runtime/Init.h"
+
+namespace gradc {
+
+namespace {
+
+using interp::Tensor;
+
+// The spec's input `name`, which must exist with a leading batch dim.
+const Node& input(const Graph& g, const std::string& name) {
+  std::optional<ValueId> id = g.find(name);
+  if (!id || g[*id].kind != NodeKind::Input || g[*id].type.rank() < 1)
+    fail({}, "gradc train: the spec needs an input '{}' with a batch dimension for --data fashion-mnist", name);
+  return g[*id];
+}
+
+InitSpec init_spec(const Init& init) {
+  InitSpec s{init.kind, {}};
+  for (const NamedAttr& a : init.args) s.args.emplace_back(a.name, a.value.as_number());
+  return s;
+}
+
+Tensor to_interp(const gradc::Tensor& t, const TensorType& type) {
+  Tensor out = Tensor::zeros(type);
+  if (t.dtype() == DType::F32) {
+    const float* v = t.as<float>();
+    for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = v[i];
+  } else if (t.dtype() == DType::F64) {
+    const double* v = t.as<double>();
+    for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = v[i];
+  } else {
+    const int32_t* v = t.as<int32_t>();
+    for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = v[i];
+  }
+  return out;
+}
+
+// Rows `rows` of the images (reshaped to x's type) and labels, as interpreter feeds.
+void feed_batch(const LabeledData& data, const std::vector<int64_t>& rows, const Node& x, const Node& y,
+                interp::Feeds& feeds) {
+  gradc::Tensor images(TensorType{DType::F32, {static_cast<int64_t>(rows.size()), 28, 28}});
+  gradc::Tensor labels(TensorType{DType::I32, {static_cast<int64_t>(rows.size())}});
+  gather_rows(data.images, rows, images);
+  gather_rows(data.labels, rows, labels);
+  feeds[x.name] = to_interp(images, x.type);
+  feeds[y.name] = to_interp(labels, y.type);
+}
+
+int64_t argmax_row(const Tensor& t, int64_t row) {
+  int64_t classes = t.type.shape[1], best = 0;
+  for (int64_t c = 1; c < classes; ++c)
+    if (t.data[static_cast<size_t>(row * classes + c)] > t.data[static_cast<size_t>(row * classes + best)]) best = c;
+  return best;
+}
+
+}  // namespace
+
+void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
+                            const std::function<void(const EpochReport&)>& report) {
+  const Node& x = input(spec, "x");
+  const Node& y = input(spec, "y");
+  const int64_t batch = x.type.shape[0];
+  if (x.type.numel() != batch * 784 || y.type != TensorType{DType::I32, {batch}})
+    fail({}, "gradc train: --data fashion-mnist feeds x with {} images of 28x28 and y : i32[{}]; the spec has x : {}, y : {}",
+         batch, batch, x.type, y.type);
+  if (spec.outputs.empty() || spec[spec.outputs[0].value].type != TensorType{x.type.dtype, {batch, 10}})
+    fail({}, "gradc train: test accuracy needs the spec's first output to be the [{}, 10] class scores", batch);
+  const ValueId scores = spec.outputs[0].value;
+
+  Graph train = simplified_graph(spec);
+  LabeledData train_data = load_fashion_mnist(options.data_dir, true);
+  LabeledData test_data = load_fashion_mnist(options.data_dir, false);
+
+  interp::Feeds feeds;
+  for (const Node& n : train.nodes) {
+    if (n.kind != NodeKind::Param && n.kind != NodeKind::State) continue;
+    feeds[n.name] = to_interp(initialize(init_spec(n.init.value_or(Init{"zeros", {}})), n.type, options.seed, n.name), n.type);
+  }
+
+  Batches batches(train_data.labels.numel(), batch, options.shuffle, options.seed);
+  Batches test_batches(test_data.labels.numel(), batch, false, 0);
+  int64_t steps_run = 0;
+  for (int64_t epoch = 1; epoch <= options.epochs; ++epoch) {
+    EpochReport r{epoch, 0, 0, 0, 0, 0};
+    auto start = std::chrono::steady_clock::now();
+    for (int64_t b = 0; b < batches.size(); ++b) {
+      if (options.max_steps >= 0 && steps_run >= options.max_steps) break;
+      feed_batch(train_data, batches.indices(b), x, y, feeds);
+      double loss = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
+      if (!std::isfinite(loss)) fail({}, "gradc train: the loss became {} at step {}", loss, steps_run + 1);
+      r.mean_loss += loss;
+      ++r.steps;
+      ++steps_run;
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r.steps > 0) r.mean_loss /= static_cast<double>(r.steps);
+    // Test accuracy with the forward graph and the trained params (full batches of the test set).
+    int64_t correct = 0;
+    for (int64_t b = 0; b < test_batches.size(); ++b) {
+      std::vector<int64_t> rows = test_batches.indices(b);
+      feed_batch(test_data, rows, x, y, feeds);
+      interp::Tensor s = interp::evaluate(spec, feeds)[static_cast<size_t>(scores)];
+      for (int64_t i = 0; i < batch; ++i)
+        correct += argmax_row(s, i) == static_cast<int64_t>(feeds[y.name].data[static_cast<size_t>(i)]) ? 1 : 0;
+      r.test_examples += batch;
+    }
+    r.test_accuracy = r.test_examples ? static_cast<double>(correct) / static_cast<double>(r.test_examples) : 0;
+    report(r);
+    batches.next_epoch();
+    if (options.max_steps >= 0 && steps_run >= options.max_steps) break;
+  }
+}
+
+}  // namespace gradc

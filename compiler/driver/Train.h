@@ -1,0 +1,37 @@
+// Training a spec on Fashion-MNIST with the reference interpreter running each step.
+//
+// This is the training loop of `gradc train` ahead of the JIT (issue 4): data, batches,
+// seeded initialization, steps, and test accuracy after each epoch are the real thing; only the
+// step itself runs in the slow, plain interpreter instead of native code.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "ir/Graph.h"
+
+namespace gradc {
+
+struct TrainOptions {
+  std::string data_dir;  // the four gzipped IDX files of Fashion-MNIST
+  int64_t epochs = 1;
+  int64_t max_steps = -1;  // stop after this many steps in all (-1: run every epoch out)
+  uint64_t seed = 0;       // params and shuffling
+  bool shuffle = true;
+};
+
+struct EpochReport {
+  int64_t epoch = 0;      // 1-based
+  int64_t steps = 0;      // steps run in this epoch
+  double mean_loss = 0;   // over those steps
+  double test_accuracy = 0;
+  int64_t test_examples = 0;
+  double seconds = 0;     // wall time of the epoch's steps
+};
+
+// Trains `spec` (a model with inputs x and y and a `minimize`) and reports each epoch.
+void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
+                            const std::function<void(const EpochReport&)>& report);
+
+}  // namespace gradc
