@@ -1,6 +1,8 @@
 // The `gradc` command: help, version, dump and its stages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "TestUtil.h"
 #include "gradc/gradc.h"
 #include "ir/Printer.h"
@@ -86,4 +88,30 @@ TEST_CASE("cli: train refuses specs it cannot feed") {
   CHECK(r.err.find("needs an input 'y'") != std::string::npos);
   test::CommandResult bad = test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data mnist");
   CHECK(bad.exit_code == 1);
+}
+
+TEST_CASE("cli: train saves and loads checkpoints of params and optimizer state") {
+  std::string seed = test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist";
+  std::string a = (test::temp_dir() / "a.safetensors").string(), b = (test::temp_dir() / "b.safetensors").string();
+  std::string log = (test::temp_dir() / "loss.csv").string();
+  REQUIRE(test::run_gradc("train " + seed + " --steps 20 --save " + a + " --log " + log).exit_code == 0);
+  // Loading and saving again without a step writes the same bytes: nothing is lost on the way.
+  REQUIRE(test::run_gradc("train " + seed + " --steps 0 --load " + a + " --save " + b).exit_code == 0);
+  CHECK(test::read_file(a) == test::read_file(b));
+  std::string csv = test::read_file(log);
+  CHECK(csv.rfind("step,loss\n1,", 0) == 0);
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 21);
+
+  // A checkpoint of another model is refused with the tensor that does not fit.
+  std::string other = (test::temp_dir() / "other.safetensors").string();
+  REQUIRE(test::run_gradc("train " + test::source_path("samples/specs/mlp_128.gir") +
+                          " --data fashion-mnist --steps 0 --save " + other).exit_code == 0);
+  test::CommandResult wrong = test::run_gradc("train " + seed + " --steps 1 --load " + other);
+  CHECK(wrong.exit_code == 1);
+  CHECK(wrong.err.find("tensor 'w1' is f32[784, 128] in the checkpoint but f32[784, 10] in the spec") != std::string::npos);
+
+  // A save that cannot be written fails with exit code 1 and leaves nothing behind.
+  test::CommandResult nowhere = test::run_gradc("train " + seed + " --steps 1 --save /nonexistent/dir/c.safetensors");
+  CHECK(nowhere.exit_code == 1);
+  CHECK(nowhere.err.find("/nonexistent/dir/c.safetensors") != std::string::npos);
 }

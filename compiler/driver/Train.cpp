@@ -4,7 +4,9 @@
 
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
+#include "runtime/File.h"
 #include "runtime/Init.h"
+#include "runtime/Safetensors.h"
 
 namespace gradc {
 
@@ -39,6 +41,52 @@ Tensor to_interp(const gradc::Tensor& t, const TensorType& type) {
     for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = v[i];
   }
   return out;
+}
+
+gradc::Tensor from_interp(const Tensor& t) {
+  gradc::Tensor out(t.type);
+  for (size_t i = 0; i < t.data.size(); ++i) {
+    if (t.type.dtype == DType::F32) out.as<float>()[i] = static_cast<float>(t.data[i]);
+    else if (t.type.dtype == DType::F64) out.as<double>()[i] = t.data[i];
+    else out.as<int32_t>()[i] = static_cast<int32_t>(t.data[i]);
+  }
+  return out;
+}
+
+// Params and states from a checkpoint, checked by name and type as PyTorch's strict
+// load_state_dict does. A file of params alone is fine: the optimizer then starts fresh.
+void load_checkpoint(const Graph& train, const std::string& path, interp::Feeds& feeds) {
+  std::map<std::string, gradc::Tensor> saved = load_safetensors(path);
+  bool has_state = false;
+  for (const Node& n : train.nodes)
+    if (n.kind == NodeKind::State && saved.count(n.name)) has_state = true;
+  for (const Node& n : train.nodes) {
+    if (n.kind != NodeKind::Param && n.kind != NodeKind::State) continue;
+    auto it = saved.find(n.name);
+    if (it == saved.end()) {
+      if (n.kind == NodeKind::State && !has_state) continue;  // params alone: fresh optimizer state
+      fail({path}, "the checkpoint has no tensor '{}' ({} {})", n.name, n.kind == NodeKind::Param ? "param" : "state",
+           n.type);
+    }
+    if (it->second.type() != n.type)
+      fail({path}, "tensor '{}' is {} in the checkpoint but {} in the spec", n.name, it->second.type(), n.type);
+    feeds[n.name] = to_interp(it->second, n.type);
+    saved.erase(it);
+  }
+  if (!saved.empty()) fail({path}, "the checkpoint has a tensor '{}' that the spec does not have", saved.begin()->first);
+}
+
+void save_checkpoint(const Graph& train, const std::string& path, const interp::Feeds& feeds) {
+  std::vector<gradc::Tensor> tensors;
+  std::vector<std::string> names;
+  for (const Node& n : train.nodes)
+    if (n.kind == NodeKind::Param || n.kind == NodeKind::State) {
+      names.push_back(n.name);
+      tensors.push_back(from_interp(feeds.at(n.name)));
+    }
+  std::vector<std::pair<std::string, const gradc::Tensor*>> named;
+  for (size_t i = 0; i < names.size(); ++i) named.emplace_back(names[i], &tensors[i]);
+  save_safetensors(path, named);
 }
 
 // Rows `rows` of the images (reshaped to x's type) and labels, as interpreter feeds.
@@ -83,6 +131,9 @@ void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
     feeds[n.name] = to_interp(initialize(init_spec(n.init.value_or(Init{"zeros", {}})), n.type, options.seed, n.name), n.type);
   }
 
+  if (!options.load.empty()) load_checkpoint(train, options.load, feeds);
+  std::string log = "step,loss\n";
+
   Batches batches(train_data.labels.numel(), batch, options.shuffle, options.seed);
   Batches test_batches(test_data.labels.numel(), batch, false, 0);
   int64_t steps_run = 0;
@@ -97,6 +148,7 @@ void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
       r.mean_loss += loss;
       ++r.steps;
       ++steps_run;
+      log += fmt::format("{},{}\n", steps_run, loss);
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (r.steps > 0) r.mean_loss /= static_cast<double>(r.steps);
@@ -115,6 +167,8 @@ void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
     batches.next_epoch();
     if (options.max_steps >= 0 && steps_run >= options.max_steps) break;
   }
+  if (!options.save.empty()) save_checkpoint(train, options.save, feeds);
+  if (!options.log.empty()) write_file_atomically(options.log, {std::as_bytes(std::span(log))});
 }
 
 }  // namespace gradc

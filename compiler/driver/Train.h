@@ -19,6 +19,9 @@ struct TrainOptions {
   int64_t max_steps = -1;  // stop after this many steps in all (-1: run every epoch out)
   uint64_t seed = 0;       // params and shuffling
   bool shuffle = true;
+  std::string load;  // a safetensors checkpoint to start from ("" = initialize from the spec)
+  std::string save;  // where to write params and optimizer state at the end ("" = nowhere)
+  std::string log;   // a CSV file of `step,loss`, one line per step ("" = none)
 };
 
 struct EpochReport {

@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
   train->add_option("--steps", train_options.max_steps, "stop after this many steps in all");
   train->add_option("--seed", train_options.seed, "seeds the params and the shuffling")->capture_default_str();
   train->add_flag("--no-shuffle", no_shuffle, "serve the training examples in order");
+  train->add_option("--load", train_options.load, "start from this safetensors checkpoint (params, optimizer state)");
+  train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
+  train->add_option("--log", train_options.log, "write a CSV of step,loss");
 
   try {
     app.parse(argc, argv);
