@@ -6,6 +6,7 @@
 #include "TestUtil.h"
 #include "gradc/gradc.h"
 #include "ir/Printer.h"
+#include "runtime/Npy.h"
 
 using namespace gradc;
 
@@ -114,4 +115,34 @@ TEST_CASE("cli: train saves and loads checkpoints of params and optimizer state"
   test::CommandResult nowhere = test::run_gradc("train " + seed + " --steps 1 --save /nonexistent/dir/c.safetensors");
   CHECK(nowhere.exit_code == 1);
   CHECK(nowhere.err.find("/nonexistent/dir/c.safetensors") != std::string::npos);
+}
+
+TEST_CASE("cli: train on .npy inputs, split into batches of the spec's size") {
+  // y = sum of x's columns, learnable by regression.gir's tanh MLP: the loss must fall.
+  std::vector<float> x(96 * 8), target(96);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37 % 101) / 101.0 - 0.5);
+  for (size_t r = 0; r < 96; ++r)
+    for (size_t c = 0; c < 8; ++c) target[r] += x[r * 8 + c] / 4;
+  std::string xs = (test::temp_dir() / "x.npy").string(), ts = (test::temp_dir() / "t.npy").string();
+  save_npy(xs, Tensor::of<float>({96, 8}, x));
+  save_npy(ts, Tensor::of<float>({96, 1}, target));
+  std::string spec = test::source_path("samples/specs/regression.gir");
+  test::CommandResult r = test::run_gradc("train " + spec + " --input x=" + xs + " --input target=" + ts +
+                                          " --epochs 30 --no-shuffle");
+  REQUIRE(r.exit_code == 0);
+  CAPTURE(r.out);
+  CHECK(r.out.find("epoch   1: 3 steps") != std::string::npos);  // 96 rows, batches of 32
+  double first = std::stod(r.out.substr(r.out.find("mean loss ") + 10));
+  double last = std::stod(r.out.substr(r.out.rfind("mean loss ") + 10));
+  CHECK(last < 0.5 * first);
+
+  test::CommandResult missing = test::run_gradc("train " + spec + " --input x=" + xs);
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("no data for input 'target'") != std::string::npos);
+  test::CommandResult wrong = test::run_gradc("train " + spec + " --input x=" + ts + " --input target=" + ts);
+  CHECK(wrong.exit_code == 1);
+  CHECK(wrong.err.find("does not hold examples of f32[32, 8]") != std::string::npos);
+  test::CommandResult unknown = test::run_gradc("train " + spec + " --input z=" + xs);
+  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.err.find("the spec has no input 'z'") != std::string::npos);
 }

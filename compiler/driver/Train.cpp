@@ -6,6 +6,7 @@
 #include "runtime/Dataset.h"
 #include "runtime/File.h"
 #include "runtime/Init.h"
+#include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 
 namespace gradc {
@@ -89,15 +90,46 @@ void save_checkpoint(const Graph& train, const std::string& path, const interp::
   save_safetensors(path, named);
 }
 
-// Rows `rows` of the images (reshaped to x's type) and labels, as interpreter feeds.
-void feed_batch(const LabeledData& data, const std::vector<int64_t>& rows, const Node& x, const Node& y,
+// Rows along the leading dim of `data`, fed to the spec's input `input` (the rows reshaped to
+// its type: Fashion-MNIST's [N, 28, 28] images become x : f32[B, 784] or f32[B, 1, 28, 28]).
+struct Source {
+  std::string input;
+  gradc::Tensor data;
+};
+
+void feed_batch(const std::vector<Source>& sources, const std::vector<int64_t>& rows, const Graph& g,
                 interp::Feeds& feeds) {
-  gradc::Tensor images(TensorType{DType::F32, {static_cast<int64_t>(rows.size()), 28, 28}});
-  gradc::Tensor labels(TensorType{DType::I32, {static_cast<int64_t>(rows.size())}});
-  gather_rows(data.images, rows, images);
-  gather_rows(data.labels, rows, labels);
-  feeds[x.name] = to_interp(images, x.type);
-  feeds[y.name] = to_interp(labels, y.type);
+  for (const Source& src : sources) {
+    Shape shape = src.data.shape();
+    shape[0] = static_cast<int64_t>(rows.size());
+    gradc::Tensor batch(TensorType{src.data.dtype(), shape});
+    gather_rows(src.data, rows, batch);
+    feeds[src.input] = to_interp(batch, g[*g.find(src.input)].type);
+  }
+}
+
+// The sources for `--input NAME=FILE.npy`: every input of the spec, each file's rows shaped
+// like one example of its input, and the same number of rows in all.
+std::vector<Source> npy_sources(const Graph& spec, const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<Source> sources;
+  for (const auto& [name, file] : files) {
+    std::optional<ValueId> id = spec.find(name);
+    if (!id || spec[*id].kind != NodeKind::Input) fail({file}, "--input {}: the spec has no input '{}'", name, name);
+    const TensorType& t = spec[*id].type;
+    gradc::Tensor data = load_npy(file);
+    if (t.rank() < 1 || data.shape().empty() || data.dtype() != t.dtype ||
+        data.numel() / data.shape()[0] != t.numel() / t.shape[0])
+      fail({file}, "--input {}: {} does not hold examples of {} (one row per example, {} elements each)", name,
+           data.type(), t, t.rank() ? t.numel() / t.shape[0] : 1);
+    if (!sources.empty() && data.shape()[0] != sources[0].data.shape()[0])
+      fail({file}, "--input {}: {} rows, but {} has {}", name, data.shape()[0], sources[0].input,
+           sources[0].data.shape()[0]);
+    sources.push_back({name, std::move(data)});
+  }
+  for (ValueId id : spec.leaves(NodeKind::Input))
+    if (!std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.input == spec[id].name; }))
+      fail({}, "gradc train: no data for input '{}' (give --input {}=FILE.npy)", spec[id].name, spec[id].name);
+  return sources;
 }
 
 int64_t argmax_row(const Tensor& t, int64_t row) {
@@ -109,40 +141,49 @@ int64_t argmax_row(const Tensor& t, int64_t row) {
 
 }  // namespace
 
-void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
-                            const std::function<void(const EpochReport&)>& report) {
-  const Node& x = input(spec, "x");
-  const Node& y = input(spec, "y");
-  const int64_t batch = x.type.shape[0];
-  if (x.type.numel() != batch * 784 || y.type != TensorType{DType::I32, {batch}})
-    fail({}, "gradc train: --data fashion-mnist feeds x with {} images of 28x28 and y : i32[{}]; the spec has x : {}, y : {}",
-         batch, batch, x.type, y.type);
-  if (spec.outputs.empty() || spec[spec.outputs[0].value].type != TensorType{x.type.dtype, {batch, 10}})
-    fail({}, "gradc train: test accuracy needs the spec's first output to be the [{}, 10] class scores", batch);
-  const ValueId scores = spec.outputs[0].value;
-
+void train(const Graph& spec, const TrainOptions& options, const std::function<void(const EpochReport&)>& report) {
+  const bool fashion = options.inputs.empty();
+  std::vector<Source> sources, test_sources;
+  ValueId scores = -1;
+  int64_t batch = 0;
+  if (fashion) {
+    const Node& x = input(spec, "x");
+    const Node& y = input(spec, "y");
+    batch = x.type.shape[0];
+    if (x.type.numel() != batch * 784 || y.type != TensorType{DType::I32, {batch}})
+      fail({}, "gradc train: --data fashion-mnist feeds x with {} images of 28x28 and y : i32[{}]; the spec has x : {}, y : {}",
+           batch, batch, x.type, y.type);
+    if (spec.outputs.empty() || spec[spec.outputs[0].value].type != TensorType{x.type.dtype, {batch, 10}})
+      fail({}, "gradc train: test accuracy needs the spec's first output to be the [{}, 10] class scores", batch);
+    scores = spec.outputs[0].value;
+    LabeledData train_data = load_fashion_mnist(options.data_dir, true);
+    LabeledData test_data = load_fashion_mnist(options.data_dir, false);
+    sources = {{x.name, std::move(train_data.images)}, {y.name, std::move(train_data.labels)}};
+    test_sources = {{x.name, std::move(test_data.images)}, {y.name, std::move(test_data.labels)}};
+  } else {
+    sources = npy_sources(spec, options.inputs);
+    batch = spec[*spec.find(sources[0].input)].type.shape[0];
+  }
   Graph train = simplified_graph(spec);
-  LabeledData train_data = load_fashion_mnist(options.data_dir, true);
-  LabeledData test_data = load_fashion_mnist(options.data_dir, false);
 
   interp::Feeds feeds;
   for (const Node& n : train.nodes) {
     if (n.kind != NodeKind::Param && n.kind != NodeKind::State) continue;
     feeds[n.name] = to_interp(initialize(init_spec(n.init.value_or(Init{"zeros", {}})), n.type, options.seed, n.name), n.type);
   }
-
   if (!options.load.empty()) load_checkpoint(train, options.load, feeds);
   std::string log = "step,loss\n";
 
-  Batches batches(train_data.labels.numel(), batch, options.shuffle, options.seed);
-  Batches test_batches(test_data.labels.numel(), batch, false, 0);
+  Batches batches(sources[0].data.shape()[0], batch, options.shuffle, options.seed);
+  if (batches.size() == 0)
+    fail({}, "gradc train: {} examples make no full batch of {}", sources[0].data.shape()[0], batch);
   int64_t steps_run = 0;
   for (int64_t epoch = 1; epoch <= options.epochs; ++epoch) {
     EpochReport r{epoch, 0, 0, 0, 0, 0};
     auto start = std::chrono::steady_clock::now();
     for (int64_t b = 0; b < batches.size(); ++b) {
       if (options.max_steps >= 0 && steps_run >= options.max_steps) break;
-      feed_batch(train_data, batches.indices(b), x, y, feeds);
+      feed_batch(sources, batches.indices(b), train, feeds);
       double loss = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
       if (!std::isfinite(loss)) fail({}, "gradc train: the loss became {} at step {}", loss, steps_run + 1);
       r.mean_loss += loss;
@@ -152,17 +193,20 @@ void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (r.steps > 0) r.mean_loss /= static_cast<double>(r.steps);
-    // Test accuracy with the forward graph and the trained params (full batches of the test set).
-    int64_t correct = 0;
-    for (int64_t b = 0; b < test_batches.size(); ++b) {
-      std::vector<int64_t> rows = test_batches.indices(b);
-      feed_batch(test_data, rows, x, y, feeds);
-      interp::Tensor s = interp::evaluate(spec, feeds)[static_cast<size_t>(scores)];
-      for (int64_t i = 0; i < batch; ++i)
-        correct += argmax_row(s, i) == static_cast<int64_t>(feeds[y.name].data[static_cast<size_t>(i)]) ? 1 : 0;
-      r.test_examples += batch;
+    if (fashion) {
+      // Test accuracy with the forward graph and the trained params (full batches of the test set).
+      Batches test_batches(test_sources[0].data.shape()[0], batch, false, 0);
+      int64_t correct = 0;
+      const std::string& y = test_sources[1].input;
+      for (int64_t b = 0; b < test_batches.size(); ++b) {
+        feed_batch(test_sources, test_batches.indices(b), spec, feeds);
+        interp::Tensor s = interp::evaluate(spec, feeds)[static_cast<size_t>(scores)];
+        for (int64_t i = 0; i < batch; ++i)
+          correct += argmax_row(s, i) == static_cast<int64_t>(feeds[y].data[static_cast<size_t>(i)]) ? 1 : 0;
+        r.test_examples += batch;
+      }
+      r.test_accuracy = r.test_examples ? static_cast<double>(correct) / static_cast<double>(r.test_examples) : 0;
     }
-    r.test_accuracy = r.test_examples ? static_cast<double>(correct) / static_cast<double>(r.test_examples) : 0;
     report(r);
     batches.next_epoch();
     if (options.max_steps >= 0 && steps_run >= options.max_steps) break;

@@ -1,4 +1,4 @@
-// Training a spec on Fashion-MNIST with the reference interpreter running each step.
+// Training a spec on Fashion-MNIST or on .npy arrays, with the reference interpreter running each step.
 //
 // This is the training loop of `gradc train` ahead of the JIT (issue 4): data, batches,
 // seeded initialization, steps, and test accuracy after each epoch are the real thing; only the
@@ -8,13 +8,16 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ir/Graph.h"
 
 namespace gradc {
 
 struct TrainOptions {
-  std::string data_dir;  // the four gzipped IDX files of Fashion-MNIST
+  std::string data_dir;  // the four gzipped IDX files of Fashion-MNIST, used when `inputs` is empty
+  std::vector<std::pair<std::string, std::string>> inputs;  // input name -> .npy file, rows = examples
   int64_t epochs = 1;
   int64_t max_steps = -1;  // stop after this many steps in all (-1: run every epoch out)
   uint64_t seed = 0;       // params and shuffling
@@ -28,13 +31,16 @@ struct EpochReport {
   int64_t epoch = 0;      // 1-based
   int64_t steps = 0;      // steps run in this epoch
   double mean_loss = 0;   // over those steps
-  double test_accuracy = 0;
+  double test_accuracy = 0;  // Fashion-MNIST only
   int64_t test_examples = 0;
   double seconds = 0;     // wall time of the epoch's steps
 };
 
-// Trains `spec` (a model with inputs x and y and a `minimize`) and reports each epoch.
-void train_on_fashion_mnist(const Graph& spec, const TrainOptions& options,
-                            const std::function<void(const EpochReport&)>& report);
+// Trains `spec` and reports each epoch. With Fashion-MNIST the spec's inputs are x (28x28 images,
+// any shape of 784 elements a row) and y (i32 class ids), its first output the class scores, and
+// the report has the test accuracy. With .npy inputs every input of the spec gets a file whose
+// leading dim is the examples, split into batches (shuffled by the seed unless !shuffle; the last
+// partial batch is dropped).
+void train(const Graph& spec, const TrainOptions& options, const std::function<void(const EpochReport&)>& report);
 
 }  // namespace gradc

@@ -58,7 +58,11 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand(
       "train", "Train a spec on Fashion-MNIST (each step in the reference interpreter until the JIT lands)");
   train->add_option("SPEC", spec, "the model spec (.gir)")->required();
-  train->add_option("--data", data, "the dataset: fashion-mnist")->required()->check(CLI::IsMember({"fashion-mnist"}));
+  std::vector<std::string> input_files;
+  CLI::Option* data_opt =
+      train->add_option("--data", data, "the dataset: fashion-mnist")->check(CLI::IsMember({"fashion-mnist"}));
+  train->add_option("--input", input_files, "NAME=FILE.npy: an input's examples (repeat for each input)")
+      ->excludes(data_opt);
   train->add_option("--epochs", train_options.epochs, "epochs to run")->capture_default_str()->check(CLI::PositiveNumber);
   train->add_option("--steps", train_options.max_steps, "stop after this many steps in all");
   train->add_option("--seed", train_options.seed, "seeds the params and the shuffling")->capture_default_str();
@@ -83,14 +87,23 @@ int main(int argc, char** argv) {
     }
     if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
     if (train->parsed()) {
+      if (data.empty() && input_files.empty()) throw gradc::Error({}, "gradc train: give --data fashion-mnist or --input NAME=FILE.npy");
       train_options.data_dir = gradc::kFashionMnistDir;
+      for (const std::string& kv : input_files) {
+        size_t eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", kv));
+        train_options.inputs.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+      }
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
-      fmt::print("training {} on Fashion-MNIST, steps in the reference interpreter (the JIT is not built yet)\n",
-                 g.name);
-      gradc::train_on_fashion_mnist(g, train_options, [](const gradc::EpochReport& r) {
-        fmt::print("epoch {:>3}: {} steps, mean loss {:.4f}, test accuracy {:.2f}% ({} images), {:.1f} s\n", r.epoch,
-                   r.steps, r.mean_loss, 100 * r.test_accuracy, r.test_examples, r.seconds);
+      fmt::print("training {} on {}, steps in the reference interpreter (the JIT is not built yet)\n", g.name,
+                 data.empty() ? ".npy inputs" : "Fashion-MNIST");
+      gradc::train(g, train_options, [](const gradc::EpochReport& r) {
+        std::string accuracy = r.test_examples ? fmt::format(", test accuracy {:.2f}% ({} images)", 100 * r.test_accuracy,
+                                                             r.test_examples)
+                                               : "";
+        fmt::print("epoch {:>3}: {} steps, mean loss {:.4f}{}, {:.1f} s\n", r.epoch, r.steps, r.mean_loss, accuracy,
+                   r.seconds);
         std::fflush(stdout);
       });
     }
