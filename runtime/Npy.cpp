@@ -50,12 +50,10 @@ constexpr Descr kDescrs[] = {
     {"<i8", DType::I32, Source::I64, 8},  {"|u1", DType::I32, Source::U8, 1},   {"<u1", DType::I32, Source::U8, 1},
 };
 
+// The descr a dtype is saved as: its entry of kDescrs that needs no conversion.
 std::string_view descr_of(DType t) {
-  switch (t) {
-    case DType::F32: return "<f4";
-    case DType::F64: return "<f8";
-    case DType::I32: return "<i4";
-  }
+  for (const Descr& d : kDescrs)
+    if (d.dtype == t && d.source == Source::Same) return d.name;
   return "?";
 }
 

@@ -18,6 +18,7 @@
 #include "passes/Autodiff.h"
 #include "passes/CastToF64.h"
 #include "passes/Emitter.h"
+#include "runtime/Init.h"
 
 namespace gradc {
 
@@ -51,9 +52,9 @@ Feeds random_feeds(const Graph& g, std::mt19937_64& rng) {
     } else if (n.kind == NodeKind::Input) {
       for (double& v : t.data) v = unit(rng);
     } else if (n.kind == NodeKind::Param) {
-      const Shape& s = n.type.shape;
-      int64_t fan_in = s.size() == 2 ? s[0] : s.size() == 4 ? s[1] * s[2] * s[3] : 1;
-      double a = 1.0 / std::sqrt(static_cast<double>(fan_in));
+      // The runtime's fan rule (Keras's for [in, out], PyTorch's for conv weights); biases get 1.
+      double fan_in = n.type.rank() >= 2 ? fans(n.type.shape).in : 1.0;
+      double a = 1.0 / std::sqrt(fan_in);
       for (double& v : t.data) v = a * unit(rng);
     }
     feeds[n.name] = std::move(t);
