@@ -11,7 +11,7 @@
 #include "ir/Verifier.h"
 
 using namespace gradc;
-using interp::Tensor;
+using ITensor = interp::Tensor;  // gradc::Tensor is the runtime's
 
 namespace {
 
@@ -27,10 +27,10 @@ const std::vector<double> kG = {0.3, -0.2, 4.0};  // the gradient, fed as x
 // Runs `steps` training steps in the interpreter and returns w after each.
 std::vector<std::vector<double>> run_steps(const std::string& optimizer, int steps) {
   Graph g = train_graph(load_spec(linear_spec(optimizer), "opt.gir"));
-  interp::Feeds feeds{{"x", Tensor::of({DType::F64, {3}}, kG)},
-                      {"lr_in", Tensor::scalar(0.05, DType::F64)},
-                      {"w", Tensor::of({DType::F64, {3}}, kW0)}};
-  for (ValueId s : g.leaves(NodeKind::State)) feeds[g[s].name] = Tensor::zeros(g[s].type);
+  interp::Feeds feeds{{"x", ITensor::of({DType::F64, {3}}, kG)},
+                      {"lr_in", ITensor::scalar(0.05, DType::F64)},
+                      {"w", ITensor::of({DType::F64, {3}}, kW0)}};
+  for (ValueId s : g.leaves(NodeKind::State)) feeds[g[s].name] = ITensor::zeros(g[s].type);
   std::vector<std::vector<double>> ws;
   for (int i = 0; i < steps; ++i) {
     interp::step(g, feeds);
@@ -166,13 +166,13 @@ interp::Feeds random_feeds(const Graph& g, uint32_t seed) {
   interp::Feeds feeds;
   for (const Node& n : g.nodes) {
     if (n.kind != NodeKind::Input && n.kind != NodeKind::Param && n.kind != NodeKind::State) continue;
-    Tensor t = Tensor::zeros(n.type);
+    ITensor t = ITensor::zeros(n.type);
     if (n.type.dtype == DType::I32) {
       for (double& v : t.data) v = static_cast<double>(rng() % 10);
     } else if (n.kind != NodeKind::State) {
       for (double& v : t.data) v = u(rng);
     }
-    feeds[n.name] = Tensor::of(n.type, t.data);
+    feeds[n.name] = ITensor::of(n.type, t.data);
   }
   return feeds;
 }
@@ -186,7 +186,7 @@ TEST_CASE("passes: simplify shrinks the seed's training graph and keeps its numb
   CHECK(simple.size() * 5 < train.size() * 4);  // at least a fifth fewer nodes
   interp::Feeds a = random_feeds(train, 3), b = a;
   for (int s = 0; s < 3; ++s) {
-    std::vector<Tensor> va = interp::step(train, a), vb = interp::step(simple, b);
+    std::vector<ITensor> va = interp::step(train, a), vb = interp::step(simple, b);
     CHECK(va[static_cast<size_t>(train.outputs[0].value)].data == vb[static_cast<size_t>(simple.outputs[0].value)].data);
   }
   for (const auto& [name, t] : a) {

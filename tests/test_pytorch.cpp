@@ -14,20 +14,20 @@
 #include "passes/CastToF64.h"
 
 using namespace gradc;
-using interp::Tensor;
+using ITensor = interp::Tensor;  // gradc::Tensor is the runtime's
 using json = nlohmann::json;
 
 namespace {
 
 double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : 1e-8; }
 
-Tensor from_json(const json& j, DType dtype) {
+ITensor from_json(const json& j, DType dtype) {
   TensorType t{dtype, j.at("shape").get<Shape>()};
-  return Tensor::of(t, j.at("data").get<std::vector<double>>());
+  return ITensor::of(t, j.at("data").get<std::vector<double>>());
 }
 
 // max |got - expected| / max |expected|: the error relative to the tensor's scale.
-double rel_error(const Tensor& got, const Tensor& expected) {
+double rel_error(const ITensor& got, const ITensor& expected) {
   REQUIRE(got.data.size() == expected.data.size());
   double diff = 0, scale = 0;
   for (size_t i = 0; i < got.data.size(); ++i) {
@@ -49,8 +49,8 @@ Graph spec_with(const std::string& spec_file, const std::string& optimizer) {
 
 // The batch and the initial params are float32 values written with 9 digits: read them as
 // float32 (exactly what PyTorch started from), then widen them for a float64 run.
-Tensor exact_f32(const json& j, DType dt) {
-  Tensor t = from_json(j, DType::F32);
+ITensor exact_f32(const json& j, DType dt) {
+  ITensor t = from_json(j, DType::F32);
   t.type.dtype = dt;
   return t;
 }
@@ -73,7 +73,7 @@ void check_fixture(const std::string& file, DType dt) {
   // The loss and every gradient at the initial params.
   Graph forward = in_dtype(spec_with(spec, fx.at("optimizers")[0].at("optimizer")), dt);
   Differentiated d = differentiate(forward);
-  std::vector<Tensor> v = interp::evaluate(d.graph, initial_feeds(fx, dt));
+  std::vector<ITensor> v = interp::evaluate(d.graph, initial_feeds(fx, dt));
   double loss = v[static_cast<size_t>(forward.minimize->loss)].data[0];
   CHECK(loss == doctest::Approx(fx.at("loss").get<double>()).epsilon(tol));
   REQUIRE(d.grads.size() == fx.at("grads").size());
@@ -90,9 +90,9 @@ void check_fixture(const std::string& file, DType dt) {
     CAPTURE(optimizer);
     Graph train = train_graph(in_dtype(spec_with(spec, optimizer), dt));
     interp::Feeds feeds = initial_feeds(fx, dt);
-    for (ValueId s : train.leaves(NodeKind::State)) feeds[train[s].name] = Tensor::zeros(train[s].type);
+    for (ValueId s : train.leaves(NodeKind::State)) feeds[train[s].name] = ITensor::zeros(train[s].type);
     for (size_t step = 0; step < 3; ++step) {
-      std::vector<Tensor> values = interp::step(train, feeds);
+      std::vector<ITensor> values = interp::step(train, feeds);
       CAPTURE(step);
       CHECK(values[static_cast<size_t>(train.outputs[0].value)].data[0] ==
             doctest::Approx(run.at("losses")[step].get<double>()).epsilon(tol));

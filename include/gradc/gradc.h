@@ -1,12 +1,15 @@
 // gradc's public C++ API: the one header users include.
 //
-//   gradc::Graph g = gradc::load_spec_file("samples/specs/seed_mlp.gir");  // parse, infer, verify
-//   std::cout << gradc::dump(g, gradc::Stage::Parsed);                    // canonical spec text
-//   auto values = gradc::interp::evaluate(g, feeds);                      // reference interpreter
+//   gradc::Model model = gradc::compile_file("samples/specs/seed_mlp.gir");  // or compile(graph)
+//   gradc::Session s(model, {.seed = 42});      // params, optimizer state, the arena
+//   double loss = s.step({{"x", xs}, {"y", ys}});  // one call of the JIT-ed train step
+//   const gradc::Tensor& probs = s.predict({{"x", xs}});
+//   std::cout << model.dump(gradc::Stage::Llvm);
 //
-// Graphs can also be built in C++ with gradc::GraphBuilder (gradc/GraphBuilder.h).
-// Not built yet: compile_file / Model / Session (the JIT'ed train step) and the stages after
-// `simplified`; asking for them throws gradc::Error saying so.
+// Graphs can also be built in C++ with gradc::GraphBuilder (gradc/GraphBuilder.h), evaluated by
+// the reference interpreter (gradc::interp::evaluate) and checked (gradc::check_gradients).
+// Not built yet: the stages `fused` and `plan` (the fusion issue); asking for them throws
+// gradc::Error saying so.
 #pragma once
 
 #include <optional>
@@ -17,6 +20,7 @@
 #include "interp/Interpreter.h"
 #include "gradc/Error.h"
 #include "ir/Graph.h"
+#include "runtime/Session.h"
 
 namespace gradc {
 
@@ -52,6 +56,23 @@ std::optional<Stage> parse_stage(std::string_view name);
 
 // The graph at `stage` as spec text (or Graphviz with dot = true).
 std::string dump(const Graph& g, Stage stage, bool dot = false);
+
+// The forward graph that `predict` runs: the spec's outputs from its inputs and params, simplified.
+Graph predict_graph(const Graph& g);
+
+// A compiled model: the native train step and predict (a Program a Session runs), the spec it
+// came from, and how long compiling took.
+class Model : public Program {
+ public:
+  Graph spec;
+  double compile_ms = 0;  // from the parsed spec to callable code (the JIT's O3 and codegen included)
+  std::string dump(Stage stage, bool dot = false) const;
+};
+
+// Every stage of the pipeline, then LLVM's O3 and ORC's JIT for the host CPU.
+Model compile(const Graph& g);
+Model compile_file(const std::string& path);
+Model compile_string(std::string_view text, const std::string& file = "<string>");
 
 // "gradc 0.1.0 (LLVM 19.1.7, host CPU znver5)"
 std::string version_string();

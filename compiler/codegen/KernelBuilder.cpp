@@ -1,0 +1,134 @@
+#include "codegen/KernelBuilder.h"
+
+#include <llvm/IR/Module.h>
+
+namespace gradc::codegen {
+
+KernelBuilder::KernelBuilder(llvm::Function* f, std::function<int32_t(std::string)> error_code)
+    : b(llvm::BasicBlock::Create(f->getContext(), "entry", f)), fn(f), error_code_(std::move(error_code)) {
+  status_ = local(b.getInt32(0));
+}
+
+llvm::Type* KernelBuilder::elem(DType dt) {
+  switch (dt) {
+    case DType::F32: return b.getFloatTy();
+    case DType::F64: return b.getDoubleTy();
+    case DType::I32: return b.getInt32Ty();
+  }
+  return nullptr;
+}
+
+llvm::Value* KernelBuilder::real(DType dt, double v) { return llvm::ConstantFP::get(elem(dt), v); }
+
+llvm::Value* KernelBuilder::load(const Buffer& buf, llvm::Value* flat) {
+  if (buf.constant) return buf.constant;
+  llvm::Type* t = elem(buf.type.dtype);
+  return b.CreateLoad(t, b.CreateInBoundsGEP(t, buf.ptr, flat));
+}
+
+void KernelBuilder::store(const Buffer& buf, llvm::Value* flat, llvm::Value* v) {
+  GRADC_ASSERT(buf.ptr, "a store into a constant");
+  llvm::Type* t = elem(buf.type.dtype);
+  b.CreateStore(v, b.CreateInBoundsGEP(t, buf.ptr, flat));
+}
+
+void KernelBuilder::loop(int64_t n, const std::function<void(llvm::Value*)>& body) {
+  if (n <= 0) return;
+  llvm::LLVMContext& ctx = fn->getContext();
+  llvm::BasicBlock* before = b.GetInsertBlock();
+  llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx, "loop", fn);
+  llvm::BasicBlock* after = llvm::BasicBlock::Create(ctx, "after", fn);
+  b.CreateBr(header);
+  b.SetInsertPoint(header);
+  llvm::PHINode* i = b.CreatePHI(b.getInt64Ty(), 2, "i");
+  i->addIncoming(index(0), before);
+  body(i);
+  // Bottom-tested: n > 0 is known, and the counter never wraps (nuw, nsw).
+  llvm::Value* next = b.CreateAdd(i, index(1), "", true, true);
+  i->addIncoming(next, b.GetInsertBlock());
+  b.CreateCondBr(b.CreateICmpEQ(next, index(n)), after, header);
+  b.SetInsertPoint(after);
+}
+
+void KernelBuilder::loops(const Shape& shape, const std::function<void(const std::vector<llvm::Value*>&)>& body) {
+  std::vector<llvm::Value*> idx;
+  std::function<void(size_t)> level = [&](size_t d) {
+    if (d == shape.size()) return body(idx);
+    loop(shape[d], [&](llvm::Value* i) {
+      idx.push_back(i);
+      level(d + 1);
+      idx.pop_back();
+    });
+  };
+  level(0);
+}
+
+void KernelBuilder::if_then(llvm::Value* cond, const std::function<void()>& body) {
+  llvm::LLVMContext& ctx = fn->getContext();
+  llvm::BasicBlock* then = llvm::BasicBlock::Create(ctx, "then", fn);
+  llvm::BasicBlock* done = llvm::BasicBlock::Create(ctx, "endif", fn);
+  b.CreateCondBr(cond, then, done);
+  b.SetInsertPoint(then);
+  body();
+  b.CreateBr(done);
+  b.SetInsertPoint(done);
+}
+
+llvm::Value* KernelBuilder::offset(const std::vector<llvm::Value*>& idx, const std::vector<int64_t>& strides) {
+  llvm::Value* sum = index(0);
+  for (size_t d = 0; d < idx.size(); ++d)
+    if (strides[d] != 0) sum = b.CreateAdd(sum, b.CreateMul(idx[d], index(strides[d]), "", true, true), "", true, true);
+  return sum;
+}
+
+llvm::Value* KernelBuilder::local(llvm::Value* init) {
+  llvm::BasicBlock& entry = fn->getEntryBlock();
+  llvm::IRBuilder<> at_entry(&entry, entry.begin());
+  llvm::AllocaInst* slot = at_entry.CreateAlloca(init->getType());
+  local_types_[slot] = init->getType();
+  b.CreateStore(init, slot);
+  return slot;
+}
+
+void KernelBuilder::fail_if(llvm::Value* cond, std::string message) {
+  int32_t code = error_code_(std::move(message));
+  can_fail_ = true;
+  set(status_, b.CreateSelect(cond, b.getInt32(static_cast<uint32_t>(code)), status()));
+}
+
+// a > c || isnan(a) ? a : c, as the interpreter's max_nan.
+llvm::Value* KernelBuilder::max_nan(llvm::Value* a, llvm::Value* c) {
+  return b.CreateSelect(b.CreateOr(b.CreateFCmpOGT(a, c), b.CreateFCmpUNO(a, a)), a, c);
+}
+llvm::Value* KernelBuilder::min_nan(llvm::Value* a, llvm::Value* c) {
+  return b.CreateSelect(b.CreateOr(b.CreateFCmpOLT(a, c), b.CreateFCmpUNO(a, a)), a, c);
+}
+
+llvm::Value* KernelBuilder::call_libm(const char* f32_name, const char* f64_name, llvm::Value* x) {
+  llvm::Type* t = x->getType();
+  llvm::FunctionCallee f =
+      fn->getParent()->getOrInsertFunction(t->isFloatTy() ? f32_name : f64_name, llvm::FunctionType::get(t, {t}, false));
+  return b.CreateCall(f, {x});
+}
+
+std::vector<int64_t> strides_of(const Shape& shape) {
+  std::vector<int64_t> s(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) s[d - 1] = s[d] * shape[d];
+  return s;
+}
+
+std::vector<int64_t> broadcast_strides(const Shape& operand, const Shape& to) {
+  std::vector<int64_t> own = strides_of(operand), s(to.size(), 0);
+  size_t lead = to.size() - operand.size();
+  for (size_t d = 0; d < operand.size(); ++d) s[lead + d] = operand[d] == 1 ? 0 : own[d];
+  return s;
+}
+
+static const OpEmitter kEmitters[] = {
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) emit,
+#include "ir/Ops.def"
+};
+
+const OpEmitter& op_emitter(OpKind op) { return kEmitters[static_cast<size_t>(op)]; }
+
+}  // namespace gradc::codegen

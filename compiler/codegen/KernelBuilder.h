@@ -1,0 +1,93 @@
+// The small toolkit every op's code emitter writes its loop nest with: counted loops, loads and
+// stores at flat indices, broadcasting strides, accumulators, and the math intrinsics.
+//
+// Each op becomes one LLVM function `i32 @op(ptr noalias operands..., ptr noalias out)`; its
+// emitter (codegen/OpEmitters.cpp, named in the op table) fills the body through a KernelBuilder.
+// A non-zero return is an error the runtime reports (a class id out of range, say).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <llvm/IR/IRBuilder.h>
+
+#include "ir/Graph.h"
+
+namespace gradc::codegen {
+
+// A tensor the generated code reads or writes: its elements in memory, row-major, or a scalar
+// constant that every index reads.
+struct Buffer {
+  TensorType type;
+  llvm::Value* ptr = nullptr;
+  llvm::Constant* constant = nullptr;
+
+  int64_t numel() const { return type.numel(); }
+};
+
+class KernelBuilder {
+ public:
+  KernelBuilder(llvm::Function* fn, std::function<int32_t(std::string)> error_code);
+
+  llvm::IRBuilder<> b;
+  llvm::Function* fn;
+
+  llvm::Type* elem(DType dt);
+  llvm::Value* index(int64_t v) { return b.getInt64(static_cast<uint64_t>(v)); }
+  llvm::Value* real(DType dt, double v);  // a constant of a float dtype
+
+  // Element `flat` of `buf` (a constant ignores the index).
+  llvm::Value* load(const Buffer& buf, llvm::Value* flat);
+  void store(const Buffer& buf, llvm::Value* flat, llvm::Value* v);
+
+  // for (i = 0; i < n; ++i) body(i), as an LLVM loop over an i64 counter (nothing when n == 0).
+  void loop(int64_t n, const std::function<void(llvm::Value*)>& body);
+  // Nested loops over every index of `shape`, row-major (the body once for a scalar).
+  void loops(const Shape& shape, const std::function<void(const std::vector<llvm::Value*>&)>& body);
+  // if (cond) body()
+  void if_then(llvm::Value* cond, const std::function<void()>& body);
+
+  // sum of index[d] * strides[d] (zero strides skipped).
+  llvm::Value* offset(const std::vector<llvm::Value*>& index, const std::vector<int64_t>& strides);
+
+  // A mutable local (an accumulator) initialized to `init`; LLVM's mem2reg turns it into registers.
+  llvm::Value* local(llvm::Value* init);
+  llvm::Value* get(llvm::Value* local) { return b.CreateLoad(local_types_.at(local), local); }
+  void set(llvm::Value* local, llvm::Value* v) { b.CreateStore(v, local); }
+
+  // Makes the function return a fresh error code, whose message the runtime shows, when `cond`
+  // holds (the emitter clamps its index itself, so that the step never reads out of bounds).
+  void fail_if(llvm::Value* cond, std::string message);
+  llvm::Value* status() { return get(status_); }
+  bool can_fail() const { return can_fail_; }
+
+  // Math on one element, as the interpreter computes it (NaN-propagating max and min).
+  llvm::Value* unary(llvm::Intrinsic::ID id, llvm::Value* x) { return b.CreateUnaryIntrinsic(id, x); }
+  llvm::Value* max_nan(llvm::Value* a, llvm::Value* c);
+  llvm::Value* min_nan(llvm::Value* a, llvm::Value* c);
+  llvm::Value* call_libm(const char* f32_name, const char* f64_name, llvm::Value* x);  // tanh and friends
+
+ private:
+  std::function<int32_t(std::string)> error_code_;
+  std::map<llvm::Value*, llvm::Type*> local_types_;
+  llvm::Value* status_ = nullptr;
+  bool can_fail_ = false;
+};
+
+// Row-major strides of `operand` read at the indices of a result of shape `to` (numpy
+// broadcasting: a missing or size-1 dim has stride 0).
+std::vector<int64_t> broadcast_strides(const Shape& operand, const Shape& to);
+std::vector<int64_t> strides_of(const Shape& shape);
+
+// An op's code emitter: the loop nest that computes `out` from `args`.
+using OpEmitter = void (*)(KernelBuilder& k, const Node& node, const std::vector<Buffer>& args, const Buffer& out);
+
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) \
+  void emit(KernelBuilder& k, const Node& node, const std::vector<Buffer>& args, const Buffer& out);
+#include "ir/Ops.def"
+
+const OpEmitter& op_emitter(OpKind op);
+
+}  // namespace gradc::codegen

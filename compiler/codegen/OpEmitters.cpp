@@ -1,0 +1,426 @@
+// Code emitters, one per op of the table: each writes the op's loop nest in LLVM IR, computing
+// what its interpreter kernel (interp/Kernels.cpp) computes, in the same order of accumulation,
+// but in the node's own dtype. Plain loops for now; fusion and tiling come in later passes.
+#include <cmath>
+#include <limits>
+
+#include <llvm/IR/Intrinsics.h>
+
+#include "codegen/KernelBuilder.h"
+
+namespace gradc::codegen {
+
+namespace {
+
+using Args = std::vector<Buffer>;
+using Values = std::vector<llvm::Value*>;
+using Scalar = std::function<llvm::Value*(KernelBuilder&, const Values&)>;
+
+void require_float(const Node& n, const Args& args, const Buffer& out) {
+  bool is_int = out.type.dtype == DType::I32;
+  for (const Buffer& a : args) is_int = is_int || a.type.dtype == DType::I32;
+  if (is_int)
+    fail(n.loc, "codegen: {} on i32 tensors is not supported by the JIT yet (the interpreter runs it)",
+         op_info(n.op).name);
+}
+
+// out[i] = f(args[i]...), with numpy broadcasting of the operands.
+void elementwise(KernelBuilder& k, const Node& n, const Args& args, const Buffer& out, const Scalar& f) {
+  require_float(n, args, out);
+  bool flat = true;  // every operand is the result's size or a single element: one flat loop
+  for (const Buffer& a : args) flat = flat && (a.numel() == out.numel() || a.numel() == 1);
+  if (flat) {
+    k.loop(out.numel(), [&](llvm::Value* i) {
+      Values v;
+      for (const Buffer& a : args) v.push_back(k.load(a, a.numel() == 1 ? k.index(0) : i));
+      k.store(out, i, f(k, v));
+    });
+    return;
+  }
+  std::vector<std::vector<int64_t>> strides;
+  for (const Buffer& a : args) strides.push_back(broadcast_strides(a.type.shape, out.type.shape));
+  std::vector<int64_t> out_strides = strides_of(out.type.shape);
+  k.loops(out.type.shape, [&](const Values& idx) {
+    Values v;
+    for (size_t j = 0; j < args.size(); ++j) v.push_back(k.load(args[j], k.offset(idx, strides[j])));
+    k.store(out, k.offset(idx, out_strides), f(k, v));
+  });
+}
+
+void fill(KernelBuilder& k, const Buffer& out, llvm::Value* v) {
+  k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, v); });
+}
+
+llvm::Value* zero(KernelBuilder& k, DType dt) { return llvm::Constant::getNullValue(k.elem(dt)); }
+
+// Folds each group of `x` along `axes` into `out` (initialized to `init`), as the interpreter.
+void reduce(KernelBuilder& k, const Node& n, const Buffer& x, const Buffer& out, double init,
+            const std::function<llvm::Value*(llvm::Value* acc, llvm::Value* v)>& combine) {
+  require_float(n, {x}, out);
+  Shape kept = x.type.shape;
+  for (int64_t axis : n.attrs.get("axes").as_ints()) kept[static_cast<size_t>(axis)] = 1;
+  fill(k, out, k.real(out.type.dtype, init));
+  std::vector<int64_t> in_strides = strides_of(x.type.shape), out_strides = broadcast_strides(kept, x.type.shape);
+  k.loops(x.type.shape, [&](const Values& idx) {
+    llvm::Value* o = k.offset(idx, out_strides);
+    k.store(out, o, combine(k.load(out, o), k.load(x, k.offset(idx, in_strides))));
+  });
+}
+
+// Views a shape as [outer, len, inner] around `axis`, for row-wise ops.
+struct Rows {
+  int64_t outer = 1, len = 1, inner = 1;
+  Rows(const Shape& s, int64_t axis) {
+    if (axis < 0) axis += static_cast<int64_t>(s.size());
+    for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
+      int64_t dim = s[static_cast<size_t>(d)];
+      (d < axis ? outer : d == axis ? len : inner) *= dim;
+    }
+  }
+};
+
+// For one row of `x` (elements at base + kk * step): its max m and log(sum(exp(x - m))), so that
+// log_softmax = x - m - log_sum. The max skips NaN as std::max does in the interpreter.
+std::pair<llvm::Value*, llvm::Value*> row_stats(KernelBuilder& k, const Buffer& x, int64_t len, llvm::Value* base,
+                                                int64_t step) {
+  DType dt = x.type.dtype;
+  auto at = [&](llvm::Value* kk) { return k.b.CreateAdd(base, k.b.CreateMul(kk, k.index(step))); };
+  llvm::Value* m = k.local(k.real(dt, -std::numeric_limits<double>::infinity()));
+  k.loop(len, [&](llvm::Value* kk) {
+    llvm::Value *cur = k.get(m), *v = k.load(x, at(kk));
+    k.set(m, k.b.CreateSelect(k.b.CreateFCmpOLT(cur, v), v, cur));
+  });
+  llvm::Value* max = k.get(m);
+  llvm::Value* s = k.local(k.real(dt, 0));
+  k.loop(len, [&](llvm::Value* kk) {
+    k.set(s, k.b.CreateFAdd(k.get(s), k.unary(llvm::Intrinsic::exp, k.b.CreateFSub(k.load(x, at(kk)), max))));
+  });
+  return {max, k.unary(llvm::Intrinsic::log, k.get(s))};
+}
+
+void softmax_like(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out, bool exp) {
+  require_float(n, a, out);
+  Rows r(a[0].type.shape, n.attrs.get("axis").as_int());
+  k.loop(r.outer, [&](llvm::Value* o) {
+    k.loop(r.inner, [&](llvm::Value* i) {
+      llvm::Value* base = k.b.CreateAdd(k.b.CreateMul(o, k.index(r.len * r.inner)), i);
+      auto [max, log_sum] = row_stats(k, a[0], r.len, base, r.inner);
+      k.loop(r.len, [&](llvm::Value* kk) {
+        llvm::Value* at = k.b.CreateAdd(base, k.b.CreateMul(kk, k.index(r.inner)));
+        llvm::Value* v = k.b.CreateFSub(k.b.CreateFSub(k.load(a[0], at), max), log_sum);
+        k.store(out, at, exp ? k.unary(llvm::Intrinsic::exp, v) : v);
+      });
+    });
+  });
+}
+
+// A class id read from i32 memory, checked against [0, classes): out-of-range ids make the
+// function fail with `what` and read class 0 instead, so that no access leaves the buffers.
+llvm::Value* class_id(KernelBuilder& k, const Node& n, const Buffer& ids, llvm::Value* at, int64_t classes,
+                      const char* what) {
+  llvm::Value* id = k.load(ids, at);
+  llvm::Value* bad = k.b.CreateOr(k.b.CreateICmpSLT(id, k.b.getInt32(0)),
+                                  k.b.CreateICmpSGE(id, k.b.getInt32(static_cast<uint32_t>(classes))));
+  std::string where = to_string(n.loc);
+  k.fail_if(bad, fmt::format("{}{} {} out of range [0, {})", where.empty() ? "" : where + ": ", op_info(n.op).name,
+                             what, classes));
+  return k.b.CreateSExt(k.b.CreateSelect(bad, k.b.getInt32(0), id), k.b.getInt64Ty());
+}
+
+// The loops of conv2d, shared by its adjoints (interp's conv_loops): f(x_at, w_at, y_at) for
+// every product that contributes, skipping positions in the zero padding.
+void conv_loops(KernelBuilder& k, const Shape& xs, const Shape& ws, const Shape& ys, const Attrs& attrs,
+                const std::function<void(llvm::Value*, llvm::Value*, llvm::Value*)>& f) {
+  const std::vector<int64_t>& s = attrs.get("stride").as_ints();
+  const std::vector<int64_t>& p = attrs.get("padding").as_ints();
+  auto& b = k.b;
+  auto in_range = [&](llvm::Value* v, int64_t hi) {
+    return b.CreateAnd(b.CreateICmpSGE(v, k.index(0)), b.CreateICmpSLT(v, k.index(hi)));
+  };
+  k.loops({ys[0], ys[1], ws[1], ws[2], ws[3], ys[2]}, [&](const Values& v) {
+    llvm::Value *n = v[0], *o = v[1], *c = v[2], *i = v[3], *j = v[4], *oy = v[5];
+    llvm::Value* w_at = k.offset({o, c, i, j}, strides_of(ws));
+    llvm::Value* iy = b.CreateSub(b.CreateAdd(b.CreateMul(oy, k.index(s[0])), i), k.index(p[0]));
+    k.if_then(in_range(iy, xs[2]), [&] {
+      k.loop(ys[3], [&](llvm::Value* ox) {
+        llvm::Value* ix = b.CreateSub(b.CreateAdd(b.CreateMul(ox, k.index(s[1])), j), k.index(p[1]));
+        k.if_then(in_range(ix, xs[3]), [&] {
+          f(k.offset({n, c, iy, ix}, strides_of(xs)), w_at, k.offset({n, o, oy, ox}, strides_of(ys)));
+        });
+      });
+    });
+  });
+}
+
+// Every element of every pooling window (interp's pool_loops): f(x_at, y_at), and `window`
+// around each window (before it with first = true, after it with first = false).
+void pool_loops(KernelBuilder& k, const Shape& xs, const Shape& ys, const Attrs& attrs,
+                const std::function<void(llvm::Value*, llvm::Value*)>& f,
+                const std::function<void(llvm::Value*, bool first)>& window = nullptr) {
+  const std::vector<int64_t>& kern = attrs.get("kernel").as_ints();
+  const std::vector<int64_t>& s = attrs.get("stride").as_ints();
+  auto& b = k.b;
+  k.loops({ys[0] * ys[1], ys[2], ys[3]}, [&](const Values& v) {
+    llvm::Value* y_at = k.offset(v, {ys[2] * ys[3], ys[3], 1});
+    if (window) window(y_at, true);
+    k.loops({kern[0], kern[1]}, [&](const Values& w) {
+      llvm::Value* row = b.CreateAdd(b.CreateMul(v[1], k.index(s[0])), w[0]);
+      llvm::Value* col = b.CreateAdd(b.CreateMul(v[2], k.index(s[1])), w[1]);
+      f(k.offset({v[0], row, col}, {xs[2] * xs[3], xs[3], 1}), y_at);
+    });
+    if (window) window(y_at, false);
+  });
+}
+
+// out[at] += v
+void accumulate(KernelBuilder& k, const Buffer& out, llvm::Value* at, llvm::Value* v) {
+  k.store(out, at, k.b.CreateFAdd(k.load(out, at), v));
+}
+
+}  // namespace
+
+// ---- elementwise, one operand
+#define UNARY(name, expr)                                                                      \
+  void emit_##name(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {        \
+    elementwise(k, n, a, out, [&](KernelBuilder&, const Values& v) -> llvm::Value* {         \
+      llvm::Value* x = v[0];                                                                    \
+      DType dt = out.type.dtype;                                                                \
+      (void)dt;                                                                                 \
+      return expr;                                                                              \
+    });                                                                                         \
+  }
+UNARY(neg, k.b.CreateFNeg(x))
+UNARY(exp, k.unary(llvm::Intrinsic::exp, x))
+UNARY(log, k.unary(llvm::Intrinsic::log, x))
+UNARY(sqrt, k.unary(llvm::Intrinsic::sqrt, x))
+UNARY(rsqrt, k.b.CreateFDiv(k.real(dt, 1), k.unary(llvm::Intrinsic::sqrt, x)))
+UNARY(abs, k.unary(llvm::Intrinsic::fabs, x))
+UNARY(tanh, k.call_libm("tanhf", "tanh", x))
+UNARY(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.unary(llvm::Intrinsic::exp, k.b.CreateFNeg(x)))))
+UNARY(relu, k.max_nan(x, k.real(dt, 0)))
+UNARY(square, k.b.CreateFMul(x, x))
+UNARY(broadcast_to, x)
+#undef UNARY
+
+// ---- elementwise, two operands with broadcasting
+#define BINARY(name, expr)                                                                     \
+  void emit_##name(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {        \
+    elementwise(k, n, a, out, [&](KernelBuilder&, const Values& v) -> llvm::Value* {         \
+      llvm::Value *x = v[0], *y = v[1];                                                         \
+      DType dt = out.type.dtype;                                                                \
+      (void)dt;                                                                                 \
+      return expr;                                                                              \
+    });                                                                                         \
+  }
+BINARY(add, k.b.CreateFAdd(x, y))
+BINARY(sub, k.b.CreateFSub(x, y))
+BINARY(mul, k.b.CreateFMul(x, y))
+BINARY(div, k.b.CreateFDiv(x, y))
+BINARY(maximum, k.max_nan(x, y))
+BINARY(minimum, k.min_nan(x, y))
+BINARY(pow, k.b.CreateBinaryIntrinsic(llvm::Intrinsic::pow, x, y))
+BINARY(greater, k.b.CreateSelect(k.b.CreateFCmpOGT(x, y), k.real(dt, 1), k.real(dt, 0)))
+#undef BINARY
+
+// ---- linear algebra and layout
+// out[i, :] = sum over p of x[i, p] * w[p, :], in the order i, p, j: the inner loop runs along
+// rows of w and out (LLVM vectorizes it) and each sum still adds its terms in p order.
+void emit_matmul(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  const Shape& xs = a[0].type.shape;
+  bool batched = xs.size() == 3;
+  int64_t batches = batched ? xs[0] : 1, m = xs[batched ? 1 : 0], kk = xs[batched ? 2 : 1];
+  int64_t cols = a[1].type.shape[batched ? 2 : 1];
+  fill(k, out, zero(k, out.type.dtype));
+  k.loops({batches, m, kk}, [&](const Values& v) {
+    llvm::Value* x = k.load(a[0], k.offset(v, {m * kk, kk, 1}));
+    llvm::Value* w_row = k.offset({v[0], v[2]}, {kk * cols, cols});
+    llvm::Value* out_row = k.offset({v[0], v[1]}, {m * cols, cols});
+    k.loop(cols, [&](llvm::Value* j) {
+      accumulate(k, out, k.b.CreateAdd(out_row, j), k.b.CreateFMul(x, k.load(a[1], k.b.CreateAdd(w_row, j))));
+    });
+  });
+}
+
+void emit_transpose(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  const std::vector<int64_t>& perm = n.attrs.get("perm").as_ints();
+  std::vector<int64_t> in = strides_of(a[0].type.shape), src(perm.size());
+  for (size_t d = 0; d < perm.size(); ++d) src[d] = in[static_cast<size_t>(perm[d])];
+  std::vector<int64_t> dst = strides_of(out.type.shape);
+  k.loops(out.type.shape, [&](const Values& idx) { k.store(out, k.offset(idx, dst), k.load(a[0], k.offset(idx, src))); });
+}
+
+void emit_reshape(KernelBuilder& k, const Node&, const Args& a, const Buffer& out) {
+  k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, k.load(a[0], i)); });
+}
+
+// ---- reductions
+void emit_sum(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  reduce(k, n, a[0], out, 0.0, [&](llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); });
+}
+
+void emit_mean(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  emit_sum(k, n, a, out);
+  double count = static_cast<double>(a[0].numel() / std::max<int64_t>(out.numel(), 1));
+  k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, k.b.CreateFDiv(k.load(out, i), k.real(out.type.dtype, count))); });
+}
+
+void emit_max(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  reduce(k, n, a[0], out, -std::numeric_limits<double>::infinity(),
+         [&](llvm::Value* acc, llvm::Value* v) { return k.max_nan(acc, v); });
+}
+
+// ---- normalizations
+void emit_softmax(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) { softmax_like(k, n, a, out, true); }
+void emit_log_softmax(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  softmax_like(k, n, a, out, false);
+}
+
+// ---- losses: the mean over the batch
+void emit_softmax_cross_entropy(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, {a[0]}, out);
+  const Buffer &logits = a[0], &labels = a[1];
+  int64_t rows = logits.type.shape[0], classes = logits.type.shape[1];
+  DType dt = out.type.dtype;
+  llvm::Value* total = k.local(k.real(dt, 0));
+  auto& b = k.b;
+  k.loop(rows, [&](llvm::Value* r) {
+    llvm::Value* base = b.CreateMul(r, k.index(classes));
+    auto [max, log_sum] = row_stats(k, logits, classes, base, 1);
+    auto log_p = [&](llvm::Value* c) {
+      return b.CreateFSub(b.CreateFSub(k.load(logits, b.CreateAdd(base, c)), max), log_sum);
+    };
+    if (labels.type.dtype == DType::I32) {
+      k.set(total, b.CreateFSub(k.get(total), log_p(class_id(k, n, labels, r, classes, "label"))));
+    } else {
+      k.loop(classes, [&](llvm::Value* c) {
+        llvm::Value* p = k.load(labels, b.CreateAdd(base, c));
+        k.set(total, b.CreateFSub(k.get(total), b.CreateFMul(p, log_p(c))));
+      });
+    }
+  });
+  k.store(out, k.index(0), b.CreateFDiv(k.get(total), k.real(dt, static_cast<double>(rows))));
+}
+
+// A pointwise loss: the mean of term(x, t) over all elements.
+static void pointwise_loss(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out,
+                           const std::function<llvm::Value*(llvm::Value*, llvm::Value*)>& term) {
+  require_float(n, a, out);
+  DType dt = out.type.dtype;
+  llvm::Value* total = k.local(k.real(dt, 0));
+  k.loop(a[0].numel(), [&](llvm::Value* i) {
+    k.set(total, k.b.CreateFAdd(k.get(total), term(k.load(a[0], i), k.load(a[1], i))));
+  });
+  k.store(out, k.index(0), k.b.CreateFDiv(k.get(total), k.real(dt, static_cast<double>(a[0].numel()))));
+}
+
+void emit_mse(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  pointwise_loss(k, n, a, out, [&](llvm::Value* x, llvm::Value* t) {
+    llvm::Value* d = k.b.CreateFSub(x, t);
+    return k.b.CreateFMul(d, d);
+  });
+}
+
+// max(x, 0) - x * t + log1p(exp(-|x|)), as PyTorch.
+void emit_bce_with_logits(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  DType dt = out.type.dtype;
+  pointwise_loss(k, n, a, out, [&](llvm::Value* x, llvm::Value* t) {
+    auto& b = k.b;
+    llvm::Value* pos = b.CreateSelect(b.CreateFCmpOGT(x, k.real(dt, 0)), x, k.real(dt, 0));
+    llvm::Value* soft = k.call_libm("log1pf", "log1p", k.unary(llvm::Intrinsic::exp, b.CreateFNeg(k.unary(llvm::Intrinsic::fabs, x))));
+    return b.CreateFAdd(b.CreateFSub(pos, b.CreateFMul(x, t)), soft);
+  });
+}
+
+// ---- images, NCHW
+void emit_conv2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  fill(k, out, zero(k, out.type.dtype));
+  conv_loops(k, a[0].type.shape, a[1].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
+    accumulate(k, out, y, k.b.CreateFMul(k.load(a[0], x), k.load(a[1], w)));
+  });
+}
+
+void emit_maxpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  fill(k, out, k.real(out.type.dtype, -std::numeric_limits<double>::infinity()));
+  pool_loops(k, a[0].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
+    k.store(out, y, k.max_nan(k.load(out, y), k.load(a[0], x)));
+  });
+}
+
+void emit_avgpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  const std::vector<int64_t>& kern = n.attrs.get("kernel").as_ints();
+  llvm::Value* share = k.real(out.type.dtype, 1.0 / static_cast<double>(kern[0] * kern[1]));
+  fill(k, out, zero(k, out.type.dtype));
+  pool_loops(k, a[0].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
+    accumulate(k, out, y, k.b.CreateFMul(k.load(a[0], x), share));
+  });
+}
+
+// ---- building blocks of gradients
+void emit_one_hot(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  int64_t classes = n.attrs.get("classes").as_int();
+  DType dt = out.type.dtype;
+  llvm::Value* one = dt == DType::I32 ? k.b.getInt32(1) : k.real(dt, 1);
+  fill(k, out, zero(k, dt));
+  k.loop(a[0].numel(), [&](llvm::Value* i) {
+    llvm::Value* id = class_id(k, n, a[0], i, classes, "class id");
+    k.store(out, k.b.CreateAdd(k.b.CreateMul(i, k.index(classes)), id), one);
+  });
+}
+
+void emit_conv2d_input_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  fill(k, out, zero(k, out.type.dtype));
+  conv_loops(k, out.type.shape, a[1].type.shape, a[0].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
+    accumulate(k, out, x, k.b.CreateFMul(k.load(a[0], y), k.load(a[1], w)));
+  });
+}
+
+void emit_conv2d_weight_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  fill(k, out, zero(k, out.type.dtype));
+  conv_loops(k, a[0].type.shape, out.type.shape, a[1].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
+    accumulate(k, out, w, k.b.CreateFMul(k.load(a[1], y), k.load(a[0], x)));
+  });
+}
+
+// Each window's gradient goes to its first maximum (or first NaN), as the interpreter.
+void emit_maxpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  const Buffer &x = a[0], &dy = a[1];
+  fill(k, out, zero(k, out.type.dtype));
+  auto& b = k.b;
+  llvm::Value *best = nullptr, *seen = nullptr;
+  pool_loops(
+      k, x.type.shape, dy.type.shape, n.attrs,
+      [&](llvm::Value* xi, llvm::Value*) {
+        llvm::Value *v = k.load(x, xi), *m = k.load(x, k.get(best));
+        llvm::Value* better = b.CreateOr(b.CreateOr(b.CreateNot(k.get(seen)), b.CreateFCmpOGT(v, m)),
+                                         b.CreateAnd(b.CreateFCmpUNO(v, v), b.CreateFCmpORD(m, m)));
+        k.set(best, b.CreateSelect(better, xi, k.get(best)));
+        k.set(seen, b.getTrue());
+      },
+      [&](llvm::Value* y, bool first) {
+        if (first) {
+          best = k.local(k.index(0));
+          seen = k.local(b.getFalse());
+        } else {
+          accumulate(k, out, k.get(best), k.load(dy, y));
+        }
+      });
+}
+
+void emit_avgpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  require_float(n, a, out);
+  const std::vector<int64_t>& kern = n.attrs.get("kernel").as_ints();
+  llvm::Value* share = k.real(out.type.dtype, 1.0 / static_cast<double>(kern[0] * kern[1]));
+  fill(k, out, zero(k, out.type.dtype));
+  pool_loops(k, out.type.shape, a[0].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
+    accumulate(k, out, x, k.b.CreateFMul(k.load(a[0], y), share));
+  });
+}
+
+}  // namespace gradc::codegen

@@ -1,0 +1,52 @@
+// The contract between generated code and the runtime: the entry points the JIT (or, later, an
+// ahead-of-time object) provides, and the slots they read and write.
+//
+//   int32_t train_step(void* const* slots, std::byte* arena);
+//   int32_t predict(void* const* slots, std::byte* arena);
+//
+// `slots[i]` points at the elements of slot i (row-major, the slot's dtype): the inputs the
+// caller feeds, the params and optimizer state the step reads and updates in place, and the
+// outputs it writes. `arena` is scratch memory of `arena_bytes` bytes, 64-byte aligned, that
+// holds every intermediate tensor at an offset fixed at compile time. A step allocates nothing.
+// It returns 0, or k > 0 when the data was bad (a class id out of range, say): `errors[k - 1]`
+// says what, and params and state are then left as they were before the call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/Init.h"
+
+namespace gradc {
+
+enum class SlotKind : uint8_t { Input, Param, State, Output };
+
+// Which entry points use a slot.
+inline constexpr uint8_t kUsedByTrainStep = 1, kUsedByPredict = 2;
+
+struct Slot {
+  std::string name;
+  SlotKind kind = SlotKind::Input;
+  TensorType type;
+  InitSpec init;      // params and state: how they start
+  uint8_t uses = 0;   // kUsedByTrainStep | kUsedByPredict
+};
+
+using EntryPoint = int32_t (*)(void* const* slots, std::byte* arena);
+
+struct Program {
+  std::string name;                    // the model's
+  std::vector<Slot> slots;
+  int64_t arena_bytes = 0;
+  EntryPoint train_step = nullptr;     // null when the spec minimizes nothing
+  EntryPoint predict = nullptr;
+  int32_t loss_slot = -1;              // the train step's loss (its first output)
+  std::vector<int32_t> predict_outputs;  // the spec's outputs, as predict writes them
+  std::vector<std::string> errors;     // messages of the non-zero return codes
+  std::shared_ptr<const void> code;    // keeps the machine code alive while any copy lives
+};
+
+}  // namespace gradc
