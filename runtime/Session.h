@@ -25,6 +25,7 @@ struct TensorView {
 
   TensorView() = default;
   TensorView(const Tensor& t) : dtype(t.dtype()), shape(t.shape()), data(t.data()) {}  // NOLINT: implicit on purpose
+  TensorView(DType dt, Shape s, const void* elements) : dtype(dt), shape(std::move(s)), data(elements) {}
   template <typename T>
   TensorView(const T* elements, Shape s) : dtype(dtype_of<T>()), shape(std::move(s)), data(elements) {}
 };

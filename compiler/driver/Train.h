@@ -1,8 +1,5 @@
-// Training a spec on Fashion-MNIST or on .npy arrays, with the reference interpreter running each step.
-//
-// This is the training loop of `gradc train` ahead of the JIT (issue 4): data, batches,
-// seeded initialization, steps, and test accuracy after each epoch are the real thing; only the
-// step itself runs in the slow, plain interpreter instead of native code.
+// Training a spec on Fashion-MNIST or on .npy arrays: the loop of `gradc train`, over the
+// JIT-ed train step of a Session.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +24,14 @@ struct TrainOptions {
   std::string log;   // a CSV file of `step,loss`, one line per step ("" = none)
 };
 
+struct StepReport {
+  int64_t epoch = 0;        // 1-based
+  int64_t step = 0;         // 1-based, within the epoch
+  int64_t epoch_steps = 0;  // steps this epoch will run
+  double loss = 0;
+  double seconds = 0;       // since the epoch began
+};
+
 struct EpochReport {
   int64_t epoch = 0;      // 1-based
   int64_t steps = 0;      // steps run in this epoch
@@ -36,11 +41,18 @@ struct EpochReport {
   double seconds = 0;     // wall time of the epoch's steps
 };
 
-// Trains `spec` and reports each epoch. With Fashion-MNIST the spec's inputs are x (28x28 images,
-// any shape of 784 elements a row) and y (i32 class ids), its first output the class scores, and
-// the report has the test accuracy. With .npy inputs every input of the spec gets a file whose
-// leading dim is the examples, split into batches (shuffled by the seed unless !shuffle; the last
-// partial batch is dropped).
-void train(const Graph& spec, const TrainOptions& options, const std::function<void(const EpochReport&)>& report);
+struct TrainEvents {
+  std::function<void(double compile_ms)> compiled;
+  std::function<void(const StepReport&)> step;
+  std::function<void(const EpochReport&)> epoch;
+};
+
+// Compiles `spec`, trains it and reports. With Fashion-MNIST the spec's inputs are x (28x28
+// images, any f32 shape of 784 elements a row) and y (i32 class ids), its first output the class
+// scores, and each epoch ends with the test accuracy over all 10000 test images (predict runs
+// on batches of the spec's size; the last one is padded). With .npy inputs every input of the
+// spec gets a file whose leading dim is the examples, split into batches (shuffled by the seed
+// unless !shuffle; the last partial batch is dropped).
+void train(const Graph& spec, const TrainOptions& options, const TrainEvents& events);
 
 }  // namespace gradc

@@ -1,4 +1,7 @@
 // The `gradc` command. User errors print one message and exit with code 1.
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -31,6 +34,44 @@ static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& optio
   return 0;
 }
 
+// What `gradc train` prints: the compile time, progress through each epoch (a bar redrawn in
+// place on a terminal, a plain line at each quarter of the epoch otherwise), and a summary line
+// per epoch.
+static gradc::TrainEvents train_printer(const std::string& model, const std::string& data) {
+  const bool tty = isatty(fileno(stdout));
+  auto last_draw = std::make_shared<std::chrono::steady_clock::time_point>();
+  gradc::TrainEvents events;
+  events.compiled = [=](double ms) {
+    fmt::print("compiled {} in {:.0f} ms ({}); training on {}\n", model, ms, gradc::version_string(), data);
+    std::fflush(stdout);
+  };
+  events.step = [=](const gradc::StepReport& r) {
+    double eta = r.seconds / static_cast<double>(r.step) * static_cast<double>(r.epoch_steps - r.step);
+    if (tty) {
+      auto now = std::chrono::steady_clock::now();
+      if (r.step != r.epoch_steps && now - *last_draw < std::chrono::milliseconds(100)) return;
+      *last_draw = now;
+      constexpr int kWidth = 30;
+      int filled = static_cast<int>(kWidth * r.step / r.epoch_steps);
+      fmt::print("\repoch {:>3} [{}{}] {}/{} loss {:.4f} ETA {:.1f} s\x1b[K", r.epoch, std::string(static_cast<size_t>(filled), '#'),
+                 std::string(static_cast<size_t>(kWidth - filled), '.'), r.step, r.epoch_steps, r.loss, eta);
+    } else {
+      int64_t quarter = std::max<int64_t>(r.epoch_steps / 4, 1);
+      if (r.step % quarter != 0 || r.step == r.epoch_steps) return;
+      fmt::print("epoch {:>3}: step {}/{}, loss {:.4f}, ETA {:.1f} s\n", r.epoch, r.step, r.epoch_steps, r.loss, eta);
+    }
+    std::fflush(stdout);
+  };
+  events.epoch = [=](const gradc::EpochReport& r) {
+    std::string accuracy =
+        r.test_examples ? fmt::format(", test accuracy {:.2f}% ({} images)", 100 * r.test_accuracy, r.test_examples) : "";
+    fmt::print("{}epoch {:>3}: {} steps, mean loss {:.4f}{}, {:.2f} s\n", tty ? "\r\x1b[K" : "", r.epoch, r.steps,
+               r.mean_loss, accuracy, r.seconds);
+    std::fflush(stdout);
+  };
+  return events;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"gradc: a static computation-graph compiler for training neural networks", "gradc"};
   app.set_version_flag("--version", gradc::version_string());
@@ -56,7 +97,7 @@ int main(int argc, char** argv) {
   gradc::TrainOptions train_options;
   bool no_shuffle = false;
   CLI::App* train = app.add_subcommand(
-      "train", "Train a spec on Fashion-MNIST (each step in the reference interpreter until the JIT lands)");
+      "train", "Compile a spec and train it on Fashion-MNIST or .npy arrays");
   train->add_option("SPEC", spec, "the model spec (.gir)")->required();
   std::vector<std::string> input_files;
   CLI::Option* data_opt =
@@ -96,16 +137,7 @@ int main(int argc, char** argv) {
       }
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
-      fmt::print("training {} on {}, steps in the reference interpreter (the JIT is not built yet)\n", g.name,
-                 data.empty() ? ".npy inputs" : "Fashion-MNIST");
-      gradc::train(g, train_options, [](const gradc::EpochReport& r) {
-        std::string accuracy = r.test_examples ? fmt::format(", test accuracy {:.2f}% ({} images)", 100 * r.test_accuracy,
-                                                             r.test_examples)
-                                               : "";
-        fmt::print("epoch {:>3}: {} steps, mean loss {:.4f}{}, {:.1f} s\n", r.epoch, r.steps, r.mean_loss, accuracy,
-                   r.seconds);
-        std::fflush(stdout);
-      });
+      gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST"));
     }
     return 0;
   } catch (const gradc::Error& e) {
