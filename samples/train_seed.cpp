@@ -1,0 +1,82 @@
+// The seed's program in C++ against the public API: compile the spec, loop over epochs and
+// batches of Fashion-MNIST calling the JIT-ed train step, print the test accuracy.
+//
+//   build/train_seed [--spec samples/specs/seed_mlp.gir] [--epochs 10] [--steps N] [--seed 0]
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include <gradc/gradc.h>
+#include <runtime/Dataset.h>
+
+namespace {
+
+// The share of `images` whose argmax of predict's scores is the label. Full batches only (the
+// spec's batch size is static); the last 10000 % B test images are left out here.
+double accuracy(gradc::Session& s, const gradc::LabeledData& test, const gradc::TensorType& x_type, int64_t batch) {
+  gradc::Batches batches(test.images.shape()[0], batch, /*shuffle=*/false, 0);
+  gradc::Tensor xs({gradc::DType::F32, {batch, 28, 28}}), ys({gradc::DType::I32, {batch}});
+  int64_t correct = 0, seen = 0;
+  for (int64_t b = 0; b < batches.size(); ++b) {
+    gradc::gather_rows(test.images, batches.indices(b), xs);
+    gradc::gather_rows(test.labels, batches.indices(b), ys);
+    const gradc::Tensor& probs = s.predict({{"x", gradc::TensorView(xs.as<float>(), x_type.shape)}});
+    for (int64_t i = 0; i < batch; ++i) {
+      const float* row = probs.as<float>() + i * 10;
+      int64_t best = 0;
+      for (int64_t c = 1; c < 10; ++c)
+        if (row[c] > row[best]) best = c;
+      correct += best == ys.as<int32_t>()[i];
+      ++seen;
+    }
+  }
+  return 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string spec = GRADC_SOURCE_DIR "/samples/specs/seed_mlp.gir";
+  int64_t epochs = 10, max_steps = -1;
+  uint64_t seed = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--spec")) spec = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--epochs")) epochs = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--steps")) max_steps = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seed")) seed = std::stoull(argv[i + 1]);
+    else {
+      std::cerr << "usage: train_seed [--spec FILE] [--epochs N] [--steps N] [--seed S]\n";
+      return 1;
+    }
+  }
+  try {
+    gradc::Model model = gradc::compile_file(spec);
+    gradc::Session s(model, {.seed = seed});
+    const gradc::TensorType& x_type = model.spec[*model.spec.find("x")].type;
+    int64_t batch = x_type.shape[0];
+    std::cout << "compiled " << model.spec.name << " in " << model.compile_ms << " ms\n";
+
+    gradc::LabeledData train = gradc::load_fashion_mnist(gradc::kFashionMnistDir, true);
+    gradc::LabeledData test = gradc::load_fashion_mnist(gradc::kFashionMnistDir, false);
+    gradc::Batches batches(train.images.shape()[0], batch, /*shuffle=*/true, seed);
+    gradc::Tensor xs({gradc::DType::F32, {batch, 28, 28}}), ys({gradc::DType::I32, {batch}});
+    int64_t steps = 0;
+    for (int64_t epoch = 1; epoch <= epochs && steps != max_steps; ++epoch, batches.next_epoch()) {
+      auto start = std::chrono::steady_clock::now();
+      double total = 0;
+      int64_t run = 0;
+      for (int64_t b = 0; b < batches.size() && steps != max_steps; ++b, ++steps, ++run) {
+        gradc::gather_rows(train.images, batches.indices(b), xs);
+        gradc::gather_rows(train.labels, batches.indices(b), ys);
+        total += s.step({{"x", gradc::TensorView(xs.as<float>(), x_type.shape)}, {"y", ys}});
+      }
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cout << "epoch " << epoch << ": mean loss " << total / static_cast<double>(run) << ", test accuracy "
+                << accuracy(s, test, x_type, batch) << "%, " << seconds << " s\n";
+    }
+  } catch (const gradc::Error& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+}
