@@ -46,8 +46,9 @@ class FunctionEmitter {
 
     std::vector<bool> live = live_nodes();
     places_.resize(g_.nodes.size());
+    // Every param and state has a slot, used or not, so that checkpoints hold all the spec declares.
     for (ValueId id = 0; id < g_.size(); ++id)
-      if (live[static_cast<size_t>(id)]) place(id);
+      if (live[static_cast<size_t>(id)] || g_[id].kind == NodeKind::Param || g_[id].kind == NodeKind::State) place(id);
     for (ValueId id = 0; id < g_.size(); ++id)
       if (live[static_cast<size_t>(id)] && g_[id].kind == NodeKind::Op && g_[id].op != OpKind::Reshape) call_op(id);
 

@@ -1,0 +1,143 @@
+// Every op through the JIT against the interpreter, in f32 and f64: the train step (the op's
+// forward and, through autodiff, its gradient ops) and predict, from random params and inputs.
+#include <doctest/doctest.h>
+
+#include <regex>
+
+#include "JitUtil.h"
+#include "TestUtil.h"
+
+namespace gradc {
+
+namespace {
+
+// loss = sum(EXPR * r), so that every element of EXPR gets its own weight.
+std::string weighted(const std::string& decls, const std::string& expr, const std::string& shape) {
+  return decls + fmt::format("input r : f32{}\nout = {}\nloss = sum(mul(out, r))\noutput out\nminimize loss with sgd(lr=0.1)\n",
+                             shape, expr);
+}
+
+const std::string kP = "param p : f32[3, 4]\n";
+const std::string kPQ = "param p : f32[3, 4]\nparam q : f32[4]\n";
+
+std::vector<std::string> specs() {
+  std::vector<std::string> s;
+  for (std::string e : {"neg(p)", "exp(p)", "abs(p)", "tanh(p)", "sigmoid(p)", "relu(p)", "square(p)",
+                        "log(add(square(p), 0.5))", "sqrt(add(square(p), 0.5))", "rsqrt(add(square(p), 0.5))",
+                        "softmax(p, axis=0)", "log_softmax(p)", "mul(greater(p, 0), p)"})
+    s.push_back(weighted(kP, e, "[3, 4]"));
+  for (std::string e : {"add(p, q)", "sub(p, q)", "mul(p, q)", "div(p, add(square(q), 0.5))", "maximum(p, q)",
+                        "minimum(q, p)", "pow(add(square(p), 0.5), q)", "add(p, 2)"})
+    s.push_back(weighted(kPQ, e, "[3, 4]"));
+  s.push_back(weighted("param a : f32[2, 3, 4]\nparam b : f32[2, 4, 5]\n", "matmul(a, b)", "[2, 3, 5]"));
+  s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
+  s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
+  s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));
+  s.push_back(weighted("param a : f32[3, 1]\nparam b : f32[2, 1, 4]\n", "mul(a, b)", "[2, 3, 4]"));
+  for (std::string op : {"sum", "mean", "max"}) {  // sum(, mean(, max(
+    s.push_back(weighted("param a : f32[2, 3, 4]\n", fmt::format("{}(a, axes=[0, 2])", op), "[3]"));
+    s.push_back(weighted("param a : f32[2, 3, 4]\n", fmt::format("{}(a, axes=[1], keepdims=true)", op), "[2, 1, 4]"));
+  }
+  s.push_back(weighted("param x : f32[2, 3, 7, 6]\nparam w : f32[4, 3, 3, 2]\n", "conv2d(x, w, stride=2, padding=1)",
+                       "[2, 4, 4, 4]"));
+  s.push_back(weighted("param x : f32[1, 2, 5, 5]\nparam w : f32[3, 2, 3, 3]\n", "conv2d(x, w)", "[1, 3, 3, 3]"));
+  s.push_back(weighted("param x : f32[2, 3, 7, 6]\n", "maxpool2d(x, kernel=[3, 2], stride=2)", "[2, 3, 3, 3]"));
+  s.push_back(weighted("param x : f32[2, 3, 7, 6]\n", "avgpool2d(x, kernel=2)", "[2, 3, 3, 3]"));
+  s.push_back(weighted(kP + "input y : i32[3]\n", "mul(one_hot(y, classes=4, dtype=f32), p)", "[3, 4]"));
+  s.push_back("param z : f32[5, 4]\ninput y : i32[5]\nloss = softmax_cross_entropy(z, y)\nminimize loss with sgd(lr=1)\n");
+  s.push_back("param z : f32[5, 4]\nparam q : f32[5, 4]\n"
+              "loss = softmax_cross_entropy(z, softmax(q, axis=1))\nminimize loss with sgd(lr=1)\n");
+  s.push_back("param a : f32[3, 4]\nparam b : f32[3, 4]\nloss = mse(a, b)\nminimize loss with adam(lr=0.1)\n");
+  s.push_back("param a : f32[3, 4]\nparam b : f32[3, 4]\nloss = bce_with_logits(a, b)\nminimize loss with momentum(lr=0.1, momentum=0.9)\n");
+  // The adjoints as ops of their own (they have no gradient): through predict.
+  s.push_back("param w : f32[4, 3, 3, 2]\nparam x : f32[2, 3, 7, 6]\nparam dy : f32[2, 4, 4, 4]\nparam dp : f32[2, 3, 3, 5]\n"
+              "output a = conv2d_input_grad(dy, w, stride=2, padding=1, shape=[2, 3, 7, 6])\n"
+              "output b = conv2d_weight_grad(x, dy, stride=2, padding=1, kernel=[3, 2])\n"
+              "output c = maxpool2d_grad(x, dp, kernel=2, stride=[2, 1])\n"
+              "output d = avgpool2d_grad(dy, kernel=2, stride=[2, 1], shape=[2, 4, 9, 5])\n");
+  return s;
+}
+
+void random_params(Session& s, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (const Slot& slot : s.program().slots) {
+    if (slot.kind != SlotKind::Param) continue;
+    Tensor& t = s.param(slot.name);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      double v = std::normal_distribution<double>()(rng);
+      if (t.dtype() == DType::F32) t.as<float>()[i] = static_cast<float>(v);
+      else t.as<double>()[i] = v;
+    }
+  }
+}
+
+// The worst relative error of the JIT against the interpreter over predict's outputs, three
+// steps' losses and the params and state after them.
+double check_spec(const std::string& text, double tol) {
+  Model model = compile_string(text, "op.gir");
+  Session session(model);
+  random_params(session, 1);
+  interp::Feeds feeds;
+  for (const std::string& name : session.param_names()) feeds[name] = test::to_interp(session.param(name));
+  double worst = 0;
+  auto inputs = test::random_inputs(model.spec, 2);
+  for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
+
+  Graph forward = predict_graph(model.spec);
+  std::vector<interp::Tensor> ref = interp::evaluate(forward, feeds);
+  if (!forward.outputs.empty()) session.predict(test::views(inputs));
+  for (const Output& o : forward.outputs) {
+    double err = test::relative_error(session.output(forward[o.value].name), ref[static_cast<size_t>(o.value)]);
+    INFO("predict output ", forward[o.value].name, ": relative error ", err);
+    CHECK(err <= tol);
+    worst = std::max(worst, err);
+  }
+  if (!model.train_step) return worst;
+  Graph train = simplified_graph(model.spec);
+  for (int s = 0; s < 3; ++s) {
+    double loss = session.step(test::views(inputs));
+    double expected = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
+    double err = std::fabs(loss - expected) / std::max(std::fabs(expected), 1e-30);
+    INFO("step ", s + 1, ": loss ", loss, " vs ", expected);
+    CHECK(err <= tol);
+    worst = std::max(worst, err);
+  }
+  for (const std::string& name : session.param_names()) {
+    double err = test::relative_error(session.param(name), feeds.at(name));
+    INFO(name, ": relative error ", err);
+    CHECK(err <= tol);
+    worst = std::max(worst, err);
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("jit: every op in f32 equals the interpreter (predict, 3 steps, params)") {
+  double worst = 0;
+  for (const std::string& spec : specs()) {
+    CAPTURE(spec);
+    worst = std::max(worst, check_spec(spec, 1e-5));
+  }
+  MESSAGE("f32: worst relative error ", worst);
+}
+
+TEST_CASE("jit: every op in f64 equals the interpreter to 1e-12") {
+  double worst = 0;
+  for (const std::string& spec : specs()) {
+    std::string f64 = std::regex_replace(spec, std::regex("f32"), "f64");
+    CAPTURE(f64);
+    worst = std::max(worst, check_spec(f64, 1e-12));
+  }
+  MESSAGE("f64: worst relative error ", worst);
+}
+
+TEST_CASE("jit: every op of the table has a JIT test in this file") {
+  std::string source = test::read_file(test::source_path("tests/test_jit_ops.cpp"));
+  for (const OpInfo& op : all_ops()) {
+    CAPTURE(op.name);
+    CHECK(source.find(fmt::format("{}(", op.name)) != std::string::npos);
+  }
+}
+
+}  // namespace gradc
