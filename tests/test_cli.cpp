@@ -156,3 +156,31 @@ TEST_CASE("cli: train on .npy inputs, split into batches of the spec's size") {
   CHECK(unknown.exit_code == 1);
   CHECK(unknown.err.find("the spec has no input 'z'") != std::string::npos);
 }
+
+TEST_CASE("cli: dump --stage llvm prints the module before and after O3; asm prints the host's assembly") {
+  std::string seed = test::source_path("samples/specs/seed_mlp.gir");
+  test::CommandResult llvm = test::run_gradc("dump " + seed + " --stage llvm");
+  REQUIRE(llvm.exit_code == 0);
+  size_t after = llvm.out.find("; ---- after LLVM's O3 pipeline");
+  REQUIRE(after != std::string::npos);
+  std::string before = llvm.out.substr(0, after), optimized = llvm.out.substr(after);
+  // Before: one function per op; after: the ops are inlined into the two entry points.
+  CHECK(before.find("define i32 @gradc_train_step(ptr %slots, ptr noalias %arena)") != std::string::npos);
+  CHECK(before.find("define internal i32 @step.w1.grad.matmul(") != std::string::npos);
+  CHECK(before.find("define internal i32 @predict.probs.softmax(") != std::string::npos);
+  CHECK(optimized.find("@gradc_predict(") != std::string::npos);
+  CHECK(optimized.find("@step.w1.grad.matmul(") == std::string::npos);
+  test::CommandResult assembly = test::run_gradc("dump " + seed + " --stage asm");
+  REQUIRE(assembly.exit_code == 0);
+  CHECK(assembly.out.find("gradc_train_step:") != std::string::npos);
+  CHECK(test::run_gradc("dump " + seed + " --stage asm --dot").exit_code == 1);
+}
+
+TEST_CASE("cli: bench reports compile time and ends with us/step") {
+  test::CommandResult r = test::run_gradc("bench " + test::source_path("samples/specs/regression.gir") + " --steps 20");
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("compile: ") != std::string::npos);
+  std::string last = r.out.substr(r.out.rfind("\n", r.out.size() - 2) + 1);
+  REQUIRE(last.rfind("us/step: ", 0) == 0);
+  CHECK(std::stod(last.substr(9)) > 0);
+}

@@ -18,7 +18,7 @@ double jit_vs_interpreter(const std::string& spec_path, int steps) {
   for (const std::string& name : session.param_names()) feeds[name] = test::to_interp(session.param(name));
   double worst = 0;
   for (int s = 0; s < steps; ++s) {
-    auto inputs = test::random_inputs(model.spec, 100 + static_cast<uint64_t>(s));
+    auto inputs = random_inputs(model.spec, 100 + static_cast<uint64_t>(s));
     for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
     double loss = session.step(test::views(inputs));
     double ref = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
@@ -56,7 +56,7 @@ TEST_CASE("jit: predict equals the interpreter's forward graph on every sample s
     Graph forward = predict_graph(model.spec);
     interp::Feeds feeds;
     for (ValueId id : forward.leaves(NodeKind::Param)) feeds[forward[id].name] = test::to_interp(session.param(forward[id].name));
-    auto inputs = test::random_inputs(model.spec, 11);
+    auto inputs = random_inputs(model.spec, 11);
     for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
     const Tensor& out = session.predict(test::views(inputs));
     auto values = interp::evaluate(forward, feeds);

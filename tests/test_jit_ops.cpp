@@ -2,6 +2,7 @@
 // forward and, through autodiff, its gradient ops) and predict, from random params and inputs.
 #include <doctest/doctest.h>
 
+#include <random>
 #include <regex>
 
 #include "JitUtil.h"
@@ -80,7 +81,7 @@ double check_spec(const std::string& text, double tol) {
   interp::Feeds feeds;
   for (const std::string& name : session.param_names()) feeds[name] = test::to_interp(session.param(name));
   double worst = 0;
-  auto inputs = test::random_inputs(model.spec, 2);
+  auto inputs = random_inputs(model.spec, 2);
   for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
 
   Graph forward = predict_graph(model.spec);

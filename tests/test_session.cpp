@@ -44,7 +44,7 @@ TEST_CASE("session: same seed and inputs give bit-identical losses and params, a
   CHECK(same_weights(a, b));
   CHECK_FALSE(same_weights(a, c));
   for (int s = 0; s < 5; ++s) {
-    auto inputs = test::random_inputs(seed_model().spec, static_cast<uint64_t>(s));
+    auto inputs = random_inputs(seed_model().spec, static_cast<uint64_t>(s));
     double la = a.step(test::views(inputs)), lb = b.step(test::views(inputs));
     CHECK(std::memcmp(&la, &lb, sizeof la) == 0);
   }
@@ -54,13 +54,13 @@ TEST_CASE("session: same seed and inputs give bit-identical losses and params, a
 
 TEST_CASE("session: a checkpoint round trip restores params and optimizer state exactly") {
   Session a(seed_model(), {.seed = 1});
-  for (int s = 0; s < 3; ++s) a.step(test::views(test::random_inputs(seed_model().spec, static_cast<uint64_t>(s))));
+  for (int s = 0; s < 3; ++s) a.step(test::views(random_inputs(seed_model().spec, static_cast<uint64_t>(s))));
   std::string path = (test::temp_dir() / "session.safetensors").string();
   a.save(path);
   Session b(seed_model(), {.seed = 2});
   b.load(path);
   CHECK(same_weights(a, b));
-  auto inputs = test::random_inputs(seed_model().spec, 9);
+  auto inputs = random_inputs(seed_model().spec, 9);
   CHECK(a.step(test::views(inputs)) == b.step(test::views(inputs)));
   CHECK(same_weights(a, b));
 
@@ -113,7 +113,7 @@ TEST_CASE("session: a bad checkpoint is refused with the reason, and nothing cha
 
 TEST_CASE("session: inputs are checked by name, dtype and shape") {
   Session s(seed_model());
-  auto inputs = test::random_inputs(seed_model().spec, 0);
+  auto inputs = random_inputs(seed_model().spec, 0);
   Tensor small({DType::F32, {32, 784}}), ints({DType::I32, {64, 784}});
   CHECK(error_of([&] { s.step({{"x", small}, {"y", inputs.at("y")}}); }).find("input 'x' expects f32[64, 784], got f32[32, 784]") !=
         std::string::npos);
@@ -128,7 +128,7 @@ TEST_CASE("session: inputs are checked by name, dtype and shape") {
 
 TEST_CASE("session: a label out of range stops the step with the op's location, params unchanged") {
   Session s(seed_model());
-  auto inputs = test::random_inputs(seed_model().spec, 0);
+  auto inputs = random_inputs(seed_model().spec, 0);
   inputs.at("y").as<int32_t>()[17] = 10;
   Tensor before = s.param("w1");
   std::string err = error_of([&] { s.step(test::views(inputs)); });
@@ -143,7 +143,7 @@ TEST_CASE("session: a label out of range stops the step with the op's location, 
 TEST_CASE("session: the raw entry point computes what step does") {
   const Model& m = seed_model();
   Session s(m, {.seed = 4});
-  auto inputs = test::random_inputs(m.spec, 1);
+  auto inputs = random_inputs(m.spec, 1);
   // Our own slot pointers and arena, filled from a second session's initial params.
   Session init(m, {.seed = 4});
   std::vector<Tensor> storage(m.slots.size());

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <fmt/ranges.h>
 
 #include "driver/Train.h"
 #include "gradc/gradc.h"
@@ -112,6 +113,13 @@ int main(int argc, char** argv) {
   train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
   train->add_option("--log", train_options.log, "write a CSV of step,loss");
 
+  int64_t bench_steps = 200;
+  CLI::App* bench = app.add_subcommand("bench", "Compile a spec and time its train step on random inputs");
+  bench->add_option("SPEC", spec, "the model spec (.gir)")->required();
+  bench->add_option("--steps", bench_steps, "steps per timed run (5 runs; the median is reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -138,6 +146,14 @@ int main(int argc, char** argv) {
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
       gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST"));
+    }
+    if (bench->parsed()) {
+      gradc::Graph g = gradc::load_spec_file(spec);
+      gradc::BenchReport r = gradc::bench(g, bench_steps);
+      fmt::print("{}: {}\n", g.name, gradc::version_string());
+      fmt::print("compile: {:.0f} ms\narena: {} bytes\n", r.compile_ms, r.arena_bytes);
+      fmt::print("runs of {} steps, us/step: {:.1f}\n", bench_steps, fmt::join(r.us_per_step, ", "));
+      fmt::print("us/step: {:.1f}\n", r.median_us);
     }
     return 0;
   } catch (const gradc::Error& e) {

@@ -12,6 +12,7 @@
 // gradc::Error saying so.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,6 +74,20 @@ class Model : public Program {
 Model compile(const Graph& g);
 Model compile_file(const std::string& path);
 Model compile_string(std::string_view text, const std::string& file = "<string>");
+
+// Random values for every input of `g`, seeded: normal floats, and for i32 inputs class ids in
+// range of the op that reads them (softmax_cross_entropy's classes, one_hot's).
+std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed);
+
+// Times the compiled step (predict when the spec minimizes nothing) on random inputs: `runs`
+// runs of `steps` calls each, after a warm-up.
+struct BenchReport {
+  double compile_ms = 0;
+  int64_t arena_bytes = 0;
+  std::vector<double> us_per_step;  // one per run
+  double median_us = 0;
+};
+BenchReport bench(const Graph& spec, int64_t steps, int runs = 5);
 
 // "gradc 0.1.0 (LLVM 19.1.7, host CPU znver5)"
 std::string version_string();

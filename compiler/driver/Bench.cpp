@@ -1,0 +1,67 @@
+// `gradc bench`: times the JIT-ed train step on random inputs.
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "gradc/gradc.h"
+
+namespace gradc {
+
+namespace {
+
+// The number of classes an i32 input indexes (its use in softmax_cross_entropy or one_hot).
+int64_t classes_of(const Graph& g, ValueId input) {
+  for (const Node& n : g.nodes) {
+    if (n.kind != NodeKind::Op || n.args.empty()) continue;
+    if (n.op == OpKind::SoftmaxCrossEntropy && n.args[1] == input) return g[n.args[0]].type.shape[1];
+    if (n.op == OpKind::OneHot && n.args[0] == input) return n.attrs.get("classes").as_int();
+  }
+  return 1;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::map<std::string, Tensor> out;
+  for (ValueId id : g.leaves(NodeKind::Input)) {
+    const Node& n = g[id];
+    Tensor t(n.type);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (n.type.dtype == DType::I32)
+        t.as<int32_t>()[i] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(0, classes_of(g, id) - 1)(rng));
+      else if (n.type.dtype == DType::F32)
+        t.as<float>()[i] = static_cast<float>(std::normal_distribution<double>()(rng));
+      else
+        t.as<double>()[i] = std::normal_distribution<double>()(rng);
+    }
+    out.emplace(n.name, std::move(t));
+  }
+  return out;
+}
+
+BenchReport bench(const Graph& spec, int64_t steps, int runs) {
+  BenchReport r;
+  Model model = compile(spec);
+  r.compile_ms = model.compile_ms;
+  r.arena_bytes = model.arena_bytes;
+  Session session(model);
+  std::map<std::string, Tensor> inputs = random_inputs(spec, 0);
+  Feeds feeds;
+  for (const auto& [name, t] : inputs) feeds.emplace(name, TensorView(t));
+  bool train = model.train_step != nullptr;
+  auto run = [&] { train ? (void)session.step(feeds) : (void)session.predict(feeds); };
+  for (int64_t i = 0; i < std::max<int64_t>(steps / 10, 1); ++i) run();  // warm caches and pages
+  for (int k = 0; k < runs; ++k) {
+    auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i) run();
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    r.us_per_step.push_back(us / static_cast<double>(steps));
+  }
+  std::vector<double> sorted = r.us_per_step;
+  std::sort(sorted.begin(), sorted.end());
+  r.median_us = sorted[sorted.size() / 2];
+  return r;
+}
+
+}  // namespace gradc
