@@ -49,7 +49,7 @@ TEST_CASE("autodiff: elementwise ops on two operands, broadcast gradients reduce
   }
 }
 
-TEST_CASE("autodiff: matmul, plain and batched; transpose, reshape, broadcast_to") {
+TEST_CASE("autodiff: matmul, plain and batched — transpose, reshape, broadcast_to") {
   check_spec(weighted("param a : f32[3, 4]\nparam b : f32[4, 5]\n", "matmul(a, b)", "[3, 5]"));
   check_spec(weighted("param a : f32[2, 3, 4]\nparam b : f32[2, 4, 5]\n", "matmul(a, b)", "[2, 3, 5]"));
   check_spec(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
@@ -81,7 +81,7 @@ TEST_CASE("autodiff: the losses, in both operands where they are float") {
   check_spec("param a : f32[3, 4]\nparam b : f32[3, 4]\nloss = bce_with_logits(a, b)\nminimize loss with sgd(lr=1)\n");
 }
 
-TEST_CASE("autodiff: conv2d in input and weights; maxpool2d and avgpool2d") {
+TEST_CASE("autodiff: conv2d in input and weights — maxpool2d and avgpool2d") {
   check_spec(weighted("param x : f32[2, 3, 7, 6]\nparam w : f32[4, 3, 3, 2]\n", "conv2d(x, w, stride=2, padding=1)",
                       "[2, 4, 4, 4]"));
   check_spec(weighted("param x : f32[1, 2, 5, 5]\nparam w : f32[3, 2, 3, 3]\n", "conv2d(x, w)", "[1, 3, 3, 3]"));
@@ -89,7 +89,7 @@ TEST_CASE("autodiff: conv2d in input and weights; maxpool2d and avgpool2d") {
   check_spec(weighted("param x : f32[2, 3, 7, 6]\n", "avgpool2d(x, kernel=2)", "[2, 3, 3, 3]"));
 }
 
-TEST_CASE("autodiff: greater and one_hot pass no gradient; the adjoint ops have none") {
+TEST_CASE("autodiff: greater and one_hot pass no gradient — the adjoint ops have none") {
   check_spec(weighted(kP, "mul(greater(p, 0), p)", "[3, 4]"));  // d/dp = [p > 0]
   check_spec(weighted(kP + "input y : i32[3]\n", "mul(one_hot(y, classes=4), p)", "[3, 4]"));
   // Differentiating a gradient again (second order) is refused with a message, for each adjoint op.

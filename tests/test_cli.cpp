@@ -157,7 +157,7 @@ TEST_CASE("cli: train on .npy inputs, split into batches of the spec's size") {
   CHECK(unknown.err.find("the spec has no input 'z'") != std::string::npos);
 }
 
-TEST_CASE("cli: dump --stage llvm prints the module before and after O3; asm prints the host's assembly") {
+TEST_CASE("cli: dump --stage llvm prints the module before and after O3, asm prints the host's assembly") {
   std::string seed = test::source_path("samples/specs/seed_mlp.gir");
   test::CommandResult llvm = test::run_gradc("dump " + seed + " --stage llvm");
   REQUIRE(llvm.exit_code == 0);

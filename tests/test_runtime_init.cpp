@@ -66,7 +66,7 @@ TEST_CASE("runtime: init distributions have the bounds and variances of their de
   CHECK(initialize({"ones", {}}, TensorType{DType::F32, {2}}, 1, "o") == Tensor::of<float>({2}, {1.0f, 1.0f}));
 }
 
-TEST_CASE("runtime: init is reproducible: same seed and name, same values; others differ") {
+TEST_CASE("runtime: init is reproducible: same seed and name, same values — others differ") {
   Tensor a = initialize({"glorot_uniform", {}}, kDense, 42, "w1");
   CHECK(a == initialize({"glorot_uniform", {}}, kDense, 42, "w1"));
   CHECK_FALSE(a == initialize({"glorot_uniform", {}}, kDense, 43, "w1"));

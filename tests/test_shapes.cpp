@@ -28,7 +28,7 @@ std::vector<int64_t> ints(const Attrs& a, std::string_view name) { return a.get(
 
 }  // namespace
 
-TEST_CASE("shapes: elementwise ops keep the type; binary ops broadcast") {
+TEST_CASE("shapes: elementwise ops keep the type — binary ops broadcast") {
   for (const char* op : {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu", "square"}) {
     CAPTURE(op);
     CHECK(infer(op, {f32({2, 3})}) == f32({2, 3}));
@@ -193,7 +193,7 @@ TEST_CASE("shapes: conv2d with stride, padding and odd sizes") {
   CHECK(infer("conv2d", {f32({1, 1, 2, 2}), f32({1, 1, 3, 3})}, {{"padding", 1}}) == f32({1, 1, 2, 2}));
 }
 
-TEST_CASE("shapes: pooling; the stride defaults to the kernel") {
+TEST_CASE("shapes: pooling — the stride defaults to the kernel") {
   for (const char* op : {"maxpool2d", "avgpool2d"}) {
     CAPTURE(op);
     Attrs a;
