@@ -124,11 +124,11 @@ std::vector<int64_t> broadcast_strides(const Shape& operand, const Shape& to) {
   return s;
 }
 
-static const OpEmitter kEmitters[] = {
-#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) emit,
+static const OpCodegen* const kCodegen[] = {
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) &emit,
 #include "ir/Ops.def"
 };
 
-const OpEmitter& op_emitter(OpKind op) { return kEmitters[static_cast<size_t>(op)]; }
+const OpCodegen& op_codegen(OpKind op) { return *kCodegen[static_cast<size_t>(op)]; }
 
 }  // namespace gradc::codegen

@@ -81,13 +81,31 @@ class KernelBuilder {
 std::vector<int64_t> broadcast_strides(const Shape& operand, const Shape& to);
 std::vector<int64_t> strides_of(const Shape& shape);
 
-// An op's code emitter: the loop nest that computes `out` from `args`.
-using OpEmitter = void (*)(KernelBuilder& k, const Node& node, const std::vector<Buffer>& args, const Buffer& out);
+// How codegen computes an op, from the op table's last column:
+//   - scalar: one element of the result from its operands' elements at the same index of the
+//     kernel's domain (`index`: the domain's loop counters, empty in a flat loop). Elementwise
+//     ops, broadcast_to and one_hot have one; fusion puts them in Loop kernels and epilogues.
+//     leading_operands: the operand's dims match the domain's leading dims (one_hot's ids),
+//     rather than numpy's trailing alignment; such an op needs the index.
+//   - reduction: sum, mean and max fold the elements of each group into an accumulator.
+//   - loops: the op's own loop nest over whole buffers (conv, pooling, softmax, the losses, ...).
+using ScalarFn = llvm::Value* (*)(KernelBuilder& k, const Node& node, const std::vector<llvm::Value*>& args,
+                                  const std::vector<llvm::Value*>& index);
+using CombineFn = llvm::Value* (*)(KernelBuilder& k, llvm::Value* acc, llvm::Value* v);
+using LoopsFn = void (*)(KernelBuilder& k, const Node& node, const std::vector<Buffer>& args, const Buffer& out);
 
-#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) \
-  void emit(KernelBuilder& k, const Node& node, const std::vector<Buffer>& args, const Buffer& out);
+struct OpCodegen {
+  ScalarFn scalar = nullptr;
+  bool leading_operands = false;
+  CombineFn combine = nullptr;  // a reduction: acc = combine(acc, v) from `init`
+  double init = 0;
+  bool mean = false;            // then divided by the group's size
+  LoopsFn loops = nullptr;
+};
+
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) extern const OpCodegen emit;
 #include "ir/Ops.def"
 
-const OpEmitter& op_emitter(OpKind op);
+const OpCodegen& op_codegen(OpKind op);
 
 }  // namespace gradc::codegen

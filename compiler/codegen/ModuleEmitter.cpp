@@ -11,7 +11,7 @@ namespace gradc::codegen {
 
 namespace {
 
-constexpr int64_t kAlign = 64;  // every arena buffer starts on a cache line
+using Values = std::vector<llvm::Value*>;
 
 InitSpec init_spec(const Node& n) {
   if (!n.init) return {"zeros", {}};
@@ -20,66 +20,238 @@ InitSpec init_spec(const Node& n) {
   return s;
 }
 
-// Where a node's value lives while an entry point runs.
-struct Place {
-  enum Kind { Arena, InSlot, Constant } kind = Arena;
-  int64_t offset = 0;                 // Arena
-  int32_t slot = -1;                  // InSlot
-  llvm::Constant* constant = nullptr;  // Constant: a scalar
+bool contains(const std::vector<ValueId>& v, ValueId id) { return std::find(v.begin(), v.end(), id) != v.end(); }
+
+// Strides that read an operand whose dims are the domain's leading dims (one_hot's ids).
+std::vector<int64_t> leading_strides(const Shape& operand, const Shape& domain) {
+  std::vector<int64_t> s = strides_of(operand);
+  s.resize(domain.size(), 0);
+  return s;
+}
+
+llvm::Constant* constant_of(llvm::LLVMContext& ctx, const Node& n) {
+  switch (n.type.dtype) {
+    case DType::I32: return llvm::ConstantInt::get(llvm::Type::getInt32Ty(ctx), static_cast<uint64_t>(static_cast<int64_t>(n.constant)));
+    case DType::F32: return llvm::ConstantFP::get(llvm::Type::getFloatTy(ctx), static_cast<double>(static_cast<float>(n.constant)));
+    case DType::F64: return llvm::ConstantFP::get(llvm::Type::getDoubleTy(ctx), n.constant);
+  }
+  return nullptr;
+}
+
+// The body of one kernel: its members' code over the buffers it was given.
+class KernelBody {
+ public:
+  KernelBody(KernelBuilder& k, const Graph& g, const Kernel& kernel, std::map<ValueId, Buffer> buffers)
+      : k_(k), g_(g), kernel_(kernel), buf_(std::move(buffers)) {}
+
+  void emit() {
+    switch (kernel_.kind) {
+      case KernelKind::Loop: return loop();
+      case KernelKind::MatMul: return matmul();
+      case KernelKind::Op: return op();
+    }
+  }
+
+ private:
+  const OpCodegen& cg(ValueId m) const { return op_codegen(g_[m].op); }
+  bool is_reduction(ValueId m) const { return cg(m).combine != nullptr; }
+  const Buffer& buffer(ValueId v) const { return buf_.at(v); }
+
+  // The value of operand `a` of member `m` at the current element.
+  llvm::Value* operand(ValueId m, ValueId a, const Values& idx, llvm::Value* flat) {
+    if (auto it = vals_.find(a); it != vals_.end()) return it->second;
+    if (g_[a].kind == NodeKind::Constant) return constant_of(k_.fn->getContext(), g_[a]);
+    const Buffer& b = buffer(a);
+    if (b.numel() == 1) return k_.load(b, k_.index(0));
+    if (flat) return k_.load(b, flat);
+    const Shape& shape = g_[a].type.shape;
+    return k_.load(b, k_.offset(idx, cg(m).leading_operands ? leading_strides(shape, kernel_.domain)
+                                                             : broadcast_strides(shape, kernel_.domain)));
+  }
+
+  llvm::Value* at(ValueId v, const Values& idx, llvm::Value* flat) {
+    if (g_[v].type.numel() == 1) return k_.index(0);
+    return flat ? flat : k_.offset(idx, broadcast_strides(g_[v].type.shape, kernel_.domain));
+  }
+
+  Shape kept_shape(ValueId r) const {
+    Shape kept = g_[g_[r].args[0]].type.shape;
+    for (int64_t axis : g_[r].attrs.get("axes").as_ints()) kept[static_cast<size_t>(axis)] = 1;
+    return kept;
+  }
+
+  void start_reductions() {
+    for (ValueId m : kernel_.members)
+      if (is_reduction(m)) {
+        const Buffer& out = buffer(m);
+        llvm::Value* init = k_.real(g_[m].type.dtype, cg(m).init);
+        k_.loop(out.numel(), [&](llvm::Value* i) { k_.store(out, i, init); });
+      }
+  }
+
+  void finish_reductions() {
+    for (ValueId m : kernel_.members)
+      if (is_reduction(m) && cg(m).mean) {
+        const Buffer& out = buffer(m);
+        double count = static_cast<double>(g_[g_[m].args[0]].type.numel() / std::max<int64_t>(out.numel(), 1));
+        llvm::Value* c = k_.real(g_[m].type.dtype, count);
+        k_.loop(out.numel(), [&](llvm::Value* i) { k_.store(out, i, k_.b.CreateFDiv(k_.load(out, i), c)); });
+      }
+  }
+
+  // Every member at one element of the domain (idx, or flat in a flat loop), in graph order.
+  void members_at(const Values& idx, llvm::Value* flat, size_t first) {
+    for (size_t i = first; i < kernel_.members.size(); ++i) {
+      ValueId m = kernel_.members[i];
+      const Node& n = g_[m];
+      if (is_reduction(m)) {
+        const Buffer& out = buffer(m);
+        llvm::Value* o = k_.offset(idx, broadcast_strides(kept_shape(m), kernel_.domain));
+        k_.store(out, o, cg(m).combine(k_, k_.load(out, o), operand(m, n.args[0], idx, flat)));
+        continue;
+      }
+      if (!cg(m).leading_operands) {
+        bool is_int = n.type.dtype == DType::I32;
+        for (ValueId a : n.args) is_int = is_int || g_[a].type.dtype == DType::I32;
+        if (is_int) fail(n.loc, "codegen: {} on i32 tensors is not supported by the JIT yet (the interpreter runs it)", op_info(n.op).name);
+      }
+      Values args;
+      for (ValueId a : n.args) args.push_back(operand(m, a, idx, flat));
+      llvm::Value* v = cg(m).scalar(k_, n, args, idx);
+      vals_[m] = v;
+      if (contains(kernel_.outputs, m)) k_.store(buffer(m), at(m, idx, flat), v);
+    }
+  }
+
+  void loop() {
+    const Shape& d = kernel_.domain;
+    int64_t count = TensorType{DType::F32, d}.numel();
+    bool flat = true;
+    for (ValueId m : kernel_.members) flat = flat && !is_reduction(m) && !cg(m).leading_operands;
+    for (ValueId v : kernel_.inputs) flat = flat && (g_[v].type.numel() == count || g_[v].type.numel() == 1);
+    start_reductions();
+    if (flat) {
+      k_.loop(count, [&](llvm::Value* i) {
+        vals_.clear();
+        members_at({}, i, 0);
+      });
+    } else {
+      k_.loops(d, [&](const Values& idx) {
+        vals_.clear();
+        members_at(idx, nullptr, 0);
+      });
+    }
+    finish_reductions();
+  }
+
+  // out[b, i, :] row by row: the products summed in p order (as the interpreter), then the
+  // epilogue members at each element of the row.
+  void matmul() {
+    const Shape& d = kernel_.domain;
+    bool batched = d.size() == 3;
+    int64_t batches = batched ? d[0] : 1, m = d[d.size() - 2], n = d.back();
+    const Shape& as = g_[kernel_.a].type.shape;
+    int64_t kk = kernel_.a_transposed ? as[as.size() - 2] : as.back();
+    const Buffer &a = buffer(kernel_.a), &b = buffer(kernel_.b);
+    DType dt = g_[kernel_.members[0]].type.dtype;
+    if (dt == DType::I32) fail(g_[kernel_.members[0]].loc, "codegen: matmul on i32 tensors is not supported by the JIT yet");
+    llvm::Type* t = k_.elem(dt);
+    llvm::Value* acc;
+    {
+      llvm::BasicBlock& entry = k_.fn->getEntryBlock();
+      llvm::IRBuilder<> at_entry(&entry, entry.begin());
+      acc = at_entry.CreateAlloca(llvm::ArrayType::get(t, static_cast<uint64_t>(n)));
+    }
+    Buffer row{TensorType{dt, {n}}, acc, nullptr};
+    start_reductions();
+    auto& ir = k_.b;
+    k_.loops({batches, m}, [&](const Values& bi) {
+      llvm::Value *bb = bi[0], *i = bi[1];
+      auto a_at = [&](llvm::Value* p) {
+        llvm::Value* inner = kernel_.a_transposed ? k_.offset({p, i}, {m, 1}) : k_.offset({i, p}, {kk, 1});
+        return ir.CreateAdd(ir.CreateMul(bb, k_.index(m * kk)), inner);
+      };
+      llvm::Value* b_base = ir.CreateMul(bb, k_.index(kk * n));
+      if (!kernel_.b_transposed) {
+        k_.loop(n, [&](llvm::Value* j) { k_.store(row, j, k_.real(dt, 0)); });
+        k_.loop(kk, [&](llvm::Value* p) {
+          llvm::Value* av = k_.load(a, a_at(p));
+          llvm::Value* b_row = ir.CreateAdd(b_base, ir.CreateMul(p, k_.index(n)));
+          k_.loop(n, [&](llvm::Value* j) {
+            k_.store(row, j, ir.CreateFAdd(k_.load(row, j), ir.CreateFMul(av, k_.load(b, ir.CreateAdd(b_row, j)))));
+          });
+        });
+      } else {
+        k_.loop(n, [&](llvm::Value* j) {
+          llvm::Value* sum = k_.local(k_.real(dt, 0));
+          llvm::Value* b_row = ir.CreateAdd(b_base, ir.CreateMul(j, k_.index(kk)));
+          k_.loop(kk, [&](llvm::Value* p) {
+            k_.set(sum, ir.CreateFAdd(k_.get(sum), ir.CreateFMul(k_.load(a, a_at(p)), k_.load(b, ir.CreateAdd(b_row, p)))));
+          });
+          k_.store(row, j, k_.get(sum));
+        });
+      }
+      k_.loop(n, [&](llvm::Value* j) {
+        Values idx = batched ? Values{bb, i, j} : Values{i, j};
+        vals_.clear();
+        ValueId mm = kernel_.members[0];
+        vals_[mm] = k_.load(row, j);
+        if (contains(kernel_.outputs, mm)) k_.store(buffer(mm), at(mm, idx, nullptr), vals_[mm]);
+        members_at(idx, nullptr, 1);
+      });
+    });
+    finish_reductions();
+  }
+
+  void op() {
+    ValueId m = kernel_.members[0];
+    const Node& n = g_[m];
+    GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
+    std::vector<Buffer> args;
+    for (ValueId a : n.args)
+      args.push_back(g_[a].kind == NodeKind::Constant ? Buffer{g_[a].type, nullptr, constant_of(k_.fn->getContext(), g_[a])}
+                                                      : buffer(a));
+    cg(m).loops(k_, n, args, buffer(m));
+  }
+
+  KernelBuilder& k_;
+  const Graph& g_;
+  const Kernel& kernel_;
+  std::map<ValueId, Buffer> buf_;
+  std::map<ValueId, llvm::Value*> vals_;
 };
 
 class FunctionEmitter {
  public:
-  FunctionEmitter(llvm::Module& m, Program& p, const Graph& g, uint8_t use, std::string prefix)
-      : m_(m), p_(p), g_(g), use_(use), prefix_(std::move(prefix)) {}
+  FunctionEmitter(llvm::Module& m, Program& p, const KernelProgram& kp, uint8_t use, std::string prefix)
+      : m_(m), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {}
 
   void emit(const char* symbol) {
     llvm::LLVMContext& ctx = m_.getContext();
     auto* ptr = llvm::PointerType::getUnqual(ctx);
-    auto* type = llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), {ptr, ptr}, false);
-    entry_ = llvm::Function::Create(type, llvm::Function::ExternalLinkage, symbol, m_);
+    entry_ = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), {ptr, ptr}, false),
+                                    llvm::Function::ExternalLinkage, symbol, m_);
     entry_->getArg(0)->setName("slots");
     entry_->getArg(1)->setName("arena");
     entry_->addParamAttr(1, llvm::Attribute::NoAlias);
     b_ = std::make_unique<llvm::IRBuilder<>>(llvm::BasicBlock::Create(ctx, "entry", entry_));
     fail_ = llvm::BasicBlock::Create(ctx, "fail", entry_);
 
-    std::vector<bool> live = live_nodes();
-    places_.resize(g_.nodes.size());
     // Every param and state has a slot, used or not, so that checkpoints hold all the spec declares.
-    for (ValueId id = 0; id < g_.size(); ++id)
-      if (live[static_cast<size_t>(id)] || g_[id].kind == NodeKind::Param || g_[id].kind == NodeKind::State) place(id);
-    for (ValueId id = 0; id < g_.size(); ++id)
-      if (live[static_cast<size_t>(id)] && g_[id].kind == NodeKind::Op && g_[id].op != OpKind::Reshape) call_op(id);
-
-    // Outputs show the values of this step (params before their update); then every assign
-    // takes effect at once: a param or state assigned from another one is staged first.
+    for (const Node& n : g_.nodes)
+      if (n.kind == NodeKind::Param || n.kind == NodeKind::State) leaf_slot(n);
     for (const Output& o : g_.outputs) {
-      const Node& n = g_[o.value];
-      int32_t slot = add_slot(n.name, SlotKind::Output, n.type, {});
+      int32_t slot = add_slot(g_[o.value].name, SlotKind::Output, g_[o.value].type, {});
       if (use_ == kUsedByTrainStep && p_.loss_slot < 0) p_.loss_slot = slot;
       if (use_ == kUsedByPredict) p_.predict_outputs.push_back(slot);
-      copy_place(fmt::format("{}output.{}", prefix_, n.name), n.type, slot_place(slot), places_[static_cast<size_t>(o.value)]);
     }
-    std::vector<Place> sources;
-    for (const Assign& a : g_.assigns) {
-      Place src = places_[static_cast<size_t>(a.value)];
-      if (src.kind == Place::InSlot && p_.slots[static_cast<size_t>(src.slot)].kind != SlotKind::Input) {
-        Place staged{Place::Arena, arena(g_[a.value].type), -1, nullptr};
-        copy_place(fmt::format("{}stage.{}", prefix_, g_[a.target].name), g_[a.value].type, staged, src);
-        src = staged;
-      }
-      sources.push_back(src);
-    }
-    for (size_t i = 0; i < g_.assigns.size(); ++i) {
-      const Assign& a = g_.assigns[i];
-      copy_place(fmt::format("{}assign.{}", prefix_, g_[a.target].name), g_[a.target].type,
-                 places_[static_cast<size_t>(a.target)], sources[i]);
-    }
+    for (size_t i = 0; i < kp_.kernels.size(); ++i) emit_kernel(fmt::format("{}k{}.{}", prefix_, i, kp_.kernels[i].name), kp_.kernels[i]);
+    for (const FinalCopy& c : kp_.copies) emit_copy(c);
+
     b_->CreateRet(b_->getInt32(0));
+    p_.arena_bytes = std::max(p_.arena_bytes, kp_.arena_bytes);
     if (failures_.empty()) {
       fail_->eraseFromParent();
-      p_.arena_bytes = std::max(p_.arena_bytes, arena_end_);
       return;
     }
     // A kernel that failed: return its code before any assign has changed a param.
@@ -87,28 +259,9 @@ class FunctionEmitter {
     llvm::PHINode* code = b_->CreatePHI(b_->getInt32Ty(), static_cast<unsigned>(failures_.size()));
     for (auto [block, status] : failures_) code->addIncoming(status, block);
     b_->CreateRet(code);
-    p_.arena_bytes = std::max(p_.arena_bytes, arena_end_);
   }
 
  private:
-  // Nodes that the outputs and assigns need.
-  std::vector<bool> live_nodes() const {
-    std::vector<bool> live(g_.nodes.size(), false);
-    for (const Output& o : g_.outputs) live[static_cast<size_t>(o.value)] = true;
-    for (const Assign& a : g_.assigns) live[static_cast<size_t>(a.value)] = live[static_cast<size_t>(a.target)] = true;
-    for (ValueId id = g_.size(); id-- > 0;)
-      if (live[static_cast<size_t>(id)])
-        for (ValueId a : g_[id].args) live[static_cast<size_t>(a)] = true;
-    return live;
-  }
-
-  int64_t arena(const TensorType& t) {
-    int64_t at = arena_end_;
-    int64_t bytes = t.numel() * dtype_bytes(t.dtype);
-    arena_end_ += (bytes + kAlign - 1) / kAlign * kAlign;
-    return at;
-  }
-
   int32_t add_slot(const std::string& name, SlotKind kind, const TensorType& type, InitSpec init) {
     for (size_t i = 0; i < p_.slots.size(); ++i) {
       Slot& s = p_.slots[i];
@@ -122,79 +275,62 @@ class FunctionEmitter {
     return static_cast<int32_t>(p_.slots.size() - 1);
   }
 
-  Place slot_place(int32_t slot) { return {Place::InSlot, 0, slot, nullptr}; }
-
-  void place(ValueId id) {
-    const Node& n = g_[id];
-    Place& p = places_[static_cast<size_t>(id)];
-    switch (n.kind) {
-      case NodeKind::Input: p = slot_place(add_slot(n.name, SlotKind::Input, n.type, {})); break;
-      case NodeKind::Param: p = slot_place(add_slot(n.name, SlotKind::Param, n.type, init_spec(n))); break;
-      case NodeKind::State: p = slot_place(add_slot(n.name, SlotKind::State, n.type, init_spec(n))); break;
-      case NodeKind::Constant: {
-        llvm::LLVMContext& ctx = m_.getContext();
-        p.kind = Place::Constant;
-        p.constant = n.type.dtype == DType::I32
-                         ? llvm::ConstantInt::get(llvm::Type::getInt32Ty(ctx), static_cast<uint64_t>(static_cast<int64_t>(n.constant)))
-                     : n.type.dtype == DType::F32
-                         ? llvm::ConstantFP::get(llvm::Type::getFloatTy(ctx), static_cast<double>(static_cast<float>(n.constant)))
-                         : llvm::ConstantFP::get(llvm::Type::getDoubleTy(ctx), n.constant);
-        break;
-      }
-      case NodeKind::Op:
-        // A reshape reads its operand's elements where they are; everything else gets its own
-        // arena buffer (the memory planner of the fusion issue shares them).
-        if (n.op == OpKind::Reshape) p = places_[static_cast<size_t>(n.args[0])];
-        else p = {Place::Arena, arena(n.type), -1, nullptr};
-        break;
-    }
+  int32_t leaf_slot(const Node& n) {
+    SlotKind kind = n.kind == NodeKind::Input ? SlotKind::Input : n.kind == NodeKind::Param ? SlotKind::Param : SlotKind::State;
+    return add_slot(n.name, kind, n.type, kind == SlotKind::Input ? InitSpec{} : init_spec(n));
   }
 
-  llvm::Value* pointer(const Place& p) {
-    if (p.kind == Place::Arena) return b_->CreateConstInBoundsGEP1_64(b_->getInt8Ty(), entry_->getArg(1), static_cast<uint64_t>(p.offset));
-    auto it = slot_ptrs_.find(p.slot);
-    if (it != slot_ptrs_.end()) return it->second;
+  llvm::Value* slot_pointer(int32_t slot) {
+    if (auto it = slot_ptrs_.find(slot); it != slot_ptrs_.end()) return it->second;
     // Loaded once, in the entry block, so that every use sees the same pointer.
     llvm::IRBuilder<> at_entry(&entry_->getEntryBlock(), entry_->getEntryBlock().begin());
-    llvm::Value* slot_ptr = at_entry.CreateConstInBoundsGEP1_64(at_entry.getPtrTy(), entry_->getArg(0), static_cast<uint64_t>(p.slot));
-    llvm::Value* v = at_entry.CreateLoad(at_entry.getPtrTy(), slot_ptr, p_.slots[static_cast<size_t>(p.slot)].name);
-    return slot_ptrs_[p.slot] = v;
+    llvm::Value* at = at_entry.CreateConstInBoundsGEP1_64(at_entry.getPtrTy(), entry_->getArg(0), static_cast<uint64_t>(slot));
+    return slot_ptrs_[slot] = at_entry.CreateLoad(at_entry.getPtrTy(), at, p_.slots[static_cast<size_t>(slot)].name);
   }
 
-  // Emits `i32 @name(ptr noalias operands..., ptr noalias out)` with `body`, and its call.
-  // Operands that are constants are folded into the body instead of passed.
-  void kernel(const std::string& name, const std::vector<std::pair<TensorType, Place>>& operands,
-              const TensorType& out_type, const Place& out_place,
-              const std::function<void(KernelBuilder&, const std::vector<Buffer>&, const Buffer&)>& body) {
+  llvm::Value* pointer(const Location& l) {
+    switch (l.kind) {
+      case Location::Arena:
+        return b_->CreateConstInBoundsGEP1_64(b_->getInt8Ty(), entry_->getArg(1), static_cast<uint64_t>(l.offset));
+      case Location::Leaf:
+      case Location::Assigned: return slot_pointer(leaf_slot(g_[l.node]));
+      case Location::Output: return slot_pointer(add_slot(g_[l.node].name, SlotKind::Output, g_[l.node].type, {}));
+      case Location::None: break;
+    }
+    GRADC_ASSERT(false, "a value without a place in memory");
+    return nullptr;
+  }
+
+  // `i32 @name(ptr noalias ...)`: one argument per distinct place the kernel reads or writes
+  // (an update in place reads and writes one), so no two arguments share memory.
+  void emit_kernel(const std::string& name, const Kernel& kernel) {
+    std::vector<Location> places;
+    std::map<ValueId, size_t> arg_of;
+    auto add = [&](ValueId v) {
+      Location l = kp_.locations[static_cast<size_t>(v)];
+      auto it = std::find(places.begin(), places.end(), l);
+      arg_of[v] = static_cast<size_t>(it - places.begin());
+      if (it == places.end()) places.push_back(l);
+    };
+    for (ValueId v : kernel.inputs) add(v);
+    for (ValueId v : kernel.outputs) add(v);
     llvm::LLVMContext& ctx = m_.getContext();
-    std::vector<llvm::Type*> params;
-    std::vector<llvm::Value*> call_args;
-    for (const auto& [type, place] : operands)
-      if (place.kind != Place::Constant) {
-        params.push_back(llvm::PointerType::getUnqual(ctx));
-        call_args.push_back(pointer(place));
-      }
-    params.push_back(llvm::PointerType::getUnqual(ctx));
-    call_args.push_back(pointer(out_place));
+    std::vector<llvm::Type*> params(places.size(), llvm::PointerType::getUnqual(ctx));
     auto* fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), params, false),
                                       llvm::Function::InternalLinkage, name, m_);
-    // Operands and result never share memory: every op writes a buffer of its own.
     for (unsigned i = 0; i < params.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
     fn->addFnAttr(llvm::Attribute::NoUnwind);
-
     KernelBuilder k(fn, [this](std::string message) {
       p_.errors.push_back(std::move(message));
       return static_cast<int32_t>(p_.errors.size());
     });
-    std::vector<Buffer> args;
-    unsigned next = 0;
-    for (const auto& [type, place] : operands) {
-      if (place.kind == Place::Constant) args.push_back({type, nullptr, place.constant});
-      else args.push_back({type, fn->getArg(next++), nullptr});
-    }
-    body(k, args, {out_type, fn->getArg(next), nullptr});
+    std::map<ValueId, Buffer> buffers;
+    for (auto [v, i] : arg_of) buffers[v] = Buffer{g_[v].type, fn->getArg(static_cast<unsigned>(i)), nullptr};
+    KernelBody(k, g_, kernel, std::move(buffers)).emit();
     k.b.CreateRet(k.status());
 
+    std::vector<llvm::Value*> call_args;
+    for (const Location& l : places) call_args.push_back(pointer(l));
     llvm::Value* status = b_->CreateCall(fn, call_args);
     if (!k.can_fail()) return;
     llvm::BasicBlock* ok = llvm::BasicBlock::Create(ctx, "ok", entry_);
@@ -203,23 +339,29 @@ class FunctionEmitter {
     b_->SetInsertPoint(ok);
   }
 
-  void call_op(ValueId id) {
-    const Node& n = g_[id];
-    std::vector<std::pair<TensorType, Place>> operands;
-    for (ValueId a : n.args) operands.emplace_back(g_[a].type, places_[static_cast<size_t>(a)]);
-    std::string label = n.name.empty() ? fmt::format("t{}", id) : n.name;
-    kernel(fmt::format("{}{}.{}", prefix_, label, op_info(n.op).name), operands, n.type, places_[static_cast<size_t>(id)],
-           [&](KernelBuilder& k, const std::vector<Buffer>& args, const Buffer& out) { op_emitter(n.op)(k, n, args, out); });
-  }
-
-  void copy_place(const std::string& name, const TensorType& type, const Place& dst, const Place& src) {
-    kernel(name, {{type, src}}, type, dst, [](KernelBuilder& k, const std::vector<Buffer>& args, const Buffer& out) {
-      k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, k.load(args[0], i)); });
-    });
+  void emit_copy(const FinalCopy& c) {
+    const Node& n = g_[c.value];
+    llvm::LLVMContext& ctx = m_.getContext();
+    bool constant = c.from.kind == Location::None;
+    GRADC_ASSERT(!constant || n.kind == NodeKind::Constant, "copy of a value without a place in memory");
+    std::vector<llvm::Type*> params(constant ? 1 : 2, llvm::PointerType::getUnqual(ctx));
+    auto* fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), params, false),
+                                      llvm::Function::InternalLinkage, fmt::format("{}copy.{}", prefix_, n.name), m_);
+    for (unsigned i = 0; i < params.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
+    KernelBuilder k(fn, [](std::string) { return 0; });
+    Buffer to{n.type, fn->getArg(constant ? 0 : 1), nullptr};
+    Buffer from = constant ? Buffer{n.type, nullptr, constant_of(ctx, n)} : Buffer{n.type, fn->getArg(0), nullptr};
+    k.loop(n.type.numel(), [&](llvm::Value* i) { k.store(to, i, k.load(from, i)); });
+    k.b.CreateRetVoid();
+    std::vector<llvm::Value*> args;
+    if (!constant) args.push_back(pointer(c.from));
+    args.push_back(pointer(c.to));
+    b_->CreateCall(fn, args);
   }
 
   llvm::Module& m_;
   Program& p_;
+  const KernelProgram& kp_;
   const Graph& g_;
   uint8_t use_;
   std::string prefix_;
@@ -227,18 +369,17 @@ class FunctionEmitter {
   std::unique_ptr<llvm::IRBuilder<>> b_;
   llvm::BasicBlock* fail_ = nullptr;
   std::vector<std::pair<llvm::BasicBlock*, llvm::Value*>> failures_;
-  std::vector<Place> places_;
   std::map<int32_t, llvm::Value*> slot_ptrs_;
-  int64_t arena_end_ = 0;
 };
 
 }  // namespace
 
-EmittedModule emit_module(const Graph* train, const Graph& predict) {
+EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predict) {
   EmittedModule out;
   out.context = std::make_unique<llvm::LLVMContext>();
-  out.module = std::make_unique<llvm::Module>(predict.name.empty() ? "gradc" : predict.name, *out.context);
-  out.program.name = predict.name;
+  const std::string& name = predict.graph.name;
+  out.module = std::make_unique<llvm::Module>(name.empty() ? "gradc" : name, *out.context);
+  out.program.name = name;
   if (train) FunctionEmitter(*out.module, out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
   FunctionEmitter(*out.module, out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
   std::string problems;

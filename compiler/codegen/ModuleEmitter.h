@@ -1,7 +1,7 @@
-// Lowers graphs to one LLVM module: `gradc_train_step` for the simplified training graph and
-// `gradc_predict` for the forward graph, each op a loop nest in a function of its own (inlined
-// by O3), every intermediate at a fixed offset of one arena. Fills the Program's slot table;
-// its entry points are filled once the JIT has linked the module.
+// Lowers Kernel programs to one LLVM module: `gradc_train_step` for the training graph's and
+// `gradc_predict` for the forward graph's, each kernel a function of its own (inlined by O3)
+// over the buffers its memory plan gives it. Fills the Program's slot table; its entry points
+// are filled once the JIT has linked the module.
 #pragma once
 
 #include <memory>
@@ -9,7 +9,7 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 
-#include "ir/Graph.h"
+#include "ir/Kernel.h"
 #include "runtime/Program.h"
 
 namespace gradc::codegen {
@@ -23,7 +23,7 @@ struct EmittedModule {
   Program program;  // slots, arena size, errors; entry points still null
 };
 
-// `train` may be null (a spec that minimizes nothing has no train step).
-EmittedModule emit_module(const Graph* train, const Graph& predict);
+// `train` may be null (a spec that minimizes nothing has no train step). Both are planned.
+EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predict);
 
 }  // namespace gradc::codegen

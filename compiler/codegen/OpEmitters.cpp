@@ -24,48 +24,11 @@ void require_float(const Node& n, const Args& args, const Buffer& out) {
          op_info(n.op).name);
 }
 
-// out[i] = f(args[i]...), with numpy broadcasting of the operands.
-void elementwise(KernelBuilder& k, const Node& n, const Args& args, const Buffer& out, const Scalar& f) {
-  require_float(n, args, out);
-  bool flat = true;  // every operand is the result's size or a single element: one flat loop
-  for (const Buffer& a : args) flat = flat && (a.numel() == out.numel() || a.numel() == 1);
-  if (flat) {
-    k.loop(out.numel(), [&](llvm::Value* i) {
-      Values v;
-      for (const Buffer& a : args) v.push_back(k.load(a, a.numel() == 1 ? k.index(0) : i));
-      k.store(out, i, f(k, v));
-    });
-    return;
-  }
-  std::vector<std::vector<int64_t>> strides;
-  for (const Buffer& a : args) strides.push_back(broadcast_strides(a.type.shape, out.type.shape));
-  std::vector<int64_t> out_strides = strides_of(out.type.shape);
-  k.loops(out.type.shape, [&](const Values& idx) {
-    Values v;
-    for (size_t j = 0; j < args.size(); ++j) v.push_back(k.load(args[j], k.offset(idx, strides[j])));
-    k.store(out, k.offset(idx, out_strides), f(k, v));
-  });
-}
-
 void fill(KernelBuilder& k, const Buffer& out, llvm::Value* v) {
   k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, v); });
 }
 
 llvm::Value* zero(KernelBuilder& k, DType dt) { return llvm::Constant::getNullValue(k.elem(dt)); }
-
-// Folds each group of `x` along `axes` into `out` (initialized to `init`), as the interpreter.
-void reduce(KernelBuilder& k, const Node& n, const Buffer& x, const Buffer& out, double init,
-            const std::function<llvm::Value*(llvm::Value* acc, llvm::Value* v)>& combine) {
-  require_float(n, {x}, out);
-  Shape kept = x.type.shape;
-  for (int64_t axis : n.attrs.get("axes").as_ints()) kept[static_cast<size_t>(axis)] = 1;
-  fill(k, out, k.real(out.type.dtype, init));
-  std::vector<int64_t> in_strides = strides_of(x.type.shape), out_strides = broadcast_strides(kept, x.type.shape);
-  k.loops(x.type.shape, [&](const Values& idx) {
-    llvm::Value* o = k.offset(idx, out_strides);
-    k.store(out, o, combine(k.load(out, o), k.load(x, k.offset(idx, in_strides))));
-  });
-}
 
 // Views a shape as [outer, len, inner] around `axis`, for row-wise ops.
 struct Rows {
@@ -116,9 +79,7 @@ void softmax_like(KernelBuilder& k, const Node& n, const Args& a, const Buffer& 
 
 // A class id read from i32 memory, checked against [0, classes): out-of-range ids make the
 // function fail with `what` and read class 0 instead, so that no access leaves the buffers.
-llvm::Value* class_id(KernelBuilder& k, const Node& n, const Buffer& ids, llvm::Value* at, int64_t classes,
-                      const char* what) {
-  llvm::Value* id = k.load(ids, at);
+llvm::Value* class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t classes, const char* what) {
   llvm::Value* bad = k.b.CreateOr(k.b.CreateICmpSLT(id, k.b.getInt32(0)),
                                   k.b.CreateICmpSGE(id, k.b.getInt32(static_cast<uint32_t>(classes))));
   std::string where = to_string(n.loc);
@@ -179,105 +140,76 @@ void accumulate(KernelBuilder& k, const Buffer& out, llvm::Value* at, llvm::Valu
 
 }  // namespace
 
-// ---- elementwise, one operand
-#define UNARY(name, expr)                                                                      \
-  void emit_##name(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {        \
-    elementwise(k, n, a, out, [&](KernelBuilder&, const Values& v) -> llvm::Value* {         \
-      llvm::Value* x = v[0];                                                                    \
-      DType dt = out.type.dtype;                                                                \
-      (void)dt;                                                                                 \
-      return expr;                                                                              \
-    });                                                                                         \
-  }
-UNARY(neg, k.b.CreateFNeg(x))
-UNARY(exp, k.unary(llvm::Intrinsic::exp, x))
-UNARY(log, k.unary(llvm::Intrinsic::log, x))
-UNARY(sqrt, k.unary(llvm::Intrinsic::sqrt, x))
-UNARY(rsqrt, k.b.CreateFDiv(k.real(dt, 1), k.unary(llvm::Intrinsic::sqrt, x)))
-UNARY(abs, k.unary(llvm::Intrinsic::fabs, x))
-UNARY(tanh, k.call_libm("tanhf", "tanh", x))
-UNARY(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.unary(llvm::Intrinsic::exp, k.b.CreateFNeg(x)))))
-UNARY(relu, k.max_nan(x, k.real(dt, 0)))
-UNARY(square, k.b.CreateFMul(x, x))
-UNARY(broadcast_to, x)
-#undef UNARY
+// ---- elementwise: one element from the operands' elements
+#define SCALAR(name, expr)                                                                              \
+  static llvm::Value* scalar_##name(KernelBuilder& k, const Node& n, const Values& v, const Values& index) { \
+    llvm::Value* x = v[0];                                                                               \
+    llvm::Value* y = v.size() > 1 ? v[1] : nullptr;                                                      \
+    DType dt = n.type.dtype;                                                                             \
+    (void)k, (void)x, (void)y, (void)dt, (void)index;                                                           \
+    return expr;                                                                                         \
+  }                                                                                                      \
+  const OpCodegen emit_##name{.scalar = scalar_##name};
+SCALAR(neg, k.b.CreateFNeg(x))
+SCALAR(exp, k.unary(llvm::Intrinsic::exp, x))
+SCALAR(log, k.unary(llvm::Intrinsic::log, x))
+SCALAR(sqrt, k.unary(llvm::Intrinsic::sqrt, x))
+SCALAR(rsqrt, k.b.CreateFDiv(k.real(dt, 1), k.unary(llvm::Intrinsic::sqrt, x)))
+SCALAR(abs, k.unary(llvm::Intrinsic::fabs, x))
+SCALAR(tanh, k.call_libm("tanhf", "tanh", x))
+SCALAR(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.unary(llvm::Intrinsic::exp, k.b.CreateFNeg(x)))))
+SCALAR(relu, k.max_nan(x, k.real(dt, 0)))
+SCALAR(square, k.b.CreateFMul(x, x))
+SCALAR(broadcast_to, x)
+SCALAR(add, k.b.CreateFAdd(x, y))
+SCALAR(sub, k.b.CreateFSub(x, y))
+SCALAR(mul, k.b.CreateFMul(x, y))
+SCALAR(div, k.b.CreateFDiv(x, y))
+SCALAR(maximum, k.max_nan(x, y))
+SCALAR(minimum, k.min_nan(x, y))
+SCALAR(pow, k.b.CreateBinaryIntrinsic(llvm::Intrinsic::pow, x, y))
+SCALAR(greater, k.b.CreateSelect(k.b.CreateFCmpOGT(x, y), k.real(dt, 1), k.real(dt, 0)))
+#undef SCALAR
 
-// ---- elementwise, two operands with broadcasting
-#define BINARY(name, expr)                                                                     \
-  void emit_##name(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {        \
-    elementwise(k, n, a, out, [&](KernelBuilder&, const Values& v) -> llvm::Value* {         \
-      llvm::Value *x = v[0], *y = v[1];                                                         \
-      DType dt = out.type.dtype;                                                                \
-      (void)dt;                                                                                 \
-      return expr;                                                                              \
-    });                                                                                         \
-  }
-BINARY(add, k.b.CreateFAdd(x, y))
-BINARY(sub, k.b.CreateFSub(x, y))
-BINARY(mul, k.b.CreateFMul(x, y))
-BINARY(div, k.b.CreateFDiv(x, y))
-BINARY(maximum, k.max_nan(x, y))
-BINARY(minimum, k.min_nan(x, y))
-BINARY(pow, k.b.CreateBinaryIntrinsic(llvm::Intrinsic::pow, x, y))
-BINARY(greater, k.b.CreateSelect(k.b.CreateFCmpOGT(x, y), k.real(dt, 1), k.real(dt, 0)))
-#undef BINARY
-
-// ---- linear algebra and layout
-// out[i, :] = sum over p of x[i, p] * w[p, :], in the order i, p, j: the inner loop runs along
-// rows of w and out (LLVM vectorizes it) and each sum still adds its terms in p order.
-void emit_matmul(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  const Shape& xs = a[0].type.shape;
-  bool batched = xs.size() == 3;
-  int64_t batches = batched ? xs[0] : 1, m = xs[batched ? 1 : 0], kk = xs[batched ? 2 : 1];
-  int64_t cols = a[1].type.shape[batched ? 2 : 1];
-  fill(k, out, zero(k, out.type.dtype));
-  k.loops({batches, m, kk}, [&](const Values& v) {
-    llvm::Value* x = k.load(a[0], k.offset(v, {m * kk, kk, 1}));
-    llvm::Value* w_row = k.offset({v[0], v[2]}, {kk * cols, cols});
-    llvm::Value* out_row = k.offset({v[0], v[1]}, {m * cols, cols});
-    k.loop(cols, [&](llvm::Value* j) {
-      accumulate(k, out, k.b.CreateAdd(out_row, j), k.b.CreateFMul(x, k.load(a[1], k.b.CreateAdd(w_row, j))));
-    });
-  });
+// one_hot: 1 where the last index of the domain is the id (read at the leading indices).
+static llvm::Value* scalar_one_hot(KernelBuilder& k, const Node& n, const Values& v, const Values& index) {
+  int64_t classes = n.attrs.get("classes").as_int();
+  llvm::Value* id = class_id(k, n, v[0], classes, "class id");
+  DType dt = n.type.dtype;
+  llvm::Value* hit = k.b.CreateICmpEQ(id, index.back());
+  return dt == DType::I32 ? k.b.CreateZExt(hit, k.b.getInt32Ty()) : k.b.CreateSelect(hit, k.real(dt, 1), k.real(dt, 0));
 }
+const OpCodegen emit_one_hot{.scalar = scalar_one_hot, .leading_operands = true};
 
-void emit_transpose(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+// ---- linear algebra: fusion makes every matmul a MatMul kernel (codegen/KernelEmitter.cpp)
+const OpCodegen emit_matmul{};
+
+// ---- layout: reshape is a view of its operand; a transpose not folded into a matmul copies
+static void loops_transpose(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   const std::vector<int64_t>& perm = n.attrs.get("perm").as_ints();
   std::vector<int64_t> in = strides_of(a[0].type.shape), src(perm.size());
   for (size_t d = 0; d < perm.size(); ++d) src[d] = in[static_cast<size_t>(perm[d])];
   std::vector<int64_t> dst = strides_of(out.type.shape);
   k.loops(out.type.shape, [&](const Values& idx) { k.store(out, k.offset(idx, dst), k.load(a[0], k.offset(idx, src))); });
 }
+const OpCodegen emit_transpose{.loops = loops_transpose};
+const OpCodegen emit_reshape{};
 
-void emit_reshape(KernelBuilder& k, const Node&, const Args& a, const Buffer& out) {
-  k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, k.load(a[0], i)); });
-}
-
-// ---- reductions
-void emit_sum(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  reduce(k, n, a[0], out, 0.0, [&](llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); });
-}
-
-void emit_mean(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  emit_sum(k, n, a, out);
-  double count = static_cast<double>(a[0].numel() / std::max<int64_t>(out.numel(), 1));
-  k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, k.b.CreateFDiv(k.load(out, i), k.real(out.type.dtype, count))); });
-}
-
-void emit_max(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  reduce(k, n, a[0], out, -std::numeric_limits<double>::infinity(),
-         [&](llvm::Value* acc, llvm::Value* v) { return k.max_nan(acc, v); });
-}
+// ---- reductions, folded over each group in the interpreter's order
+static llvm::Value* add_to(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); }
+static llvm::Value* max_of(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.max_nan(acc, v); }
+const OpCodegen emit_sum{.combine = add_to, .init = 0.0};
+const OpCodegen emit_mean{.combine = add_to, .init = 0.0, .mean = true};
+const OpCodegen emit_max{.combine = max_of, .init = -std::numeric_limits<double>::infinity()};
 
 // ---- normalizations
-void emit_softmax(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) { softmax_like(k, n, a, out, true); }
-void emit_log_softmax(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_softmax(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) { softmax_like(k, n, a, out, true); }
+static void loops_log_softmax(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   softmax_like(k, n, a, out, false);
 }
 
 // ---- losses: the mean over the batch
-void emit_softmax_cross_entropy(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_softmax_cross_entropy(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, {a[0]}, out);
   const Buffer &logits = a[0], &labels = a[1];
   int64_t rows = logits.type.shape[0], classes = logits.type.shape[1];
@@ -291,7 +223,7 @@ void emit_softmax_cross_entropy(KernelBuilder& k, const Node& n, const Args& a, 
       return b.CreateFSub(b.CreateFSub(k.load(logits, b.CreateAdd(base, c)), max), log_sum);
     };
     if (labels.type.dtype == DType::I32) {
-      k.set(total, b.CreateFSub(k.get(total), log_p(class_id(k, n, labels, r, classes, "label"))));
+      k.set(total, b.CreateFSub(k.get(total), log_p(class_id(k, n, k.load(labels, r), classes, "label"))));
     } else {
       k.loop(classes, [&](llvm::Value* c) {
         llvm::Value* p = k.load(labels, b.CreateAdd(base, c));
@@ -314,7 +246,7 @@ static void pointwise_loss(KernelBuilder& k, const Node& n, const Args& a, const
   k.store(out, k.index(0), k.b.CreateFDiv(k.get(total), k.real(dt, static_cast<double>(a[0].numel()))));
 }
 
-void emit_mse(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_mse(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   pointwise_loss(k, n, a, out, [&](llvm::Value* x, llvm::Value* t) {
     llvm::Value* d = k.b.CreateFSub(x, t);
     return k.b.CreateFMul(d, d);
@@ -322,7 +254,7 @@ void emit_mse(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out)
 }
 
 // max(x, 0) - x * t + log1p(exp(-|x|)), as PyTorch.
-void emit_bce_with_logits(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_bce_with_logits(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   DType dt = out.type.dtype;
   pointwise_loss(k, n, a, out, [&](llvm::Value* x, llvm::Value* t) {
     auto& b = k.b;
@@ -333,7 +265,7 @@ void emit_bce_with_logits(KernelBuilder& k, const Node& n, const Args& a, const 
 }
 
 // ---- images, NCHW
-void emit_conv2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_conv2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   fill(k, out, zero(k, out.type.dtype));
   conv_loops(k, a[0].type.shape, a[1].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
@@ -341,7 +273,7 @@ void emit_conv2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& o
   });
 }
 
-void emit_maxpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_maxpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   fill(k, out, k.real(out.type.dtype, -std::numeric_limits<double>::infinity()));
   pool_loops(k, a[0].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
@@ -349,7 +281,7 @@ void emit_maxpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer
   });
 }
 
-void emit_avgpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_avgpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   const std::vector<int64_t>& kern = n.attrs.get("kernel").as_ints();
   llvm::Value* share = k.real(out.type.dtype, 1.0 / static_cast<double>(kern[0] * kern[1]));
@@ -360,18 +292,7 @@ void emit_avgpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer
 }
 
 // ---- building blocks of gradients
-void emit_one_hot(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  int64_t classes = n.attrs.get("classes").as_int();
-  DType dt = out.type.dtype;
-  llvm::Value* one = dt == DType::I32 ? k.b.getInt32(1) : k.real(dt, 1);
-  fill(k, out, zero(k, dt));
-  k.loop(a[0].numel(), [&](llvm::Value* i) {
-    llvm::Value* id = class_id(k, n, a[0], i, classes, "class id");
-    k.store(out, k.b.CreateAdd(k.b.CreateMul(i, k.index(classes)), id), one);
-  });
-}
-
-void emit_conv2d_input_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_conv2d_input_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   fill(k, out, zero(k, out.type.dtype));
   conv_loops(k, out.type.shape, a[1].type.shape, a[0].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
@@ -379,7 +300,7 @@ void emit_conv2d_input_grad(KernelBuilder& k, const Node& n, const Args& a, cons
   });
 }
 
-void emit_conv2d_weight_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_conv2d_weight_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   fill(k, out, zero(k, out.type.dtype));
   conv_loops(k, a[0].type.shape, out.type.shape, a[1].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
@@ -388,7 +309,7 @@ void emit_conv2d_weight_grad(KernelBuilder& k, const Node& n, const Args& a, con
 }
 
 // Each window's gradient goes to its first maximum (or first NaN), as the interpreter.
-void emit_maxpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_maxpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   const Buffer &x = a[0], &dy = a[1];
   fill(k, out, zero(k, out.type.dtype));
@@ -413,7 +334,7 @@ void emit_maxpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const B
       });
 }
 
-void emit_avgpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+static void loops_avgpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
   require_float(n, a, out);
   const std::vector<int64_t>& kern = n.attrs.get("kernel").as_ints();
   llvm::Value* share = k.real(out.type.dtype, 1.0 / static_cast<double>(kern[0] * kern[1]));
@@ -422,5 +343,19 @@ void emit_avgpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const B
     accumulate(k, out, x, k.b.CreateFMul(k.load(a[0], y), share));
   });
 }
+
+// ---- ops with loop nests of their own
+const OpCodegen emit_softmax{.loops = loops_softmax};
+const OpCodegen emit_log_softmax{.loops = loops_log_softmax};
+const OpCodegen emit_softmax_cross_entropy{.loops = loops_softmax_cross_entropy};
+const OpCodegen emit_mse{.loops = loops_mse};
+const OpCodegen emit_bce_with_logits{.loops = loops_bce_with_logits};
+const OpCodegen emit_conv2d{.loops = loops_conv2d};
+const OpCodegen emit_maxpool2d{.loops = loops_maxpool2d};
+const OpCodegen emit_avgpool2d{.loops = loops_avgpool2d};
+const OpCodegen emit_conv2d_input_grad{.loops = loops_conv2d_input_grad};
+const OpCodegen emit_conv2d_weight_grad{.loops = loops_conv2d_weight_grad};
+const OpCodegen emit_maxpool2d_grad{.loops = loops_maxpool2d_grad};
+const OpCodegen emit_avgpool2d_grad{.loops = loops_avgpool2d_grad};
 
 }  // namespace gradc::codegen

@@ -4,6 +4,8 @@
 #include "codegen/Jit.h"
 #include "gradc/gradc.h"
 #include "ir/Verifier.h"
+#include "passes/Fusion.h"
+#include "passes/MemoryPlan.h"
 #include "passes/Simplify.h"
 
 namespace gradc {
@@ -12,10 +14,16 @@ namespace {
 
 bool trains(const Graph& g) { return g.minimize || !g.assigns.empty(); }
 
+KernelProgram planned(const Graph& g, bool fuse) {
+  KernelProgram p = gradc::fuse(g, {.fuse = fuse});
+  plan_memory(p);
+  return p;
+}
+
 codegen::EmittedModule emit(const Graph& g) {
-  std::optional<Graph> train;
-  if (trains(g)) train = simplified_graph(g);
-  return codegen::emit_module(train ? &*train : nullptr, predict_graph(g));
+  std::optional<KernelProgram> train;
+  if (trains(g)) train = train_kernels(g);
+  return codegen::emit_module(train ? &*train : nullptr, predict_kernels(g));
 }
 
 }  // namespace
@@ -28,6 +36,13 @@ Graph predict_graph(const Graph& g) {
   verify_or_throw(forward);
   return forward;
 }
+
+KernelProgram train_kernels(const Graph& g, bool fuse) {
+  if (!trains(g)) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
+  return planned(simplified_graph(g), fuse);
+}
+
+KernelProgram predict_kernels(const Graph& g, bool fuse) { return planned(predict_graph(g), fuse); }
 
 Model compile(const Graph& g) {
   auto start = std::chrono::steady_clock::now();
@@ -44,8 +59,13 @@ Model compile_string(std::string_view text, const std::string& file) { return co
 
 std::string Model::dump(Stage stage, bool dot) const { return gradc::dump(spec, stage, dot); }
 
-// The LLVM stages of `gradc dump`.
-std::string dump_llvm(const Graph& g, Stage stage) {
+// The stages of `gradc dump` after the graph stages: the train step's (predict's when the spec
+// minimizes nothing).
+std::string dump_backend(const Graph& g, Stage stage) {
+  if (stage == Stage::Fused || stage == Stage::Plan) {
+    KernelProgram p = trains(g) ? train_kernels(g) : predict_kernels(g);
+    return stage == Stage::Fused ? print_kernels(p) : print_plan(p);
+  }
   if (stage == Stage::Asm) return codegen::host_assembly(emit(g));
   codegen::EmittedModule m = emit(g);
   std::string before = codegen::print_module(m);

@@ -55,7 +55,7 @@ std::optional<Stage> parse_stage(std::string_view name) {
 }
 
 // Each stage's graph is verified before anyone sees it (the verifier after every pass).
-std::string dump_llvm(const Graph& g, Stage stage);  // Compile.cpp
+std::string dump_backend(const Graph& g, Stage stage);  // Compile.cpp
 
 static Graph verified(Graph g) {
   verify_or_throw(g);
@@ -78,14 +78,12 @@ std::string dump(const Graph& g, Stage stage, bool dot) {
     case Stage::Grad: staged = grad_graph(g); break;
     case Stage::Train: staged = train_graph(g); break;
     case Stage::Simplified: staged = simplified_graph(g); break;
+    case Stage::Fused:
+    case Stage::Plan:
     case Stage::Llvm:
     case Stage::Asm:
       if (dot) fail({}, "--dot draws graph stages; stage '{}' is text", stage_name(stage));
-      return dump_llvm(g, stage);
-    default:
-      fail({}, "stage '{}' is not built yet: gradc has the graph stages (parsed, grad, train, simplified) and "
-               "the JIT's (llvm, asm); fusion and memory planning come next",
-           stage_name(stage));
+      return dump_backend(g, stage);
   }
   return dot ? print_dot(staged) : print_spec(staged);
 }

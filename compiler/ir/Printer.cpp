@@ -6,10 +6,6 @@
 
 namespace gradc {
 
-namespace {
-
-// Names of every printed value: its own, or an invented %N for a temporary.
-// Weak constants (number literals) are not named: they print as their number.
 std::vector<std::string> value_names(const Graph& g) {
   std::set<std::string, std::less<>> used;
   for (const Node& n : g.nodes)
@@ -31,6 +27,8 @@ std::vector<std::string> value_names(const Graph& g) {
   }
   return names;
 }
+
+namespace {
 
 bool is_inline(const Node& n) { return n.kind == NodeKind::Constant && n.weak && n.name.empty(); }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "ir/Graph.h"
 
@@ -14,6 +15,10 @@ namespace gradc {
 // all attributes are printed, defaults included. The text parses back to a graph that prints
 // the same: print_spec(parse(print_spec(g))) == print_spec(g).
 std::string print_spec(const Graph& g);
+
+// The name each value prints with: its own, or an invented %N for a temporary; weak constants
+// (number literals) as their number.
+std::vector<std::string> value_names(const Graph& g);
 
 // A Graphviz digraph: one box per value (name, op, type), an edge per operand.
 std::string print_dot(const Graph& g);

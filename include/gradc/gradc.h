@@ -8,8 +8,6 @@
 //
 // Graphs can also be built in C++ with gradc::GraphBuilder (gradc/GraphBuilder.h), evaluated by
 // the reference interpreter (gradc::interp::evaluate) and checked (gradc::check_gradients).
-// Not built yet: the stages `fused` and `plan` (the fusion issue); asking for them throws
-// gradc::Error saying so.
 #pragma once
 
 #include <map>
@@ -21,6 +19,7 @@
 #include "interp/Interpreter.h"
 #include "gradc/Error.h"
 #include "ir/Graph.h"
+#include "ir/Kernel.h"
 #include "runtime/Session.h"
 
 namespace gradc {
@@ -60,6 +59,11 @@ std::string dump(const Graph& g, Stage stage, bool dot = false);
 
 // The forward graph that `predict` runs: the spec's outputs from its inputs and params, simplified.
 Graph predict_graph(const Graph& g);
+
+// The Kernel program of the train step (of predict) after fusion and memory planning; with
+// fuse = false every op is a kernel of its own (the baseline fusion is measured against).
+KernelProgram train_kernels(const Graph& g, bool fuse = true);
+KernelProgram predict_kernels(const Graph& g, bool fuse = true);
 
 // A compiled model: the native train step and predict (a Program a Session runs), the spec it
 // came from, and how long compiling took.

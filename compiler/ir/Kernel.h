@@ -1,0 +1,88 @@
+// The Kernel program: the second IR level, between the training graph and LLVM.
+//
+// A kernel is one loop nest that computes some nodes of a Graph (its members) from buffers in
+// memory (its inputs) and stores the members that others need (its outputs):
+//   - Loop:   elementwise members over one index domain (the shape they share), plus
+//             reductions of such members (sum, mean, max over axes), which end the chain;
+//             scalar members are recomputed in every kernel that uses them.
+//   - MatMul: a matmul whose operands may be read transposed (a transpose folded into the
+//             operand's layout, never materialized), then an epilogue of Loop members over the
+//             result's domain (bias, activation, the activation's mask, a column sum).
+//   - Op:     a single op with a loop nest of its own (conv, pooling, softmax, losses, ...).
+// Members of a Graph that are views (reshape) or folded transposes are in no kernel.
+//
+// Fusion (passes/Fusion.cpp) builds the kernels, in an order that respects their dependences;
+// the memory plan (passes/MemoryPlan.cpp) gives every value that lives in memory a place.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ir/Graph.h"
+
+namespace gradc {
+
+enum class KernelKind : uint8_t { Loop, MatMul, Op };
+
+struct Kernel {
+  std::string name;
+  KernelKind kind = KernelKind::Loop;
+  Shape domain;                  // the index space of the (non-reduction) members
+  std::vector<ValueId> members;  // in graph order; MatMul: members[0] is the matmul
+  std::vector<ValueId> inputs;   // values read from memory, as the members use them (no constants)
+  std::vector<ValueId> outputs;  // members stored to memory
+  // MatMul: the stored operands, and whether each is read transposed (last two dims swapped).
+  ValueId a = -1, b = -1;
+  bool a_transposed = false, b_transposed = false;
+  int64_t flops = 0;  // floating-point operations (a multiply-add is 2)
+  int64_t bytes = 0;  // bytes of the inputs read plus the outputs written, each once
+};
+
+// Where a value lives while an entry point runs.
+struct Location {
+  enum Kind : uint8_t {
+    None,      // not in memory: a member consumed inside its kernel, or a constant
+    Arena,     // at `offset` in the arena
+    Leaf,      // an input, param or state: its own slot (`node` names it)
+    Output,    // written straight into the slot of the graph output named by `node`
+    Assigned,  // written straight into the slot of the param or state `node` it updates
+  } kind = None;
+  int64_t offset = 0;
+  ValueId node = -1;
+  bool operator==(const Location&) const = default;
+};
+
+// A copy at the end of the step, for an output or an assign whose value could not be written
+// in place (a leaf, a value that is both, or one whose target is read after it is computed).
+// Assigns take effect at once: a param or state that another assign reads is staged first.
+struct FinalCopy {
+  ValueId value;  // what is copied (its type)
+  Location from, to;
+};
+
+// A value in the arena and the kernels during which it must stay (by schedule index; copies
+// at the end count as index kernels.size()).
+struct ArenaBuffer {
+  ValueId value;
+  int64_t bytes = 0;
+  int64_t offset = 0;
+  int32_t first = 0, last = 0;
+};
+
+struct KernelProgram {
+  Graph graph;                     // the graph the kernels compute
+  std::vector<Kernel> kernels;     // in schedule order
+  std::vector<Location> locations;  // per ValueId
+  std::vector<FinalCopy> copies;    // outputs first, then assigns (staged where needed)
+  std::vector<ArenaBuffer> buffers;
+  int64_t arena_bytes = 0;         // the plan's arena
+  int64_t naive_bytes = 0;         // every buffer on its own
+  int64_t lower_bound_bytes = 0;   // the most bytes live at once
+};
+
+// `gradc dump --stage fused`: a block per kernel, starting with a line `kernel NAME`.
+std::string print_kernels(const KernelProgram& p);
+// `gradc dump --stage plan`: every buffer (bytes, offset, live range) and the totals.
+std::string print_plan(const KernelProgram& p);
+
+}  // namespace gradc

@@ -1,0 +1,361 @@
+#include "passes/Fusion.h"
+
+#include <algorithm>
+#include <set>
+
+namespace gradc {
+
+namespace {
+
+bool has(const std::vector<ValueId>& v, ValueId id) { return std::find(v.begin(), v.end(), id) != v.end(); }
+
+class Fuser {
+ public:
+  Fuser(Graph g, const FusionOptions& o) : g_(std::move(g)), fuse_(o.fuse) {}
+
+  KernelProgram run() {
+    find_live_and_users();
+    kernel_of_.assign(g_.nodes.size(), -1);
+    for (ValueId id = 0; id < g_.size(); ++id)
+      if (is_candidate(id)) place_node(id);
+    if (fuse_) merge_along_edges();
+    place_scalars();
+    KernelProgram p;
+    for (Kernel& k : kernels_) finish(k);
+    order_kernels();
+    p.kernels = std::move(kernels_);
+    p.graph = std::move(g_);
+    p.locations.assign(p.graph.nodes.size(), {});
+    return p;
+  }
+
+ private:
+  static size_t at(ValueId id) { return static_cast<size_t>(id); }
+
+  void find_live_and_users() {
+    live_.assign(g_.nodes.size(), false);
+    users_.assign(g_.nodes.size(), {});
+    for (const Output& o : g_.outputs) live_[at(o.value)] = true;
+    for (const Assign& a : g_.assigns) live_[at(a.value)] = live_[at(a.target)] = true;
+    for (ValueId id = g_.size(); id-- > 0;)
+      if (live_[at(id)])
+        for (ValueId a : g_[id].args) live_[at(a)] = true;
+    for (ValueId id = 0; id < g_.size(); ++id)
+      if (live_[at(id)])
+        for (ValueId a : g_[id].args)
+          if (!has(users_[at(a)], id)) users_[at(a)].push_back(id);
+  }
+
+  bool is_op(ValueId id, OpKind op) const { return g_[id].kind == NodeKind::Op && g_[id].op == op; }
+  bool is_view(ValueId id) const { return is_op(id, OpKind::Reshape); }
+  bool is_reduction(ValueId id) const { return g_[id].kind == NodeKind::Op && (op_info(g_[id].op).traits & kReduction); }
+  bool has_scalar_form(ValueId id) const {
+    return g_[id].kind == NodeKind::Op && op_codegen_kind(g_[id].op) == Form::Scalar;
+  }
+
+  // How codegen computes an op: per element (Loop kernels), as a reduction, a matmul, or alone.
+  enum class Form { Scalar, Reduction, MatMul, Alone };
+  static Form op_codegen_kind(OpKind op) {
+    uint32_t t = op_info(op).traits;
+    if (op == OpKind::MatMul) return Form::MatMul;
+    if (t & kReduction) return Form::Reduction;
+    if ((t & kElementwise) || op == OpKind::BroadcastTo || op == OpKind::OneHot) return Form::Scalar;
+    return Form::Alone;
+  }
+
+  // A transpose of the last two dims that only matmuls read: they read its operand transposed.
+  bool folded_transpose(ValueId id) const {
+    if (!fuse_ || !is_op(id, OpKind::Transpose)) return false;
+    const std::vector<int64_t>& perm = g_[id].attrs.get("perm").as_ints();
+    bool swap = perm == std::vector<int64_t>{1, 0} || perm == std::vector<int64_t>{0, 2, 1};
+    if (!swap || g_.outputs.end() != std::find_if(g_.outputs.begin(), g_.outputs.end(), [&](const Output& o) { return o.value == id; }))
+      return false;
+    for (ValueId u : users_[at(id)])
+      if (!is_op(u, OpKind::MatMul)) return false;
+    return !users_[at(id)].empty();
+  }
+
+  // One element, computed from scalars: recomputed in every kernel that uses it.
+  bool is_scalar(ValueId id) const {
+    if (!fuse_ || !has_scalar_form(id) || g_[id].type.numel() != 1 || is_op(id, OpKind::OneHot)) return false;
+    for (ValueId a : g_[id].args)
+      if (g_[a].type.numel() != 1) return false;
+    return true;
+  }
+
+  // The kernels that must run before a kernel reading `id`.
+  void sources(ValueId id, std::set<int>& out) const {
+    if (kernel_of_[at(id)] >= 0) {
+      out.insert(kernel_of_[at(id)]);
+      return;
+    }
+    if (g_[id].kind == NodeKind::Op)  // a view, a folded transpose or a scalar: what it reads
+      for (ValueId a : g_[id].args) sources(a, out);
+  }
+
+  bool is_candidate(ValueId id) const {
+    return live_[at(id)] && g_[id].kind == NodeKind::Op && !is_view(id) && !folded_transpose(id) && !is_scalar(id);
+  }
+
+  int new_kernel(KernelKind kind, Shape domain) {
+    kernels_.push_back({});
+    kernels_.back().kind = kind;
+    kernels_.back().domain = std::move(domain);
+    return static_cast<int>(kernels_.size() - 1);
+  }
+
+  void add_member(int k, ValueId id) {
+    kernels_[static_cast<size_t>(k)].members.push_back(id);
+    kernel_of_[at(id)] = k;
+  }
+
+  // Every node starts as a kernel of its own.
+  void place_node(ValueId id) {
+    const Node& n = g_[id];
+    switch (op_codegen_kind(n.op)) {
+      case Form::MatMul: {
+        int k = new_kernel(KernelKind::MatMul, n.type.shape);
+        Kernel& kernel = kernels_[static_cast<size_t>(k)];
+        auto operand = [&](ValueId v, ValueId& stored, bool& transposed) {
+          transposed = folded_transpose(v);
+          stored = transposed ? g_[v].args[0] : v;
+        };
+        operand(n.args[0], kernel.a, kernel.a_transposed);
+        operand(n.args[1], kernel.b, kernel.b_transposed);
+        add_member(k, id);
+        return;
+      }
+      case Form::Reduction: add_member(new_kernel(KernelKind::Loop, g_[n.args[0]].type.shape), id); return;
+      case Form::Scalar: add_member(new_kernel(KernelKind::Loop, n.type.shape), id); return;
+      case Form::Alone: add_member(new_kernel(KernelKind::Op, n.type.shape), id); return;
+    }
+  }
+
+  // The kernels that read kernel k's members directly.
+  std::set<int> readers_of(int k) const {
+    std::set<int> out;
+    for (size_t j = 0; j < kernels_.size(); ++j) {
+      if (static_cast<int>(j) == k || kernels_[j].members.empty()) continue;
+      std::set<int> from;
+      for (ValueId m : kernels_[j].members) {
+        if (kernels_[j].kind == KernelKind::MatMul && m == kernels_[j].members[0]) {
+          sources(kernels_[j].a, from);
+          sources(kernels_[j].b, from);
+        } else {
+          for (ValueId a : g_[m].args) sources(a, from);
+        }
+      }
+      if (from.count(k)) out.insert(static_cast<int>(j));
+    }
+    return out;
+  }
+
+  // Is there a path from kernel `from` to kernel `to` through some other kernel?
+  bool indirect_path(int from, int to) const {
+    std::vector<int> stack;
+    std::set<int> seen;
+    for (int r : readers_of(from))
+      if (r != to) stack.push_back(r);
+    while (!stack.empty()) {
+      int k = stack.back();
+      stack.pop_back();
+      if (k == to) return true;
+      if (!seen.insert(k).second) continue;
+      for (int r : readers_of(k)) stack.push_back(r);
+    }
+    return false;
+  }
+
+  // Does a member of `k` read a reduction computed in kernel `other`? (A reduction is whole only
+  // after its kernel's loop, so the two cannot share one loop.)
+  bool reads_reduction_of(const Kernel& k, int other) const {
+    for (ValueId m : k.members)
+      for (ValueId a : g_[m].args)
+        if (kernel_of_[at(a)] == other && is_reduction(a)) return true;
+    return false;
+  }
+
+  // Merges the consumer of each edge into its producer's kernel where both are loop nests over
+  // the same domain: the producer is not a reduction (its result is whole only after the loop),
+  // the consumer's kernel holds no matmul (its operands would have to be computed first), and
+  // no path between the two leaves the pair (which would make a cycle).
+  void merge_along_edges() {
+    for (ValueId c = 0; c < g_.size(); ++c) {
+      if (!is_candidate(c)) continue;
+      Form form = op_codegen_kind(g_[c].op);
+      if (form != Form::Scalar && form != Form::Reduction) continue;
+      for (ValueId a : g_[c].args) {
+        int p = kernel_of_[at(a)], q = kernel_of_[at(c)];
+        if (p < 0 || p == q || is_reduction(a)) continue;
+        Kernel &kp = kernels_[static_cast<size_t>(p)], &kq = kernels_[static_cast<size_t>(q)];
+        if (kp.kind == KernelKind::Op || kq.kind != KernelKind::Loop || kp.domain != kq.domain) continue;
+        if (reads_reduction_of(kq, p) || reads_reduction_of(kp, q) || indirect_path(p, q)) continue;
+        for (ValueId m : kq.members) kernel_of_[at(m)] = p;
+        kp.members.insert(kp.members.end(), kq.members.begin(), kq.members.end());
+        std::sort(kp.members.begin(), kp.members.end());
+        kq.members.clear();
+      }
+    }
+    std::vector<Kernel> kept;
+    for (Kernel& k : kernels_)
+      if (!k.members.empty()) kept.push_back(std::move(k));
+    kernels_ = std::move(kept);
+    for (size_t k = 0; k < kernels_.size(); ++k)
+      for (ValueId m : kernels_[k].members) kernel_of_[at(m)] = static_cast<int>(k);
+  }
+
+  // Scalars go into every Loop or MatMul kernel with a member that reads them (with the scalars
+  // they read in turn). One kernel stores a scalar that something else needs; if no kernel
+  // computes it, it gets a kernel of its own.
+  void add_scalar(Kernel& k, ValueId id) {
+    if (has(k.members, id)) return;
+    for (ValueId a : g_[id].args)
+      if (is_scalar(a)) add_scalar(k, a);
+    k.members.push_back(id);
+  }
+
+  void place_scalars() {
+    for (Kernel& k : kernels_) {
+      if (k.kind == KernelKind::Op) continue;
+      std::vector<ValueId> members = k.members;
+      for (ValueId m : members)
+        for (ValueId a : g_[m].args)
+          if (is_scalar(a) && !(k.kind == KernelKind::MatMul && m == k.members[0])) add_scalar(k, a);
+      std::sort(k.members.begin(), k.members.end());
+    }
+    for (ValueId id = 0; id < g_.size(); ++id) {
+      if (!live_[at(id)] || !is_scalar(id) || !needs_store(id)) continue;
+      int storer = -1;
+      for (size_t k = 0; k < kernels_.size() && storer < 0; ++k)
+        if (has(kernels_[k].members, id)) storer = static_cast<int>(k);
+      if (storer < 0) {
+        storer = new_kernel(KernelKind::Loop, g_[id].type.shape);
+        add_scalar(kernels_[static_cast<size_t>(storer)], id);
+        std::sort(kernels_.back().members.begin(), kernels_.back().members.end());
+      }
+      kernel_of_[at(id)] = storer;
+    }
+  }
+
+  // A scalar that an output, an assign or a node outside Loop and MatMul epilogues reads.
+  bool needs_store(ValueId id) const {
+    for (const Output& o : g_.outputs)
+      if (o.value == id) return true;
+    for (const Assign& a : g_.assigns)
+      if (a.value == id) return true;
+    for (ValueId u : users_[at(id)]) {
+      if (is_scalar(u)) continue;
+      int k = kernel_of_[at(u)];
+      if (k < 0 || !has(kernels_[static_cast<size_t>(k)].members, id)) return true;
+    }
+    return false;
+  }
+
+  bool stored_outside(const Kernel& k, ValueId m) const {
+    // A scalar is computed wherever it is used but stored by one kernel only.
+    if (is_scalar(m)) return kernel_of_[at(m)] >= 0 && &kernels_[static_cast<size_t>(kernel_of_[at(m)])] == &k;
+    for (const Output& o : g_.outputs)
+      if (o.value == m) return true;
+    for (const Assign& a : g_.assigns)
+      if (a.value == m) return true;
+    for (ValueId u : users_[at(m)])
+      if (!has(k.members, u)) return true;
+    return false;
+  }
+
+  // Inputs, outputs, FLOPs and bytes from the members; and the kernel's name.
+  void finish(Kernel& k) {
+    auto read = [&](ValueId a) {
+      if (g_[a].kind != NodeKind::Constant && !has(k.members, a) && !has(k.inputs, a)) k.inputs.push_back(a);
+    };
+    for (ValueId m : k.members) {
+      if (k.kind == KernelKind::MatMul && m == k.members[0]) {
+        read(k.a);
+        read(k.b);
+        continue;
+      }
+      for (ValueId a : g_[m].args) read(a);
+    }
+    for (ValueId m : k.members)
+      if (stored_outside(k, m)) k.outputs.push_back(m);
+    int64_t domain = TensorType{DType::F32, k.domain}.numel();
+    for (ValueId m : k.members) {
+      const Node& n = g_[m];
+      if (k.kind == KernelKind::MatMul && m == k.members[0]) {
+        const Shape& as = g_[n.args[0]].type.shape;
+        k.flops += 2 * n.type.numel() * as.back();
+      } else if (k.kind == KernelKind::Op) {
+        k.flops += op_flops(n);
+      } else if (n.type.numel() != 1 || domain == 1) {
+        k.flops += domain;  // an elementwise op or a reduction step per element (scalars: hoisted)
+      }
+    }
+    for (ValueId v : k.inputs) k.bytes += g_[v].type.numel() * dtype_bytes(g_[v].type.dtype);
+    for (ValueId v : k.outputs) k.bytes += g_[v].type.numel() * dtype_bytes(g_[v].type.dtype);
+    ValueId named = k.outputs.empty() ? k.members.back() : k.outputs.back();
+    std::string what = g_[named].name.empty() ? std::string(op_info(g_[named].op).name) : g_[named].name;
+    k.name = what;
+  }
+
+  int64_t op_flops(const Node& n) const {
+    switch (n.op) {
+      case OpKind::Conv2d: {
+        const Shape& w = g_[n.args[1]].type.shape;
+        return 2 * n.type.numel() * w[1] * w[2] * w[3];
+      }
+      case OpKind::Conv2dInputGrad: {
+        const Shape& w = g_[n.args[1]].type.shape;
+        return 2 * g_[n.args[0]].type.numel() * w[1] * w[2] * w[3];
+      }
+      case OpKind::Conv2dWeightGrad: return 2 * g_[n.args[1]].type.numel() * n.type.numel() / n.type.shape[0];
+      default: {
+        int64_t most = n.type.numel();
+        for (ValueId a : n.args) most = std::max(most, g_[a].type.numel());
+        return most;
+      }
+    }
+  }
+
+  // Kernels in an order where each comes after the kernels it reads (creation order where free).
+  void order_kernels() {
+    std::vector<std::set<int>> before(kernels_.size());
+    for (size_t k = 0; k < kernels_.size(); ++k)
+      for (ValueId v : kernels_[k].inputs) {
+        std::set<int> from;
+        sources(v, from);
+        for (int s : from)
+          if (s != static_cast<int>(k)) before[k].insert(s);
+      }
+    std::vector<int> order;
+    std::vector<bool> done(kernels_.size(), false);
+    while (order.size() < kernels_.size()) {
+      bool progressed = false;
+      for (size_t k = 0; k < kernels_.size(); ++k) {
+        if (done[k]) continue;
+        bool ready = std::all_of(before[k].begin(), before[k].end(), [&](int s) { return done[static_cast<size_t>(s)]; });
+        if (!ready) continue;
+        order.push_back(static_cast<int>(k));
+        done[k] = true;
+        progressed = true;
+        break;
+      }
+      GRADC_ASSERT(progressed, "fusion made a cycle of kernels");
+    }
+    std::vector<Kernel> sorted;
+    for (int k : order) sorted.push_back(std::move(kernels_[static_cast<size_t>(k)]));
+    kernels_ = std::move(sorted);
+  }
+
+  Graph g_;
+  bool fuse_;
+  std::vector<bool> live_;
+  std::vector<std::vector<ValueId>> users_;
+  std::vector<int> kernel_of_;
+  std::vector<Kernel> kernels_;
+};
+
+}  // namespace
+
+KernelProgram fuse(Graph g, const FusionOptions& options) { return Fuser(std::move(g), options).run(); }
+
+}  // namespace gradc

@@ -1,0 +1,177 @@
+#include "passes/MemoryPlan.h"
+
+#include <algorithm>
+#include <map>
+
+namespace gradc {
+
+namespace {
+
+constexpr int64_t kAlign = 64;
+
+int64_t aligned(int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+int64_t bytes_of(const Node& n) { return n.type.numel() * dtype_bytes(n.type.dtype); }
+
+// The stored value a view (reshape) reads.
+ValueId root(const Graph& g, ValueId id) {
+  while (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) id = g[id].args[0];
+  return id;
+}
+
+}  // namespace
+
+int64_t place_buffers(std::vector<ArenaBuffer>& buffers) {
+  std::vector<size_t> order(buffers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return buffers[a].bytes > buffers[b].bytes; });
+  std::vector<size_t> placed;
+  int64_t arena = 0;
+  for (size_t i : order) {
+    ArenaBuffer& buf = buffers[i];
+    // The busy byte ranges of buffers live at the same time, by offset.
+    std::vector<std::pair<int64_t, int64_t>> busy;
+    for (size_t j : placed) {
+      const ArenaBuffer& o = buffers[j];
+      if (o.first <= buf.last && buf.first <= o.last) busy.emplace_back(o.offset, o.offset + aligned(o.bytes));
+    }
+    std::sort(busy.begin(), busy.end());
+    // Best fit: the smallest gap that holds it, else after the last busy range.
+    int64_t at = 0, best = -1, best_gap = INT64_MAX, need = aligned(buf.bytes);
+    for (auto [lo, hi] : busy) {
+      if (lo - at >= need && lo - at < best_gap) best = at, best_gap = lo - at;
+      at = std::max(at, hi);
+    }
+    buf.offset = best >= 0 ? best : at;
+    arena = std::max(arena, buf.offset + need);
+    placed.push_back(i);
+  }
+  return arena;
+}
+
+std::vector<std::string> check_plan(const std::vector<ArenaBuffer>& buffers, int64_t arena_bytes) {
+  std::vector<std::string> faults;
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const ArenaBuffer& a = buffers[i];
+    if (a.offset % kAlign != 0) faults.push_back(fmt::format("buffer of value {} at offset {} is not aligned", a.value, a.offset));
+    if (a.offset < 0 || a.offset + a.bytes > arena_bytes)
+      faults.push_back(fmt::format("buffer of value {} ({} bytes at {}) leaves the arena of {}", a.value, a.bytes, a.offset, arena_bytes));
+    for (size_t j = i + 1; j < buffers.size(); ++j) {
+      const ArenaBuffer& b = buffers[j];
+      bool same_time = a.first <= b.last && b.first <= a.last;
+      bool same_bytes = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes && a.bytes > 0 && b.bytes > 0;
+      if (same_time && same_bytes)
+        faults.push_back(fmt::format("values {} and {} are live at once (kernels {}..{} and {}..{}) and share bytes "
+                                     "({}+{} and {}+{})", a.value, b.value, a.first, a.last, b.first, b.last, a.offset,
+                                     a.bytes, b.offset, b.bytes));
+    }
+  }
+  return faults;
+}
+
+void plan_memory(KernelProgram& p) {
+  const Graph& g = p.graph;
+  const int32_t end = static_cast<int32_t>(p.kernels.size());  // the final copies' index
+  std::vector<Location>& loc = p.locations;
+  loc.assign(g.nodes.size(), {});
+  std::vector<int32_t> writer(g.nodes.size(), -1), last_read(g.nodes.size(), -1);
+  for (int32_t k = 0; k < end; ++k) {
+    for (ValueId v : p.kernels[static_cast<size_t>(k)].outputs) {
+      GRADC_ASSERT(writer[static_cast<size_t>(v)] < 0, "value {} is stored by kernels {} and {}", v, writer[static_cast<size_t>(v)], k);
+      writer[static_cast<size_t>(v)] = k;
+    }
+    for (ValueId v : p.kernels[static_cast<size_t>(k)].inputs) last_read[static_cast<size_t>(root(g, v))] = k;
+  }
+  std::map<ValueId, int> outputs, assigns;  // how often a value is output, assigned
+  for (const Output& o : g.outputs) ++outputs[root(g, o.value)];
+  for (const Assign& a : g.assigns) ++assigns[root(g, a.value)];
+  std::vector<bool> read_by_copy(g.nodes.size(), false);
+  for (const Output& o : g.outputs) read_by_copy[static_cast<size_t>(root(g, o.value))] = true;
+  for (const Assign& a : g.assigns) read_by_copy[static_cast<size_t>(root(g, a.value))] = true;
+
+  // May kernel k write the new value of `target` over the old one? Only if no other kernel reads
+  // the old value later, no copy reads it, and k itself reads it (if at all) at the very
+  // element it writes: a Loop kernel or a matmul's epilogue over the target's shape.
+  auto in_place = [&](ValueId target, int32_t k) {
+    if (read_by_copy[static_cast<size_t>(target)]) return false;
+    for (int32_t j = 0; j < end; ++j) {
+      const Kernel& kernel = p.kernels[static_cast<size_t>(j)];
+      bool reads = std::any_of(kernel.inputs.begin(), kernel.inputs.end(), [&](ValueId v) { return root(g, v) == target; });
+      if (!reads || j < k) continue;
+      if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
+      if (kernel.kind == KernelKind::MatMul && (root(g, kernel.a) == target || root(g, kernel.b) == target)) return false;
+      for (ValueId m : kernel.members)
+        for (ValueId a : g[m].args)
+          if (root(g, a) == target && (a != target || g[m].op == OpKind::OneHot || (op_info(g[m].op).traits & kReduction)))
+            return false;
+    }
+    return true;
+  };
+
+  for (ValueId id = 0; id < g.size(); ++id) {
+    const Node& n = g[id];
+    if (n.kind == NodeKind::Input || n.kind == NodeKind::Param || n.kind == NodeKind::State) {
+      loc[static_cast<size_t>(id)] = {Location::Leaf, 0, id};
+      continue;
+    }
+    int32_t k = writer[static_cast<size_t>(id)];
+    if (k < 0) continue;  // a member used only inside its kernel, a constant, a view (below)
+    if (outputs[id] == 1 && assigns[id] == 0) {
+      loc[static_cast<size_t>(id)] = {Location::Output, 0, id};
+      continue;
+    }
+    if (outputs[id] == 0 && assigns[id] == 1) {
+      ValueId target = std::find_if(g.assigns.begin(), g.assigns.end(), [&](const Assign& a) { return root(g, a.value) == id; })->target;
+      if (in_place(target, k)) {
+        loc[static_cast<size_t>(id)] = {Location::Assigned, 0, target};
+        continue;
+      }
+    }
+    int32_t last = read_by_copy[static_cast<size_t>(id)] ? end : std::max(last_read[static_cast<size_t>(id)], k);
+    p.buffers.push_back({id, bytes_of(n), 0, k, last});
+  }
+
+  // Final copies: outputs, then staging of params and states that assigns read, then assigns.
+  auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(root(g, v))]; };
+  std::vector<FinalCopy> staged;
+  std::map<ValueId, size_t> staged_index;  // leaf -> its staging buffer in p.buffers
+  for (const Assign& a : g.assigns) {
+    ValueId src = root(g, a.value);
+    const Node& s = g[src];
+    bool overwritten = std::any_of(g.assigns.begin(), g.assigns.end(), [&](const Assign& b) { return b.target == src; });
+    if ((s.kind == NodeKind::Param || s.kind == NodeKind::State) && overwritten && !staged_index.count(src)) {
+      staged_index[src] = p.buffers.size();
+      p.buffers.push_back({src, bytes_of(s), 0, end, end});
+    }
+  }
+  int64_t arena = place_buffers(p.buffers);
+  for (const ArenaBuffer& b : p.buffers)
+    if (!staged_index.count(b.value) || g[b.value].kind == NodeKind::Op) loc[static_cast<size_t>(b.value)] = {Location::Arena, b.offset, b.value};
+  for (ValueId id = 0; id < g.size(); ++id)  // views read their root's bytes
+    if (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) loc[static_cast<size_t>(id)] = location_of(id);
+
+  for (const Output& o : g.outputs) {
+    Location to{Location::Output, 0, o.value};
+    if (location_of(o.value) != to) p.copies.push_back({o.value, location_of(o.value), to});
+  }
+  for (auto [leaf, i] : staged_index)
+    p.copies.push_back({leaf, loc[static_cast<size_t>(leaf)], {Location::Arena, p.buffers[i].offset, leaf}});
+  for (const Assign& a : g.assigns) {
+    Location to{Location::Assigned, 0, a.target};
+    ValueId src = root(g, a.value);
+    Location from = staged_index.count(src) ? Location{Location::Arena, p.buffers[staged_index[src]].offset, src} : location_of(a.value);
+    if (from != to) p.copies.push_back({a.value, from, to});
+  }
+
+  p.arena_bytes = arena;
+  p.naive_bytes = 0;
+  for (const ArenaBuffer& b : p.buffers) p.naive_bytes += aligned(b.bytes);
+  p.lower_bound_bytes = 0;
+  for (int32_t t = 0; t <= end; ++t) {
+    int64_t live = 0;
+    for (const ArenaBuffer& b : p.buffers)
+      if (b.first <= t && t <= b.last) live += aligned(b.bytes);
+    p.lower_bound_bytes = std::max(p.lower_bound_bytes, live);
+  }
+}
+
+}  // namespace gradc
