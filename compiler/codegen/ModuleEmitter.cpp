@@ -29,6 +29,12 @@ std::vector<int64_t> leading_strides(const Shape& operand, const Shape& domain) 
   return s;
 }
 
+// The Constant node behind `id` (through reshapes), or -1.
+ValueId constant_root(const Graph& g, ValueId id) {
+  while (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) id = g[id].args[0];
+  return g[id].kind == NodeKind::Constant ? id : -1;
+}
+
 llvm::Constant* constant_of(llvm::LLVMContext& ctx, const Node& n) {
   switch (n.type.dtype) {
     case DType::I32: return llvm::ConstantInt::get(llvm::Type::getInt32Ty(ctx), static_cast<uint64_t>(static_cast<int64_t>(n.constant)));
@@ -60,7 +66,7 @@ class KernelBody {
   // The value of operand `a` of member `m` at the current element.
   llvm::Value* operand(ValueId m, ValueId a, const Values& idx, llvm::Value* flat) {
     if (auto it = vals_.find(a); it != vals_.end()) return it->second;
-    if (g_[a].kind == NodeKind::Constant) return constant_of(k_.fn->getContext(), g_[a]);
+    if (ValueId c = constant_root(g_, a); c >= 0) return constant_of(k_.fn->getContext(), g_[c]);
     const Buffer& b = buffer(a);
     if (b.numel() == 1) return k_.load(b, k_.index(0));
     if (flat) return k_.load(b, flat);
@@ -209,8 +215,8 @@ class KernelBody {
     GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
     std::vector<Buffer> args;
     for (ValueId a : n.args)
-      args.push_back(g_[a].kind == NodeKind::Constant ? Buffer{g_[a].type, nullptr, constant_of(k_.fn->getContext(), g_[a])}
-                                                      : buffer(a));
+      args.push_back(constant_root(g_, a) >= 0 ? Buffer{g_[a].type, nullptr, constant_of(k_.fn->getContext(), g_[constant_root(g_, a)])}
+                                               : buffer(a));
     cg(m).loops(k_, n, args, buffer(m));
   }
 
@@ -240,6 +246,9 @@ class FunctionEmitter {
     // Every param and state has a slot, used or not, so that checkpoints hold all the spec declares.
     for (const Node& n : g_.nodes)
       if (n.kind == NodeKind::Param || n.kind == NodeKind::State) leaf_slot(n);
+    // Inputs the step does not read still have slots (unused), so a caller may feed every input.
+    for (const Node& n : g_.nodes)
+      if (n.kind == NodeKind::Input) add_slot(n.name, SlotKind::Input, n.type, {}, /*used=*/false);
     for (const Output& o : g_.outputs) {
       int32_t slot = add_slot(g_[o.value].name, SlotKind::Output, g_[o.value].type, {});
       if (use_ == kUsedByTrainStep && p_.loss_slot < 0) p_.loss_slot = slot;
@@ -262,16 +271,17 @@ class FunctionEmitter {
   }
 
  private:
-  int32_t add_slot(const std::string& name, SlotKind kind, const TensorType& type, InitSpec init) {
+  int32_t add_slot(const std::string& name, SlotKind kind, const TensorType& type, InitSpec init, bool used = true) {
+    uint8_t use = used ? use_ : 0;
     for (size_t i = 0; i < p_.slots.size(); ++i) {
       Slot& s = p_.slots[i];
       if (s.name == name && s.kind == kind) {
         GRADC_ASSERT(s.type == type, "slot '{}' is {} in one entry point and {} in the other", name, s.type, type);
-        s.uses |= use_;
+        s.uses |= use;
         return static_cast<int32_t>(i);
       }
     }
-    p_.slots.push_back({name, kind, type, std::move(init), use_});
+    p_.slots.push_back({name, kind, type, std::move(init), use});
     return static_cast<int32_t>(p_.slots.size() - 1);
   }
 
@@ -343,14 +353,15 @@ class FunctionEmitter {
     const Node& n = g_[c.value];
     llvm::LLVMContext& ctx = m_.getContext();
     bool constant = c.from.kind == Location::None;
-    GRADC_ASSERT(!constant || n.kind == NodeKind::Constant, "copy of a value without a place in memory");
+    GRADC_ASSERT(!constant || constant_root(g_, c.value) >= 0, "copy of a value without a place in memory");
     std::vector<llvm::Type*> params(constant ? 1 : 2, llvm::PointerType::getUnqual(ctx));
     auto* fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), params, false),
                                       llvm::Function::InternalLinkage, fmt::format("{}copy.{}", prefix_, n.name), m_);
     for (unsigned i = 0; i < params.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
     KernelBuilder k(fn, [](std::string) { return 0; });
     Buffer to{n.type, fn->getArg(constant ? 0 : 1), nullptr};
-    Buffer from = constant ? Buffer{n.type, nullptr, constant_of(ctx, n)} : Buffer{n.type, fn->getArg(0), nullptr};
+    Buffer from = constant ? Buffer{n.type, nullptr, constant_of(ctx, g_[constant_root(g_, c.value)])}
+                           : Buffer{n.type, fn->getArg(0), nullptr};
     k.loop(n.type.numel(), [&](llvm::Value* i) { k.store(to, i, k.load(from, i)); });
     k.b.CreateRetVoid();
     std::vector<llvm::Value*> args;

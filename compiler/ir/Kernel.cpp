@@ -74,8 +74,12 @@ std::string print_plan(const KernelProgram& p) {
   for (const ArenaBuffer& b : p.buffers)
     out += fmt::format("{:<24} {:>12} {:>12} {:>10}\n", names[static_cast<size_t>(b.value)], b.bytes, b.offset,
                        fmt::format("{}..{}", b.first, b.last));
-  out += fmt::format("arena: {} bytes\nnaive: {} bytes\nlower bound: {} bytes\n", p.arena_bytes, p.naive_bytes,
-                     p.lower_bound_bytes);
+  out += fmt::format("arena: {} bytes\n", p.arena_bytes);
+  out += fmt::format("naive: {} bytes\n", p.naive_bytes);
+  out += fmt::format("lower bound: {} bytes\n", p.lower_bound_bytes);
+  out += fmt::format("# naive: every value the graph computes in a buffer of its own (no fusion, no sharing);\n"
+                     "# these {} buffers each on its own would take {} bytes; lower bound: the most bytes live at once\n",
+                     p.buffers.size(), p.unshared_bytes);
   return out;
 }
 

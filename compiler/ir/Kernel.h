@@ -76,7 +76,8 @@ struct KernelProgram {
   std::vector<FinalCopy> copies;    // outputs first, then assigns (staged where needed)
   std::vector<ArenaBuffer> buffers;
   int64_t arena_bytes = 0;         // the plan's arena
-  int64_t naive_bytes = 0;         // every buffer on its own
+  int64_t naive_bytes = 0;         // every value the graph computes in a buffer of its own (no fusion, no sharing)
+  int64_t unshared_bytes = 0;      // the arena buffers above, each on its own
   int64_t lower_bound_bytes = 0;   // the most bytes live at once
 };
 

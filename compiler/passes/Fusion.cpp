@@ -93,6 +93,15 @@ class Fuser {
       for (ValueId a : g_[id].args) sources(a, out);
   }
 
+  // Members in graph order, a MatMul kernel's matmul first (its epilogue runs after it).
+  void sort_members(Kernel& k) const {
+    std::sort(k.members.begin(), k.members.end());
+    if (k.kind == KernelKind::MatMul) {
+      auto mm = std::find_if(k.members.begin(), k.members.end(), [&](ValueId m) { return is_op(m, OpKind::MatMul); });
+      std::rotate(k.members.begin(), mm, mm + 1);
+    }
+  }
+
   bool is_candidate(ValueId id) const {
     return live_[at(id)] && g_[id].kind == NodeKind::Op && !is_view(id) && !folded_transpose(id) && !is_scalar(id);
   }
@@ -192,7 +201,7 @@ class Fuser {
         if (reads_reduction_of(kq, p) || reads_reduction_of(kp, q) || indirect_path(p, q)) continue;
         for (ValueId m : kq.members) kernel_of_[at(m)] = p;
         kp.members.insert(kp.members.end(), kq.members.begin(), kq.members.end());
-        std::sort(kp.members.begin(), kp.members.end());
+        sort_members(kp);
         kq.members.clear();
       }
     }
@@ -221,7 +230,7 @@ class Fuser {
       for (ValueId m : members)
         for (ValueId a : g_[m].args)
           if (is_scalar(a) && !(k.kind == KernelKind::MatMul && m == k.members[0])) add_scalar(k, a);
-      std::sort(k.members.begin(), k.members.end());
+      sort_members(k);
     }
     for (ValueId id = 0; id < g_.size(); ++id) {
       if (!live_[at(id)] || !is_scalar(id) || !needs_store(id)) continue;
@@ -231,7 +240,7 @@ class Fuser {
       if (storer < 0) {
         storer = new_kernel(KernelKind::Loop, g_[id].type.shape);
         add_scalar(kernels_[static_cast<size_t>(storer)], id);
-        std::sort(kernels_.back().members.begin(), kernels_.back().members.end());
+        sort_members(kernels_.back());
       }
       kernel_of_[at(id)] = storer;
     }
@@ -266,7 +275,9 @@ class Fuser {
   // Inputs, outputs, FLOPs and bytes from the members; and the kernel's name.
   void finish(Kernel& k) {
     auto read = [&](ValueId a) {
-      if (g_[a].kind != NodeKind::Constant && !has(k.members, a) && !has(k.inputs, a)) k.inputs.push_back(a);
+      ValueId r = a;  // a reshaped constant is still a constant
+      while (is_view(r)) r = g_[r].args[0];
+      if (g_[r].kind != NodeKind::Constant && !has(k.members, a) && !has(k.inputs, a)) k.inputs.push_back(a);
     };
     for (ValueId m : k.members) {
       if (k.kind == KernelKind::MatMul && m == k.members[0]) {

@@ -163,8 +163,11 @@ void plan_memory(KernelProgram& p) {
   }
 
   p.arena_bytes = arena;
+  p.unshared_bytes = 0;
+  for (const ArenaBuffer& b : p.buffers) p.unshared_bytes += aligned(b.bytes);
   p.naive_bytes = 0;
-  for (const ArenaBuffer& b : p.buffers) p.naive_bytes += aligned(b.bytes);
+  for (const Node& n : g.nodes)
+    if (n.kind == NodeKind::Op && n.op != OpKind::Reshape) p.naive_bytes += aligned(bytes_of(n));
   p.lower_bound_bytes = 0;
   for (int32_t t = 0; t <= end; ++t) {
     int64_t live = 0;

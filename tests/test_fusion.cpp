@@ -1,0 +1,142 @@
+// Fusion and memory planning: kernel counts, the planner checker on every sample spec and on
+// random graphs, and the fused JIT step against the interpreter on random graphs.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "JitUtil.h"
+#include "TestUtil.h"
+#include "passes/MemoryPlan.h"
+
+namespace gradc {
+
+namespace {
+
+void check_sound(const KernelProgram& p, const std::string& what) {
+  std::vector<std::string> faults = check_plan(p.buffers, p.arena_bytes);
+  INFO(what, ": ", faults.empty() ? "" : faults[0]);
+  CHECK(faults.empty());
+  CHECK(p.arena_bytes >= p.lower_bound_bytes);
+  CHECK(p.lower_bound_bytes <= p.unshared_bytes);
+}
+
+// A random training spec: a few params and inputs, elementwise ops, matmuls, transposes,
+// reductions and rowwise ops chained at random, a scalar loss, a random optimizer.
+std::string random_spec(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(std::uniform_int_distribution<int>(0, n - 1)(rng)); };
+  std::string text = "model random\ninput x : f32[4, 6]\nparam w : f32[6, 6] = glorot_uniform\n"
+                     "param b : f32[6] = normal\nparam v : f32[4, 6] = normal\n";
+  std::vector<std::string> mats = {"x", "v", "add(x, b)"};  // values of shape [4, 6]
+  for (int i = 0; i < 8; ++i) {
+    std::string a = mats[static_cast<size_t>(pick(static_cast<int>(mats.size())))];
+    std::string c = mats[static_cast<size_t>(pick(static_cast<int>(mats.size())))];
+    std::string e;
+    switch (pick(9)) {
+      case 0: e = fmt::format("matmul({}, w)", a); break;
+      case 1: e = fmt::format("matmul({}, transpose(w))", a); break;
+      case 2: e = fmt::format("mul({}, {})", a, c); break;
+      case 3: e = fmt::format("tanh(add({}, b))", a); break;
+      case 4: e = fmt::format("relu(sub({}, {}))", a, c); break;
+      case 5: e = fmt::format("softmax({}, axis=1)", a); break;
+      case 6: e = fmt::format("mul({}, sum({}, axes=[1], keepdims=true))", a, c); break;
+      case 7: e = fmt::format("transpose(matmul(transpose(w), transpose({})))", a); break;
+      default: e = fmt::format("div({}, add(square({}), 1))", a, c); break;
+    }
+    text += fmt::format("h{} = {}\n", i, e);
+    mats.push_back(fmt::format("h{}", i));
+  }
+  const char* optimizers[] = {"sgd(lr=0.001)", "momentum(lr=0.001, momentum=0.9)", "adam(lr=0.01)", "adamw(lr=0.01)"};
+  text += fmt::format("loss = mean(square({}))\noutput {}\nminimize loss with {}\n", mats.back(), mats[3 + static_cast<size_t>(pick(8))],
+                      optimizers[pick(4)]);
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("fusion: the seed's step is at most 12 kernels in an arena at most half the naive bytes") {
+  Graph g = load_spec_file(test::source_path("samples/specs/seed_mlp.gir"));
+  KernelProgram fused = train_kernels(g), unfused = train_kernels(g, false);
+  MESSAGE("seed_mlp: ", unfused.kernels.size(), " kernels unfused, ", fused.kernels.size(), " fused; arena ",
+          unfused.arena_bytes, " -> ", fused.arena_bytes, " bytes (naive ", fused.naive_bytes, ")");
+  CHECK(fused.kernels.size() <= 12);
+  CHECK(2 * fused.arena_bytes <= fused.naive_bytes);
+  // No transpose is materialized, and each param's Adam update is one kernel writing w, m, v.
+  for (const Kernel& k : fused.kernels)
+    for (ValueId m : k.members) CHECK(fused.graph[m].op != OpKind::Transpose);
+  for (const char* param : {"w1", "b1", "w2", "b2"}) {
+    CAPTURE(param);
+    int writers = 0;
+    for (const Kernel& k : fused.kernels) {
+      int into = 0;
+      for (ValueId v : k.outputs) {
+        const Location& l = fused.locations[static_cast<size_t>(v)];
+        if (l.kind == Location::Assigned) {
+          std::string target = fused.graph[l.node].name;
+          into += target == param || target == std::string(param) + ".exp_avg" || target == std::string(param) + ".exp_avg_sq";
+        }
+      }
+      if (into) CHECK(into == 3);
+      writers += into ? 1 : 0;
+    }
+    CHECK(writers == 1);
+  }
+}
+
+TEST_CASE("fusion: the planner checker finds every sample's plans sound, fused and unfused") {
+  for (const std::string& path : test::sample_specs()) {
+    Graph g = load_spec_file(test::source_path(path));
+    for (bool fuse : {true, false}) {
+      KernelProgram train = train_kernels(g, fuse), predict = predict_kernels(g, fuse);
+      check_sound(train, path + " train");
+      check_sound(predict, path + " predict");
+      MESSAGE(path, std::string(fuse ? " fused: " : " unfused: "), train.kernels.size(), " kernels, arena ", train.arena_bytes,
+              " bytes (naive ", train.naive_bytes, ", lower bound ", train.lower_bound_bytes, ")");
+    }
+  }
+}
+
+TEST_CASE("fusion: the checker catches overlapping buffers, and the planner is sound on random live ranges") {
+  std::vector<ArenaBuffer> bad = {{1, 100, 0, 0, 3}, {2, 100, 64, 2, 5}};
+  CHECK(check_plan(bad, 1000).size() == 1);
+  std::mt19937_64 rng(1);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<ArenaBuffer> buffers;
+    int n = 1 + static_cast<int>(rng() % 30);
+    for (int i = 0; i < n; ++i) {
+      int32_t first = static_cast<int32_t>(rng() % 20);
+      buffers.push_back({i, static_cast<int64_t>(1 + rng() % 5000), 0, first, first + static_cast<int32_t>(rng() % 8)});
+    }
+    int64_t arena = place_buffers(buffers);
+    CHECK(check_plan(buffers, arena).empty());
+  }
+}
+
+TEST_CASE("fusion: random graphs plan soundly and their fused JIT step equals the interpreter") {
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    std::string text = random_spec(seed);
+    CAPTURE(text);
+    Graph g = load_spec(text, "random.gir");
+    check_sound(train_kernels(g), "random train");
+    check_sound(predict_kernels(g), "random predict");
+    Model model = compile(g);
+    Session session(model, {.seed = seed});
+    Graph train = simplified_graph(g);
+    interp::Feeds feeds;
+    for (const std::string& name : session.param_names()) feeds[name] = test::to_interp(session.param(name));
+    for (int s = 0; s < 3; ++s) {
+      auto inputs = random_inputs(g, seed * 10 + static_cast<uint64_t>(s));
+      for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
+      double loss = session.step(test::views(inputs));
+      double ref = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
+      REQUIRE(std::isfinite(ref));
+      CHECK(std::fabs(loss - ref) <= 1e-5 * std::max(std::fabs(ref), 1e-3));
+    }
+    for (const std::string& name : session.param_names()) {
+      INFO(name);
+      CHECK(test::relative_error(session.param(name), feeds.at(name)) <= 1e-5);
+    }
+  }
+}
+
+}  // namespace gradc
