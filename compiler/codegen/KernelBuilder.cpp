@@ -93,7 +93,8 @@ llvm::Value* KernelBuilder::local(llvm::Value* init) {
 void KernelBuilder::fail_if(llvm::Value* cond, std::string message) {
   int32_t code = error_code_(std::move(message));
   can_fail_ = true;
-  set(status_, b.CreateSelect(cond, b.getInt32(static_cast<uint32_t>(code)), status()));
+  llvm::Value* first = b.CreateAnd(cond, b.CreateICmpEQ(status(), b.getInt32(0)));  // the first failure wins
+  set(status_, b.CreateSelect(first, b.getInt32(static_cast<uint32_t>(code)), status()));
 }
 
 // a > c || isnan(a) ? a : c, as the interpreter's max_nan.

@@ -88,6 +88,7 @@ std::vector<int64_t> strides_of(const Shape& shape);
 //     leading_operands: the operand's dims match the domain's leading dims (one_hot's ids),
 //     rather than numpy's trailing alignment; such an op needs the index.
 //   - reduction: sum, mean and max fold the elements of each group into an accumulator.
+//   - row, row_loss: softmax, log_softmax and the cross-entropy loss over rows (RowWise kernels).
 //   - loops: the op's own loop nest over whole buffers (conv, pooling, softmax, the losses, ...).
 using ScalarFn = llvm::Value* (*)(KernelBuilder& k, const Node& node, const std::vector<llvm::Value*>& args,
                                   const std::vector<llvm::Value*>& index);
@@ -101,11 +102,21 @@ struct OpCodegen {
   double init = 0;
   bool mean = false;            // then divided by the group's size
   LoopsFn loops = nullptr;
+  // Row-wise (RowWise kernels): an element from x, its row's max and log(sum(exp(x - max)));
+  // or, with row_loss, a loss that takes -log_softmax at each row's class id.
+  llvm::Value* (*row)(KernelBuilder& k, llvm::Value* x, llvm::Value* max, llvm::Value* log_sum) = nullptr;
+  bool row_loss = false;
 };
 
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) extern const OpCodegen emit;
 #include "ir/Ops.def"
 
 const OpCodegen& op_codegen(OpKind op);
+
+// A row of `len` elements of x from `base`: its max (NaN skipped, as the interpreter) and
+// log(sum(exp(x - max))). And a class id checked against [0, classes) (clamped; the kernel fails).
+std::pair<llvm::Value*, llvm::Value*> row_max_and_log_sum(KernelBuilder& k, const Buffer& x, int64_t len,
+                                                           llvm::Value* base);
+llvm::Value* checked_class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t classes);
 
 }  // namespace gradc::codegen

@@ -54,6 +54,7 @@ class KernelBody {
     switch (kernel_.kind) {
       case KernelKind::Loop: return loop();
       case KernelKind::MatMul: return matmul();
+      case KernelKind::RowWise: return rowwise();
       case KernelKind::Op: return op();
     }
   }
@@ -110,6 +111,11 @@ class KernelBody {
     for (size_t i = first; i < kernel_.members.size(); ++i) {
       ValueId m = kernel_.members[i];
       const Node& n = g_[m];
+      if (vals_.count(m)) {  // computed by the kernel's head
+        if (contains(kernel_.outputs, m)) k_.store(buffer(m), at(m, idx, flat), vals_[m]);
+        continue;
+      }
+      if (cg(m).row_loss) continue;  // accumulated row by row
       if (is_reduction(m)) {
         const Buffer& out = buffer(m);
         llvm::Value* o = k_.offset(idx, broadcast_strides(kept_shape(m), kernel_.domain));
@@ -206,6 +212,44 @@ class KernelBody {
         members_at(idx, nullptr, 1);
       });
     });
+    finish_reductions();
+  }
+
+  // Each row of the matrix: its max and log-sum-exp once; the losses take their row's term;
+  // then every element: softmax and log_softmax from the row's numbers, and the epilogue.
+  void rowwise() {
+    const Buffer& x = buffer(kernel_.rows);
+    int64_t rows = kernel_.domain[0], cols = kernel_.domain[1];
+    std::vector<ValueId> losses;
+    for (ValueId m : kernel_.members)
+      if (cg(m).row_loss) {
+        losses.push_back(m);
+        k_.store(buffer(m), k_.index(0), k_.real(g_[m].type.dtype, 0));
+      }
+    start_reductions();
+    auto& ir = k_.b;
+    k_.loop(rows, [&](llvm::Value* r) {
+      llvm::Value* base = ir.CreateMul(r, k_.index(cols));
+      auto [max, log_sum] = row_max_and_log_sum(k_, x, cols, base);
+      for (ValueId m : losses) {
+        const Node& n = g_[m];
+        llvm::Value* id = checked_class_id(k_, n, k_.load(buffer(n.args[1]), r), cols);
+        llvm::Value* log_p = ir.CreateFSub(ir.CreateFSub(k_.load(x, ir.CreateAdd(base, id)), max), log_sum);
+        const Buffer& out = buffer(m);
+        k_.store(out, k_.index(0), ir.CreateFSub(k_.load(out, k_.index(0)), log_p));
+      }
+      k_.loop(cols, [&](llvm::Value* c) {
+        vals_.clear();
+        llvm::Value* xv = k_.load(x, ir.CreateAdd(base, c));
+        for (ValueId m : kernel_.members)
+          if (cg(m).row) vals_[m] = cg(m).row(k_, xv, max, log_sum);
+        members_at({r, c}, nullptr, 0);
+      });
+    });
+    for (ValueId m : losses) {
+      const Buffer& out = buffer(m);
+      k_.store(out, k_.index(0), ir.CreateFDiv(k_.load(out, k_.index(0)), k_.real(g_[m].type.dtype, static_cast<double>(rows))));
+    }
     finish_reductions();
   }
 

@@ -344,10 +344,25 @@ static void loops_avgpool2d_grad(KernelBuilder& k, const Node& n, const Args& a,
   });
 }
 
+std::pair<llvm::Value*, llvm::Value*> row_max_and_log_sum(KernelBuilder& k, const Buffer& x, int64_t len,
+                                                           llvm::Value* base) {
+  return row_stats(k, x, len, base, 1);
+}
+
+llvm::Value* checked_class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t classes) {
+  return class_id(k, n, id, classes, "label");
+}
+
 // ---- ops with loop nests of their own
-const OpCodegen emit_softmax{.loops = loops_softmax};
-const OpCodegen emit_log_softmax{.loops = loops_log_softmax};
-const OpCodegen emit_softmax_cross_entropy{.loops = loops_softmax_cross_entropy};
+static llvm::Value* row_log_softmax(KernelBuilder& k, llvm::Value* x, llvm::Value* max, llvm::Value* log_sum) {
+  return k.b.CreateFSub(k.b.CreateFSub(x, max), log_sum);
+}
+static llvm::Value* row_softmax(KernelBuilder& k, llvm::Value* x, llvm::Value* max, llvm::Value* log_sum) {
+  return k.unary(llvm::Intrinsic::exp, row_log_softmax(k, x, max, log_sum));
+}
+const OpCodegen emit_softmax{.loops = loops_softmax, .row = row_softmax};
+const OpCodegen emit_log_softmax{.loops = loops_log_softmax, .row = row_log_softmax};
+const OpCodegen emit_softmax_cross_entropy{.loops = loops_softmax_cross_entropy, .row_loss = true};
 const OpCodegen emit_mse{.loops = loops_mse};
 const OpCodegen emit_bce_with_logits{.loops = loops_bce_with_logits};
 const OpCodegen emit_conv2d{.loops = loops_conv2d};

@@ -12,6 +12,7 @@ const char* kind_name(KernelKind k) {
   switch (k) {
     case KernelKind::Loop: return "loop";
     case KernelKind::MatMul: return "matmul";
+    case KernelKind::RowWise: return "rowwise";
     case KernelKind::Op: return "op";
   }
   return "?";
@@ -53,6 +54,7 @@ std::string print_kernels(const KernelProgram& p) {
     if (k.kind == KernelKind::MatMul)
       out += fmt::format("  operands: {}{}, {}{}\n", names[static_cast<size_t>(k.a)], k.a_transposed ? " (read transposed)" : "",
                          names[static_cast<size_t>(k.b)], k.b_transposed ? " (read transposed)" : "");
+    if (k.kind == KernelKind::RowWise) out += fmt::format("  rows of: {}\n", names[static_cast<size_t>(k.rows)]);
     out += fmt::format("  inputs: {}\n", values(p, names, k.inputs));
     out += fmt::format("  outputs: {}\n", values(p, names, k.outputs));
     std::string loops = fmt::format("{}", fmt::join(k.domain, " x "));

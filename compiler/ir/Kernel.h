@@ -8,6 +8,9 @@
 //   - MatMul: a matmul whose operands may be read transposed (a transpose folded into the
 //             operand's layout, never materialized), then an epilogue of Loop members over the
 //             result's domain (bias, activation, the activation's mask, a column sum).
+//   - RowWise: softmax, log_softmax and cross-entropy with class ids over the rows of one
+//             matrix in memory, each row's max and log-sum-exp computed once, then an epilogue
+//             of Loop members over the matrix's domain (the loss's gradient, a column sum).
 //   - Op:     a single op with a loop nest of its own (conv, pooling, softmax, losses, ...).
 // Members of a Graph that are views (reshape) or folded transposes are in no kernel.
 //
@@ -22,7 +25,7 @@
 
 namespace gradc {
 
-enum class KernelKind : uint8_t { Loop, MatMul, Op };
+enum class KernelKind : uint8_t { Loop, MatMul, RowWise, Op };
 
 struct Kernel {
   std::string name;
@@ -34,6 +37,7 @@ struct Kernel {
   // MatMul: the stored operands, and whether each is read transposed (last two dims swapped).
   ValueId a = -1, b = -1;
   bool a_transposed = false, b_transposed = false;
+  ValueId rows = -1;  // RowWise: the matrix whose rows are normalized
   int64_t flops = 0;  // floating-point operations (a multiply-add is 2)
   int64_t bytes = 0;  // bytes of the inputs read plus the outputs written, each once
 };

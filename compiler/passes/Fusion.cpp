@@ -48,13 +48,12 @@ class Fuser {
 
   bool is_op(ValueId id, OpKind op) const { return g_[id].kind == NodeKind::Op && g_[id].op == op; }
   bool is_view(ValueId id) const { return is_op(id, OpKind::Reshape); }
-  bool is_reduction(ValueId id) const { return g_[id].kind == NodeKind::Op && (op_info(g_[id].op).traits & kReduction); }
-  bool has_scalar_form(ValueId id) const {
-    return g_[id].kind == NodeKind::Op && op_codegen_kind(g_[id].op) == Form::Scalar;
+  // A value whole only after its kernel's loops: a reduction, or a loss over the rows.
+  bool is_reduction(ValueId id) const {
+    return g_[id].kind == NodeKind::Op && ((op_info(g_[id].op).traits & kReduction) || g_[id].op == OpKind::SoftmaxCrossEntropy);
   }
-
   // How codegen computes an op: per element (Loop kernels), as a reduction, a matmul, or alone.
-  enum class Form { Scalar, Reduction, MatMul, Alone };
+  enum class Form { Scalar, Reduction, MatMul, Row, Alone };
   static Form op_codegen_kind(OpKind op) {
     uint32_t t = op_info(op).traits;
     if (op == OpKind::MatMul) return Form::MatMul;
@@ -62,6 +61,20 @@ class Fuser {
     if ((t & kElementwise) || op == OpKind::BroadcastTo || op == OpKind::OneHot) return Form::Scalar;
     return Form::Alone;
   }
+
+  bool has_scalar_form(ValueId id) const { return g_[id].kind == NodeKind::Op && form_of(id) == Form::Scalar; }
+
+  // Softmax and log_softmax along the last axis of a matrix, and cross-entropy of such rows with
+  // class ids: row by row, from each row's max and log-sum-exp (RowWise kernels).
+  Form form_of(ValueId id) const {
+    const Node& n = g_[id];
+    Form f = op_codegen_kind(n.op);
+    if (!fuse_ || f != Form::Alone || g_[n.args[0]].type.rank() != 2) return f;
+    if ((op_info(n.op).traits & kRowwise) && n.attrs.get("axis").as_int() == 1) return Form::Row;
+    if (n.op == OpKind::SoftmaxCrossEntropy && g_[n.args[1]].type.dtype == DType::I32) return Form::Row;
+    return f;
+  }
+
 
   // A transpose of the last two dims that only matmuls read: they read its operand transposed.
   bool folded_transpose(ValueId id) const {
@@ -121,7 +134,13 @@ class Fuser {
   // Every node starts as a kernel of its own.
   void place_node(ValueId id) {
     const Node& n = g_[id];
-    switch (op_codegen_kind(n.op)) {
+    switch (form_of(id)) {
+      case Form::Row: {
+        int k = new_kernel(KernelKind::RowWise, g_[n.args[0]].type.shape);
+        kernels_[static_cast<size_t>(k)].rows = n.args[0];
+        add_member(k, id);
+        return;
+      }
       case Form::MatMul: {
         int k = new_kernel(KernelKind::MatMul, n.type.shape);
         Kernel& kernel = kernels_[static_cast<size_t>(k)];
@@ -150,6 +169,8 @@ class Fuser {
         if (kernels_[j].kind == KernelKind::MatMul && m == kernels_[j].members[0]) {
           sources(kernels_[j].a, from);
           sources(kernels_[j].b, from);
+        } else if (kernels_[j].kind == KernelKind::RowWise && form_of(m) == Form::Row) {
+          for (ValueId a : g_[m].args) sources(a, from);
         } else {
           for (ValueId a : g_[m].args) sources(a, from);
         }
@@ -184,6 +205,37 @@ class Fuser {
     return false;
   }
 
+  // A MatMul or RowWise kernel starts from operands in memory (its head), then runs the
+  // elementwise members of the others as an epilogue.
+  static bool headed(const Kernel& k) { return k.kind == KernelKind::MatMul || k.kind == KernelKind::RowWise; }
+
+  // Does kernel `from` produce what kernel k's head reads?
+  bool feeds_head(int from, const Kernel& k) const {
+    std::set<int> src;
+    if (k.kind == KernelKind::MatMul) sources(k.a, src), sources(k.b, src);
+    if (k.kind == KernelKind::RowWise) sources(k.rows, src);
+    return src.count(from) > 0;
+  }
+
+  bool can_merge(int p, int q) const {
+    const Kernel &kp = kernels_[static_cast<size_t>(p)], &kq = kernels_[static_cast<size_t>(q)];
+    if (kp.kind == KernelKind::Op || kq.kind == KernelKind::Op || kp.domain != kq.domain) return false;
+    bool rows_pair = kp.kind == KernelKind::RowWise && kq.kind == KernelKind::RowWise && kp.rows == kq.rows;
+    if (headed(kp) && headed(kq) && !rows_pair) return false;
+    if ((headed(kp) && feeds_head(q, kp)) || (headed(kq) && feeds_head(p, kq))) return false;
+    return !reads_reduction_of(kq, p) && !reads_reduction_of(kp, q) && !indirect_path(p, q) && !indirect_path(q, p);
+  }
+
+  // Moves the members of one kernel into the other (into the headed one, if either is).
+  void merge(int p, int q) {
+    if (headed(kernels_[static_cast<size_t>(q)]) && !headed(kernels_[static_cast<size_t>(p)])) std::swap(p, q);
+    Kernel &into = kernels_[static_cast<size_t>(p)], &from = kernels_[static_cast<size_t>(q)];
+    for (ValueId m : from.members) kernel_of_[at(m)] = p;
+    into.members.insert(into.members.end(), from.members.begin(), from.members.end());
+    sort_members(into);
+    from.members.clear();
+  }
+
   // Merges the consumer of each edge into its producer's kernel where both are loop nests over
   // the same domain: the producer is not a reduction (its result is whole only after the loop),
   // the consumer's kernel holds no matmul (its operands would have to be computed first), and
@@ -191,18 +243,20 @@ class Fuser {
   void merge_along_edges() {
     for (ValueId c = 0; c < g_.size(); ++c) {
       if (!is_candidate(c)) continue;
-      Form form = op_codegen_kind(g_[c].op);
+      Form form = form_of(c);
+      if (form == Form::Row) {  // rows normalized twice (softmax and the loss): one pass over them
+        for (size_t k = 0; k < kernels_.size(); ++k) {
+          int p = static_cast<int>(k), q = kernel_of_[at(c)];
+          if (p != q && kernels_[k].kind == KernelKind::RowWise && kernels_[k].rows == g_[c].args[0] && can_merge(p, q))
+            merge(p, q);
+        }
+        continue;
+      }
       if (form != Form::Scalar && form != Form::Reduction) continue;
       for (ValueId a : g_[c].args) {
         int p = kernel_of_[at(a)], q = kernel_of_[at(c)];
-        if (p < 0 || p == q || is_reduction(a)) continue;
-        Kernel &kp = kernels_[static_cast<size_t>(p)], &kq = kernels_[static_cast<size_t>(q)];
-        if (kp.kind == KernelKind::Op || kq.kind != KernelKind::Loop || kp.domain != kq.domain) continue;
-        if (reads_reduction_of(kq, p) || reads_reduction_of(kp, q) || indirect_path(p, q)) continue;
-        for (ValueId m : kq.members) kernel_of_[at(m)] = p;
-        kp.members.insert(kp.members.end(), kq.members.begin(), kq.members.end());
-        sort_members(kp);
-        kq.members.clear();
+        if (p < 0 || p == q || is_reduction(a) || !can_merge(p, q)) continue;
+        merge(p, q);
       }
     }
     std::vector<Kernel> kept;

@@ -99,6 +99,7 @@ void plan_memory(KernelProgram& p) {
       if (!reads || j < k) continue;
       if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
       if (kernel.kind == KernelKind::MatMul && (root(g, kernel.a) == target || root(g, kernel.b) == target)) return false;
+      if (kernel.kind == KernelKind::RowWise && root(g, kernel.rows) == target) return false;
       for (ValueId m : kernel.members)
         for (ValueId a : g[m].args)
           if (root(g, a) == target && (a != target || g[m].op == OpKind::OneHot || (op_info(g[m].op).traits & kReduction)))
