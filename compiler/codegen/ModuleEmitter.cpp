@@ -68,6 +68,7 @@ class KernelBody {
   llvm::Value* operand(ValueId m, ValueId a, const Values& idx, llvm::Value* flat) {
     if (auto it = vals_.find(a); it != vals_.end()) return it->second;
     if (ValueId c = constant_root(g_, a); c >= 0) return constant_of(k_.fn->getContext(), g_[c]);
+    if (auto it = loaded_.find(a); it != loaded_.end() && !cg(m).leading_operands) return it->second;
     const Buffer& b = buffer(a);
     if (b.numel() == 1) return k_.load(b, k_.index(0));
     if (flat) return k_.load(b, flat);
@@ -108,6 +109,12 @@ class KernelBody {
 
   // Every member at one element of the domain (idx, or flat in a flat loop), in graph order.
   void members_at(const Values& idx, llvm::Value* flat, size_t first) {
+    // Inputs read at this very element are loaded before anything is stored: an output may
+    // share an input's bytes (the memory plan updates in place).
+    loaded_.clear();
+    for (ValueId a : kernel_.inputs)
+      if (constant_root(g_, a) < 0 && g_[a].type.shape == kernel_.domain && g_[a].type.numel() > 1)
+        loaded_[a] = k_.load(buffer(a), flat ? flat : k_.offset(idx, strides_of(kernel_.domain)));
     for (size_t i = first; i < kernel_.members.size(); ++i) {
       ValueId m = kernel_.members[i];
       const Node& n = g_[m];
@@ -269,6 +276,7 @@ class KernelBody {
   const Kernel& kernel_;
   std::map<ValueId, Buffer> buf_;
   std::map<ValueId, llvm::Value*> vals_;
+  std::map<ValueId, llvm::Value*> loaded_;
 };
 
 class FunctionEmitter {

@@ -79,6 +79,7 @@ struct KernelProgram {
   std::vector<Location> locations;  // per ValueId
   std::vector<FinalCopy> copies;    // outputs first, then assigns (staged where needed)
   std::vector<ArenaBuffer> buffers;
+  std::vector<std::pair<ValueId, ValueId>> shared;  // (value, the value whose buffer it takes over, in place)
   int64_t arena_bytes = 0;         // the plan's arena
   int64_t naive_bytes = 0;         // every value the graph computes in a buffer of its own (no fusion, no sharing)
   int64_t unshared_bytes = 0;      // the arena buffers above, each on its own

@@ -1,6 +1,7 @@
 #include "passes/Fusion.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace gradc {
@@ -381,31 +382,85 @@ class Fuser {
     }
   }
 
-  // Kernels in an order where each comes after the kernels it reads (creation order where free).
+  // Does kernel k (transitively) wait for kernel on?
+  static bool depends(int k, int on, const std::vector<std::set<int>>& before) {
+    std::vector<int> stack(before[static_cast<size_t>(k)].begin(), before[static_cast<size_t>(k)].end());
+    std::set<int> seen;
+    while (!stack.empty()) {
+      int j = stack.back();
+      stack.pop_back();
+      if (j == on) return true;
+      if (!seen.insert(j).second) continue;
+      stack.insert(stack.end(), before[static_cast<size_t>(j)].begin(), before[static_cast<size_t>(j)].end());
+    }
+    return false;
+  }
+
+  // The schedule: kernels in an order where each comes after the kernels it reads, chosen
+  // to keep live memory low: greedily (of the kernels ready to run, the one that adds the fewest
+  // bytes: what it writes minus the inputs it is the last to read), or the earliest ready one,
+  // whichever order peaks lower.
   void order_kernels() {
-    std::vector<std::set<int>> before(kernels_.size());
-    for (size_t k = 0; k < kernels_.size(); ++k)
+    size_t n = kernels_.size();
+    std::vector<std::set<int>> before(n);
+    std::map<ValueId, int> readers;  // kernels still to run that read a value
+    for (size_t k = 0; k < n; ++k)
       for (ValueId v : kernels_[k].inputs) {
         std::set<int> from;
         sources(v, from);
         for (int s : from)
           if (s != static_cast<int>(k)) before[k].insert(s);
+        ++readers[v];
       }
-    std::vector<int> order;
-    std::vector<bool> done(kernels_.size(), false);
-    while (order.size() < kernels_.size()) {
-      bool progressed = false;
-      for (size_t k = 0; k < kernels_.size(); ++k) {
-        if (done[k]) continue;
-        bool ready = std::all_of(before[k].begin(), before[k].end(), [&](int s) { return done[static_cast<size_t>(s)]; });
-        if (!ready) continue;
-        order.push_back(static_cast<int>(k));
-        done[k] = true;
-        progressed = true;
-        break;
+    // A param or state is best updated in place: the kernel that computes its new value waits
+    // for every other kernel that reads the old one (unless one of those needs the new value).
+    for (const Assign& as : g_.assigns) {
+      int writer = kernel_of_[at(as.value)];
+      if (writer < 0) continue;
+      for (size_t k = 0; k < n; ++k) {
+        if (static_cast<int>(k) == writer) continue;
+        bool reads = false;
+        for (ValueId v : kernels_[k].inputs) {
+          ValueId r = v;
+          while (is_view(r)) r = g_[r].args[0];
+          reads = reads || r == as.target;
+        }
+        if (reads && !depends(static_cast<int>(k), writer, before)) before[static_cast<size_t>(writer)].insert(static_cast<int>(k));
       }
-      GRADC_ASSERT(progressed, "fusion made a cycle of kernels");
     }
+    auto bytes = [&](ValueId v) { return g_[v].type.numel() * dtype_bytes(g_[v].type.dtype); };
+    // A topological order, greedy on memory or else the earliest ready kernel; and its peak.
+    auto schedule = [&](bool greedy, int64_t& peak) {
+      std::map<ValueId, int> left = readers;
+      std::vector<int> order;
+      std::vector<bool> done(n, false);
+      int64_t live = 0;
+      peak = 0;
+      while (order.size() < n) {
+        int best = -1;
+        int64_t best_growth = 0;
+        for (size_t k = 0; k < n; ++k) {
+          if (done[k] || !std::all_of(before[k].begin(), before[k].end(), [&](int s) { return done[static_cast<size_t>(s)]; }))
+            continue;
+          int64_t growth = 0;
+          for (ValueId v : kernels_[k].outputs) growth += bytes(v);
+          for (ValueId v : kernels_[k].inputs)
+            if (g_[v].kind == NodeKind::Op && left[v] == 1) growth -= bytes(v);
+          if (best < 0 || (greedy && growth < best_growth)) best = static_cast<int>(k), best_growth = growth;
+        }
+        GRADC_ASSERT(best >= 0, "fusion made a cycle of kernels");
+        for (ValueId v : kernels_[static_cast<size_t>(best)].outputs) live += bytes(v);
+        peak = std::max(peak, live);
+        for (ValueId v : kernels_[static_cast<size_t>(best)].inputs)
+          if (--left[v] == 0 && g_[v].kind == NodeKind::Op) live -= bytes(v);
+        order.push_back(best);
+        done[static_cast<size_t>(best)] = true;
+      }
+      return order;
+    };
+    int64_t greedy_peak = 0, plain_peak = 0;
+    std::vector<int> greedy = schedule(true, greedy_peak), plain = schedule(false, plain_peak);
+    const std::vector<int>& order = greedy_peak <= plain_peak ? greedy : plain;
     std::vector<Kernel> sorted;
     for (int k : order) sorted.push_back(std::move(kernels_[static_cast<size_t>(k)]));
     kernels_ = std::move(sorted);

@@ -68,6 +68,56 @@ std::vector<std::string> check_plan(const std::vector<ArenaBuffer>& buffers, int
   return faults;
 }
 
+// An output of a kernel may take the buffer of an input of the same type that the kernel reads
+// at the very element it writes and that nobody reads after it (the kernel loads such inputs
+// before it stores): `dx = dy * mask` overwrites dy, a gradient summed from two uses
+// accumulates in place.
+static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_copy) {
+  const Graph& g = p.graph;
+  std::map<ValueId, size_t> buffer_of;
+  for (size_t i = 0; i < p.buffers.size(); ++i) buffer_of[p.buffers[i].value] = i;
+  std::vector<bool> gone(p.buffers.size(), false);
+  for (size_t k = 0; k < p.kernels.size(); ++k) {
+    const Kernel& kernel = p.kernels[k];
+    if (kernel.kind == KernelKind::Op) continue;
+    std::vector<size_t> taken;  // buffers already given to an output of this kernel
+    for (ValueId v : kernel.outputs) {
+      auto vb = buffer_of.find(v);
+      if (vb == buffer_of.end() || gone[vb->second] || g[v].type.shape != kernel.domain) continue;
+      for (ValueId u : kernel.inputs) {
+        auto ub = buffer_of.find(u);
+        if (ub == buffer_of.end() || gone[ub->second] || g[u].type != g[v].type || read_by_copy[static_cast<size_t>(u)]) continue;
+        ArenaBuffer& ubuf = p.buffers[ub->second];
+        if (ubuf.last != static_cast<int32_t>(k) || std::find(taken.begin(), taken.end(), ub->second) != taken.end()) continue;
+        if (u == kernel.a || u == kernel.b || u == kernel.rows) continue;
+        bool same_element = true;  // every member reads u at the element it computes
+        for (ValueId m : kernel.members)
+          for (ValueId a : g[m].args)
+            if (a == u && g[m].op == OpKind::OneHot) same_element = false;
+        for (size_t j = 0; j < p.kernels.size(); ++j)  // no view of u is read anywhere
+          for (ValueId in : p.kernels[j].inputs)
+            if (in != u && root(g, in) == u) same_element = false;
+        if (!same_element) continue;
+        ArenaBuffer& vbuf = p.buffers[vb->second];
+        ubuf.last = std::max(ubuf.last, vbuf.last);
+        gone[vb->second] = true;
+        taken.push_back(ub->second);
+        buffer_of[v] = ub->second;
+        break;
+      }
+    }
+  }
+  // The shared buffers' values: the first holder names the buffer; the others follow it.
+  std::vector<ArenaBuffer> kept;
+  std::map<size_t, size_t> renumber;
+  for (size_t i = 0; i < p.buffers.size(); ++i)
+    if (!gone[i]) renumber[i] = kept.size(), kept.push_back(p.buffers[i]);
+  p.shared.clear();
+  for (auto [v, i] : buffer_of)
+    if (kept[renumber.at(i)].value != v) p.shared.emplace_back(v, kept[renumber.at(i)].value);
+  p.buffers = std::move(kept);
+}
+
 void plan_memory(KernelProgram& p) {
   const Graph& g = p.graph;
   const int32_t end = static_cast<int32_t>(p.kernels.size());  // the final copies' index
@@ -131,6 +181,8 @@ void plan_memory(KernelProgram& p) {
     p.buffers.push_back({id, bytes_of(n), 0, k, last});
   }
 
+  share_in_place(p, read_by_copy);
+
   // Final copies: outputs, then staging of params and states that assigns read, then assigns.
   auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(root(g, v))]; };
   std::vector<FinalCopy> staged;
@@ -147,6 +199,7 @@ void plan_memory(KernelProgram& p) {
   int64_t arena = place_buffers(p.buffers);
   for (const ArenaBuffer& b : p.buffers)
     if (!staged_index.count(b.value) || g[b.value].kind == NodeKind::Op) loc[static_cast<size_t>(b.value)] = {Location::Arena, b.offset, b.value};
+  for (auto [v, holder] : p.shared) loc[static_cast<size_t>(v)] = loc[static_cast<size_t>(holder)];
   for (ValueId id = 0; id < g.size(); ++id)  // views read their root's bytes
     if (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) loc[static_cast<size_t>(id)] = location_of(id);
 
