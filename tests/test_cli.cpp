@@ -181,3 +181,23 @@ TEST_CASE("cli: bench reports compile time and ends with us/step") {
   REQUIRE(last.rfind("us/step: ", 0) == 0);
   CHECK(std::stod(last.substr(9)) > 0);
 }
+
+TEST_CASE("cli: dump --stage fused prints a block per kernel, --stage plan the buffers and totals") {
+  std::string seed = test::source_path("samples/specs/seed_mlp.gir");
+  test::CommandResult fused = test::run_gradc("dump " + seed + " --stage fused");
+  REQUIRE(fused.exit_code == 0);
+  int kernels = 0;
+  for (size_t at = fused.out.find("\nkernel "); at != std::string::npos; at = fused.out.find("\nkernel ", at + 1)) ++kernels;
+  CHECK(kernels >= 1);
+  CHECK(kernels <= 12);
+  for (const char* line : {"  inputs: ", "  outputs: ", "  loops: ", "  flops: "}) CHECK(fused.out.find(line) != std::string::npos);
+  test::CommandResult plan = test::run_gradc("dump " + seed + " --stage plan");
+  REQUIRE(plan.exit_code == 0);
+  auto total = [&](const std::string& what) {
+    size_t at = plan.out.find("\n" + what + ": ");
+    REQUIRE(at != std::string::npos);
+    return std::stoll(plan.out.substr(at + what.size() + 3));
+  };
+  CHECK(total("arena") >= total("lower bound"));
+  CHECK(2 * total("arena") <= total("naive"));
+}
