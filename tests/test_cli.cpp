@@ -201,3 +201,23 @@ TEST_CASE("cli: dump --stage fused prints a block per kernel, --stage plan the b
   CHECK(total("arena") >= total("lower bound"));
   CHECK(2 * total("arena") <= total("naive"));
 }
+
+TEST_CASE("cli: the same spec, seed and data give bit-identical losses and checkpoints, run after run") {
+  std::string seed = test::source_path("samples/specs/seed_mlp.gir");
+  std::vector<std::string> logs, checkpoints;
+  for (int run = 0; run < 2; ++run) {
+    std::string log = (test::temp_dir() / fmt::format("repro{}.csv", run)).string();
+    std::string ckpt = (test::temp_dir() / fmt::format("repro{}.safetensors", run)).string();
+    REQUIRE(test::run_gradc("train " + seed + " --data fashion-mnist --steps 300 --seed 11 --log " + log + " --save " + ckpt).exit_code == 0);
+    logs.push_back(test::read_file(log));
+    checkpoints.push_back(test::read_file(ckpt));
+  }
+  CHECK(logs[0].size() > 300 * 4);
+  CHECK(logs[0] == logs[1]);
+  CHECK(checkpoints[0].size() > 784 * 10 * 4);
+  CHECK(checkpoints[0] == checkpoints[1]);
+  // Another seed gives another run.
+  std::string other = (test::temp_dir() / "repro-other.csv").string();
+  REQUIRE(test::run_gradc("train " + seed + " --data fashion-mnist --steps 300 --seed 12 --log " + other).exit_code == 0);
+  CHECK(test::read_file(other) != logs[0]);
+}

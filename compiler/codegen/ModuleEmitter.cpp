@@ -306,7 +306,11 @@ class FunctionEmitter {
       if (use_ == kUsedByTrainStep && p_.loss_slot < 0) p_.loss_slot = slot;
       if (use_ == kUsedByPredict) p_.predict_outputs.push_back(slot);
     }
-    for (size_t i = 0; i < kp_.kernels.size(); ++i) emit_kernel(fmt::format("{}k{}.{}", prefix_, i, kp_.kernels[i].name), kp_.kernels[i]);
+    for (size_t i = 0; i < kp_.kernels.size(); ++i) {
+      emit_kernel(fmt::format("{}k{}.{}", prefix_, i, kp_.kernels[i].name), kp_.kernels[i]);
+      if (use_ == kUsedByTrainStep && !g_.assigns.empty() && contains(kp_.kernels[i].outputs, g_.outputs[0].value))
+        check_loss(g_.outputs[0].value);
+    }
     for (const FinalCopy& c : kp_.copies) emit_copy(c);
 
     b_->CreateRet(b_->getInt32(0));
@@ -398,6 +402,23 @@ class FunctionEmitter {
     llvm::BasicBlock* ok = llvm::BasicBlock::Create(ctx, "ok", entry_);
     failures_.emplace_back(b_->GetInsertBlock(), status);
     b_->CreateCondBr(b_->CreateICmpNE(status, b_->getInt32(0)), fail_, ok);
+    b_->SetInsertPoint(ok);
+  }
+
+  // Stops the step before any param or state changes (the schedule puts the loss first) when
+  // the loss is NaN or infinite.
+  void check_loss(ValueId loss) {
+    const Node& n = g_[loss];
+    if (n.type.numel() != 1 || n.type.dtype == DType::I32) return;
+    llvm::Value* v = b_->CreateLoad(n.type.dtype == DType::F32 ? b_->getFloatTy() : b_->getDoubleTy(),
+                                    pointer(kp_.locations[static_cast<size_t>(loss)]));
+    llvm::Value* finite = b_->CreateFCmpOLT(b_->CreateUnaryIntrinsic(llvm::Intrinsic::fabs, v),
+                                            llvm::ConstantFP::getInfinity(v->getType()));
+    p_.errors.push_back(fmt::format("the loss '{}' is not finite (NaN or infinite)", n.name));
+    llvm::Value* code = b_->getInt32(static_cast<uint32_t>(p_.errors.size()));
+    llvm::BasicBlock* ok = llvm::BasicBlock::Create(m_.getContext(), "loss_ok", entry_);
+    failures_.emplace_back(b_->GetInsertBlock(), code);
+    b_->CreateCondBr(finite, ok, fail_);
     b_->SetInsertPoint(ok);
   }
 

@@ -1,4 +1,6 @@
 // The back of the pipeline behind <gradc/gradc.h>: graphs -> LLVM module -> native code.
+#include <unistd.h>
+
 #include <chrono>
 
 #include "codegen/Jit.h"
@@ -20,10 +22,30 @@ KernelProgram planned(const Graph& g, bool fuse) {
   return p;
 }
 
+int64_t bytes_of(const TensorType& t) { return t.numel() * dtype_bytes(t.dtype); }
+
+// Refuses, before any code is made, a model whose memory would not fit in this machine's:
+// its params, state, inputs, outputs and the larger arena.
+void check_fits(const KernelProgram* train, const KernelProgram& predict) {
+  const Graph& g = train ? train->graph : predict.graph;
+  int64_t need = std::max(train ? train->arena_bytes : 0, predict.arena_bytes);
+  for (const Node& n : g.nodes)
+    if (n.kind == NodeKind::Input || n.kind == NodeKind::Param || n.kind == NodeKind::State) need += bytes_of(n.type);
+  for (const Output& o : g.outputs) need += bytes_of(g[o.value].type);
+  for (const Output& o : predict.graph.outputs) need += bytes_of(predict.graph[o.value].type);
+  int64_t have = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGE_SIZE));
+  if (have > 0 && need > have)
+    fail({}, "model '{}' needs {} bytes ({:.1f} GiB) for its params, optimizer state, inputs, outputs and arena; "
+             "this machine has {} bytes ({:.1f} GiB) of memory",
+         g.name, need, static_cast<double>(need) / (1 << 30), have, static_cast<double>(have) / (1 << 30));
+}
+
 codegen::EmittedModule emit(const Graph& g) {
   std::optional<KernelProgram> train;
   if (trains(g)) train = train_kernels(g);
-  return codegen::emit_module(train ? &*train : nullptr, predict_kernels(g));
+  KernelProgram predict = predict_kernels(g);
+  check_fits(train ? &*train : nullptr, predict);
+  return codegen::emit_module(train ? &*train : nullptr, predict);
 }
 
 }  // namespace

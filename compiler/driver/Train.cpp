@@ -141,9 +141,21 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
     int64_t epoch_steps = std::min(batches.size(), steps_left());
     auto start = Clock::now();
     for (int64_t b = 0; b < epoch_steps; ++b) {
-      double loss = session.step(gather(sources, batches.indices(b)));
+      double loss = 0;
+      try {
+        loss = session.step(gather(sources, batches.indices(b)));
+        if (!std::isfinite(loss)) fail({}, "the loss became {}", loss);
+      } catch (const Error& e) {
+        // The step left params and state as they were: keep them, and the log so far.
+        std::string kept;
+        if (!options.save.empty()) {
+          session.save(options.save);
+          kept = fmt::format("; the last good params and state are saved in {}", options.save);
+        }
+        if (!options.log.empty()) write_file_atomically(options.log, {std::as_bytes(std::span(log))});
+        fail(e.loc(), "gradc train: step {} (epoch {}, batch {}): {}{}", steps_run + 1, epoch, b + 1, e.message(), kept);
+      }
       ++steps_run;
-      if (!std::isfinite(loss)) fail({}, "gradc train: the loss became {} at step {}", loss, steps_run);
       r.mean_loss += loss;
       ++r.steps;
       log += fmt::format("{},{}\n", steps_run, loss);

@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> input_files;
   CLI::Option* data_opt =
       train->add_option("--data", data, "the dataset: fashion-mnist")->check(CLI::IsMember({"fashion-mnist"}));
+  train_options.data_dir = gradc::kFashionMnistDir;
+  train->add_option("--data-dir", train_options.data_dir, "where --data fashion-mnist finds its gzipped IDX files")
+      ->capture_default_str();
   train->add_option("--input", input_files, "NAME=FILE.npy: an input's examples (repeat for each input)")
       ->excludes(data_opt);
   train->add_option("--epochs", train_options.epochs, "epochs to run")->capture_default_str()->check(CLI::PositiveNumber);
@@ -137,7 +140,6 @@ int main(int argc, char** argv) {
     if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
     if (train->parsed()) {
       if (data.empty() && input_files.empty()) throw gradc::Error({}, "gradc train: give --data fashion-mnist or --input NAME=FILE.npy");
-      train_options.data_dir = gradc::kFashionMnistDir;
       for (const std::string& kv : input_files) {
         size_t eq = kv.find('=');
         if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", kv));

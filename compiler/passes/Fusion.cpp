@@ -428,6 +428,15 @@ class Fuser {
         if (reads && !depends(static_cast<int>(k), writer, before)) before[static_cast<size_t>(writer)].insert(static_cast<int>(k));
       }
     }
+    // No param or state changes before the loss is known, so that a step whose loss is not
+    // finite can stop with everything as it was.
+    if (!g_.assigns.empty() && !g_.outputs.empty() && kernel_of_[at(g_.outputs[0].value)] >= 0) {
+      int loss = kernel_of_[at(g_.outputs[0].value)];
+      for (const Assign& as : g_.assigns) {
+        int writer = kernel_of_[at(as.value)];
+        if (writer >= 0 && writer != loss && !depends(loss, writer, before)) before[static_cast<size_t>(writer)].insert(loss);
+      }
+    }
     auto bytes = [&](ValueId v) { return g_[v].type.numel() * dtype_bytes(g_[v].type.dtype); };
     // A topological order, greedy on memory or else the earliest ready kernel; and its peak.
     auto schedule = [&](bool greedy, int64_t& peak) {
