@@ -23,7 +23,9 @@ ValueId root(const Graph& g, ValueId id) {
 int64_t place_buffers(std::vector<ArenaBuffer>& buffers) {
   std::vector<size_t> order(buffers.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return buffers[a].bytes > buffers[b].bytes; });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {  // largest first, then in order
+    return buffers[a].bytes != buffers[b].bytes ? buffers[a].bytes > buffers[b].bytes : a < b;
+  });
   std::vector<size_t> placed;
   int64_t arena = 0;
   for (size_t i : order) {
