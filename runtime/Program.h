@@ -1,15 +1,16 @@
 // The contract between generated code and the runtime: the entry points the JIT (or, later, an
 // ahead-of-time object) provides, and the slots they read and write.
 //
-//   int32_t train_step(void* const* slots, std::byte* arena);
-//   int32_t predict(void* const* slots, std::byte* arena);
+//   int32_t train_step(void* const* slots, std::byte* arena, void* pool);
+//   int32_t predict(void* const* slots, std::byte* arena, void* pool);
 //
 // `slots[i]` points at the elements of slot i (row-major, the slot's dtype): the inputs the
 // caller feeds, the params and optimizer state the step reads and updates in place, and the
 // outputs it writes. `arena` is scratch memory of `arena_bytes` bytes, 64-byte aligned, that
 // holds every intermediate tensor at an offset fixed at compile time. A step allocates nothing.
-// It returns 0, or k > 0 when the data was bad (a class id out of range, say): `errors[k - 1]`
-// says what, and params and state are then left as they were before the call.
+// `pool` is a ThreadPool* that large kernels split their work over, or null for one thread; the
+// results are the same either way. It returns 0, or k > 0 when the data was bad (a class id out
+// of range, say): `errors[k - 1]` says what, and params and state are then left as they were.
 #pragma once
 
 #include <cstddef>
@@ -35,7 +36,7 @@ struct Slot {
   uint8_t uses = 0;   // kUsedByTrainStep | kUsedByPredict
 };
 
-using EntryPoint = int32_t (*)(void* const* slots, std::byte* arena);
+using EntryPoint = int32_t (*)(void* const* slots, std::byte* arena, void* pool);
 
 struct Program {
   std::string name;                    // the model's

@@ -38,6 +38,8 @@ Session::Session(const Program& program, SessionOptions options) : program_(prog
   size_t bytes = static_cast<size_t>((program_.arena_bytes + 63) / 64 * 64);
   arena_.reset(static_cast<std::byte*>(std::aligned_alloc(64, std::max<size_t>(bytes, 64))));
   if (!arena_) fail({}, "cannot allocate the arena of {} bytes for model '{}'", bytes, program_.name);
+  if (options.threads < 0) fail({}, "a session needs at least one thread, not {}", options.threads);
+  if (ThreadPool::resolve(options.threads) > 1) pool_ = std::make_unique<ThreadPool>(options.threads);
 }
 
 int32_t Session::find(std::string_view name, bool (*kind_ok)(SlotKind)) const {
@@ -72,7 +74,7 @@ void Session::run(EntryPoint entry, const char* what) {
                                            storage_[i].type(), s.type);
     pointers_[i] = storage_[i].data();
   }
-  int32_t status = entry(pointers_.data(), arena_.get());
+  int32_t status = entry(pointers_.data(), arena_.get(), pool_ ? pool_->entry() : nullptr);
   if (status != 0) {
     std::string why = status > 0 && static_cast<size_t>(status) <= program_.errors.size()
                           ? program_.errors[static_cast<size_t>(status - 1)]

@@ -14,6 +14,7 @@
 
 #include "runtime/Program.h"
 #include "runtime/Tensor.h"
+#include "runtime/ThreadPool.h"
 
 namespace gradc {
 
@@ -34,6 +35,7 @@ using Feeds = std::map<std::string, TensorView, std::less<>>;
 
 struct SessionOptions {
   uint64_t seed = 0;  // seeds the params' initializers (with each param's name)
+  int threads = 0;    // threads a step may use: 0 means every core; results do not depend on it
 };
 
 class Session {
@@ -67,6 +69,8 @@ class Session {
   // left as the last call set them) and the arena.
   void* const* raw_slots() { return pointers_.data(); }
   std::byte* raw_arena() { return arena_.get(); }
+  void* raw_pool() { return pool_ ? pool_->entry() : nullptr; }  // null with one thread
+  int threads() const { return pool_ ? pool_->threads() : 1; }
 
  private:
   void bind_inputs(const Feeds& inputs, uint8_t use);
@@ -80,6 +84,7 @@ class Session {
     void operator()(std::byte* p) const;
   };
   std::unique_ptr<std::byte[], FreeAligned> arena_;
+  std::unique_ptr<ThreadPool> pool_;
 };
 
 }  // namespace gradc

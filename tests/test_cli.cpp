@@ -162,7 +162,7 @@ TEST_CASE("cli: dump --stage llvm prints the module before and after O3, asm pri
   REQUIRE(after != std::string::npos);
   std::string before = llvm.out.substr(0, after), optimized = llvm.out.substr(after);
   // Before: one function per kernel; after: the kernels are inlined into the two entry points.
-  CHECK(before.find("define i32 @gradc_train_step(ptr %slots, ptr noalias %arena)") != std::string::npos);
+  CHECK(before.find("define i32 @gradc_train_step(ptr %slots, ptr noalias %arena, ptr %pool)") != std::string::npos);
   CHECK(before.find("define internal i32 @step.k0.") != std::string::npos);
   CHECK(before.find("define internal i32 @predict.k0.") != std::string::npos);
   CHECK(optimized.find("@gradc_predict(") != std::string::npos);

@@ -158,7 +158,7 @@ TEST_CASE("session: the raw entry point computes what step does") {
   }
   std::vector<std::byte> arena(static_cast<size_t>(m.arena_bytes) + 64);
   auto* aligned = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(arena.data()) + 63) / 64 * 64);
-  REQUIRE(m.train_step(slots.data(), aligned) == 0);
+  REQUIRE(m.train_step(slots.data(), aligned, nullptr) == 0);  // one thread; the session uses every core
   double loss = s.step(test::views(inputs));
   CHECK(storage[static_cast<size_t>(m.loss_slot)].as<float>()[0] == static_cast<float>(loss));
   for (size_t i = 0; i < m.slots.size(); ++i)

@@ -1,12 +1,26 @@
 #include "codegen/Jit.h"
 
-#include <mutex>
+#include <array>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
 
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Bitcode/BitcodeWriter.h>
+#include <llvm/Config/llvm-config.h>
+#include <llvm/ExecutionEngine/Orc/CompileUtils.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/Endian.h>
+#include <llvm/Support/FileSystem.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/Path.h>
+#include <llvm/Support/SHA256.h>
+#include <llvm/Support/SmallVectorMemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
@@ -14,6 +28,14 @@
 namespace gradc::codegen {
 
 namespace {
+
+// The cache's format: bump it whenever what jit() makes of a module changes other than through
+// the key's other parts (the pipeline below, the attributes optimize() adds, the trailer).
+constexpr const char* kCacheFormat = "gradc object cache 1";
+constexpr llvm::CodeGenOptLevel kCodeGenLevel = llvm::CodeGenOptLevel::Aggressive;
+constexpr char kMagic[8] = {'g', 'r', 'a', 'd', 'c', 'o', 'b', 'j'};
+using Key = std::array<uint8_t, 32>;
+constexpr size_t kTrailerBytes = sizeof(kMagic) + 8 + 8 + std::tuple_size_v<Key>;
 
 std::string message(llvm::Error e) { return llvm::toString(std::move(e)); }
 
@@ -23,15 +45,37 @@ T unwrap(llvm::Expected<T> v, std::string_view what) {
   return std::move(*v);
 }
 
-llvm::orc::JITTargetMachineBuilder host_machine() {
-  static std::once_flag once;
-  std::call_once(once, [] {
+// Times consecutive phases into a report.
+class Stopwatch {
+ public:
+  explicit Stopwatch(JitReport& report) : report_(report) {}
+  void lap(std::string phase) {
+    auto now = std::chrono::steady_clock::now();
+    report_.phases.emplace_back(std::move(phase), std::chrono::duration<double, std::milli>(now - last_).count());
+    last_ = now;
+  }
+
+ private:
+  JitReport& report_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// The host CPU, its features and our code generation level, detected once per process.
+const llvm::orc::JITTargetMachineBuilder& host_machine() {
+  static const llvm::orc::JITTargetMachineBuilder host = [] {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
-  });
-  llvm::orc::JITTargetMachineBuilder jtmb = unwrap(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host CPU");
-  jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
-  return jtmb;
+    llvm::orc::JITTargetMachineBuilder jtmb =
+        unwrap(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host CPU");
+    jtmb.setCodeGenOptLevel(kCodeGenLevel);
+    return jtmb;
+  }();
+  return host;
+}
+
+std::unique_ptr<llvm::TargetMachine> target_machine() {
+  llvm::orc::JITTargetMachineBuilder host = host_machine();
+  return unwrap(host.createTargetMachine(), "creating the target machine");
 }
 
 // LLVM's O3 pipeline with the host's cost model, so the loop vectorizer uses its widest vectors.
@@ -56,32 +100,223 @@ void optimize(llvm::Module& m, llvm::TargetMachine& tm) {
   pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
 }
 
-std::unique_ptr<llvm::TargetMachine> target_machine(llvm::orc::JITTargetMachineBuilder& jtmb) {
-  return unwrap(jtmb.createTargetMachine(), "creating the target machine");
+// Instruction selection for the host: the optimized module as a relocatable object in memory.
+std::unique_ptr<llvm::MemoryBuffer> compile_object(llvm::Module& m, llvm::TargetMachine& tm) {
+  llvm::SmallVector<char, 0> object;
+  llvm::raw_svector_ostream os(object);
+  llvm::legacy::PassManager pm;
+  if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile))
+    fail({}, "JIT: the host target cannot emit object files");
+  pm.run(m);
+  return std::make_unique<llvm::SmallVectorMemoryBuffer>(std::move(object), m.getModuleIdentifier(), false);
+}
+
+// Everything the object compiled from `m` depends on: the module as gradc emitted it (before O3)
+// and how it is compiled, for which CPU, by which LLVM.
+Key cache_key(const llvm::Module& m, const llvm::TargetMachine& tm) {
+  llvm::SHA256 hash;
+  auto field = [&](llvm::StringRef s) {
+    hash.update(s);
+    hash.update(llvm::StringRef("\0", 1));
+  };
+  field(kCacheFormat);
+  field(LLVM_VERSION_STRING);
+  field(tm.getTargetTriple().str());
+  field(tm.getTargetCPU());
+  field(tm.getTargetFeatureString());
+  field(fmt::format("O3 codegen={} code-model={} reloc={}", static_cast<int>(kCodeGenLevel),
+                    static_cast<int>(tm.getCodeModel()), static_cast<int>(tm.getRelocationModel())));
+  // The module's bitcode: deterministic, and several times quicker to write than its text.
+  llvm::SmallVector<char, 0> bitcode;
+  llvm::BitcodeWriter writer(bitcode);
+  writer.writeModule(m);
+  writer.writeSymtab();
+  writer.writeStrtab();
+  hash.update(llvm::StringRef(bitcode.data(), bitcode.size()));
+  return hash.final();
+}
+
+// FNV-1a, 64 bits: catches a cache file damaged after it was written.
+uint64_t checksum(llvm::StringRef bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+// One object in the cache directory: `<dir>/<key in hex>.o` (the layout is in Jit.h). Reading
+// and writing it never fails; a file that is not what was written under its key is deleted.
+class CachedObject {
+ public:
+  CachedObject(const std::string& dir, const Key& key) : dir_(dir), key_(key) {
+    path_ = dir;
+    llvm::sys::path::append(path_, llvm::toHex(key, /*LowerCase=*/true) + ".o");
+  }
+
+  // The object, or null when there is none (or it was damaged, and is now deleted).
+  std::unique_ptr<llvm::MemoryBuffer> load() const {
+    auto file = llvm::MemoryBuffer::getFile(path_, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+    if (!file) return nullptr;
+    llvm::StringRef bytes = (*file)->getBuffer();
+    if (bytes.size() < kTrailerBytes) return drop();
+    llvm::StringRef object = bytes.drop_back(kTrailerBytes);
+    const char* trailer = object.end();
+    if (std::memcmp(trailer, kMagic, sizeof(kMagic)) != 0 ||
+        llvm::support::endian::read64le(trailer + 8) != object.size() ||
+        llvm::support::endian::read64le(trailer + 16) != checksum(object) ||
+        std::memcmp(trailer + 24, key_.data(), key_.size()) != 0)
+      return drop();
+    return llvm::MemoryBuffer::getMemBufferCopy(object, path_);
+  }
+
+  // Writes the object under a temporary name in the same directory, then renames it, so that
+  // a reader sees the whole file or none.
+  void store(llvm::StringRef object) const {
+    if (llvm::sys::fs::create_directories(dir_)) return;
+    int fd = -1;
+    llvm::SmallString<256> temp;
+    if (llvm::sys::fs::createUniqueFile(path_ + ".tmp-%%%%%%%%", fd, temp)) return;
+    char trailer[kTrailerBytes];
+    std::memcpy(trailer, kMagic, sizeof(kMagic));
+    llvm::support::endian::write64le(trailer + 8, object.size());
+    llvm::support::endian::write64le(trailer + 16, checksum(object));
+    std::memcpy(trailer + 24, key_.data(), key_.size());
+    bool written;
+    {
+      llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+      os << object << llvm::StringRef(trailer, sizeof(trailer));
+      os.close();
+      written = !os.has_error();
+      os.clear_error();  // a cache that cannot be written is no error
+    }
+    if (!written || llvm::sys::fs::rename(temp, path_)) llvm::sys::fs::remove(temp);
+  }
+
+  std::nullptr_t drop() const {
+    llvm::sys::fs::remove(path_);
+    return nullptr;
+  }
+
+ private:
+  std::string dir_;
+  Key key_;
+  llvm::SmallString<256> path_;
+};
+
+// The symbols generated code calls but does not define, in the JIT's process-symbols dylib that
+// the step links against: libm's (expf, tanhf, ...) from this process, and gradc's runtime
+// functions. A runtime function is one more line in `runtime`, e.g.
+//   runtime[jit.mangleAndIntern("gradc_parallel_for")] =
+//       {llvm::orc::ExecutorAddr::fromPtr(&gradc_parallel_for), llvm::JITSymbolFlags::Exported};
+llvm::Expected<llvm::orc::JITDylibSP> external_symbols(llvm::orc::LLJIT& jit) {
+  llvm::orc::JITDylib& jd = jit.getExecutionSession().createBareJITDylib("<gradc runtime and process>");
+  llvm::orc::SymbolMap runtime;
+  if (!runtime.empty())
+    if (llvm::Error e = jd.define(llvm::orc::absoluteSymbols(std::move(runtime)))) return e;
+  auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(jit.getDataLayout().getGlobalPrefix());
+  if (!process) return process.takeError();
+  jd.addGenerator(std::move(*process));
+  return llvm::orc::JITDylibSP(&jd);
+}
+
+struct Linked {
+  std::unique_ptr<llvm::orc::LLJIT> jit;
+  EntryPoint train_step = nullptr, predict = nullptr;
+};
+
+// A JIT holding the object, and its entry points.
+llvm::Expected<Linked> link(std::unique_ptr<llvm::MemoryBuffer> object, const llvm::DataLayout& layout, bool trains) {
+  auto jit = llvm::orc::LLJITBuilder()
+                 .setJITTargetMachineBuilder(host_machine())
+                 .setDataLayout(layout)  // or LLJIT makes a target machine to learn it
+                 .setProcessSymbolsJITDylibSetup(external_symbols)
+                 // We add objects, never IR: this compiler, unlike the default one, makes no
+                 // target machine unless it is used.
+                 .setCompileFunctionCreator([](llvm::orc::JITTargetMachineBuilder jtmb)
+                                                -> llvm::Expected<std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
+                   return std::make_unique<llvm::orc::ConcurrentIRCompiler>(std::move(jtmb));
+                 })
+                 .create();
+  if (!jit) return jit.takeError();
+  // A failed link says why (a symbol not found, say) to the session's reporter, and only "failed
+  // to materialize" to the lookup: keep the why for the lookup's error instead of printing it.
+  auto reported = std::make_shared<std::string>();
+  (*jit)->getExecutionSession().setErrorReporter([reported](llvm::Error e) { *reported += "; " + message(std::move(e)); });
+  if (llvm::Error e = (*jit)->addObjectFile(std::move(object))) return e;
+  Linked linked;
+  for (auto [symbol, entry] : {std::pair{kTrainStepSymbol, &linked.train_step}, std::pair{kPredictSymbol, &linked.predict}}) {
+    if (entry == &linked.train_step && !trains) continue;
+    auto address = (*jit)->lookup(symbol);
+    if (!address)
+      return llvm::createStringError(fmt::format("looking up {}: {}{}", symbol, message(address.takeError()), *reported));
+    *entry = address->toPtr<EntryPoint>();
+  }
+  linked.jit = std::move(*jit);
+  return linked;
+}
+
+Program finish(Program p, Linked linked) {
+  p.train_step = linked.train_step;
+  p.predict = linked.predict;
+  p.code = std::shared_ptr<const llvm::orc::LLJIT>(std::move(linked.jit));
+  return p;
 }
 
 }  // namespace
 
-Program jit(EmittedModule m) {
-  llvm::orc::JITTargetMachineBuilder jtmb = host_machine();
-  optimize(*m.module, *target_machine(jtmb));
-  llvm::DataLayout layout = m.module->getDataLayout();
-  std::unique_ptr<llvm::orc::LLJIT> jit =
-      unwrap(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create(), "creating the JIT");
-  // The kernels call libm (expf, tanhf, ...) from this process.
-  jit->getMainJITDylib().addGenerator(unwrap(
-      llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(layout.getGlobalPrefix()), "finding libm"));
-  if (llvm::Error e = jit->addIRModule(llvm::orc::ThreadSafeModule(std::move(m.module), std::move(m.context))))
-    fail({}, "JIT: adding the module: {}", message(std::move(e)));
-
-  Program p = std::move(m.program);
-  auto lookup = [&](const char* symbol) {
-    return unwrap(jit->lookup(symbol), fmt::format("looking up {}", symbol)).toPtr<EntryPoint>();
+std::string cache_dir_from_environment() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
   };
-  if (p.loss_slot >= 0) p.train_step = lookup(kTrainStepSymbol);
-  p.predict = lookup(kPredictSymbol);
-  p.code = std::shared_ptr<const llvm::orc::LLJIT>(std::move(jit));
-  return p;
+  std::string enabled = llvm::StringRef(env("GRADC_CACHE")).lower();
+  if (enabled == "0" || enabled == "off" || enabled == "false" || enabled == "no") return "";
+  if (std::string dir = env("GRADC_CACHE_DIR"); !dir.empty()) return dir;
+  if (std::string xdg = env("XDG_CACHE_HOME"); !xdg.empty()) return xdg + "/gradc";
+  if (std::string home = env("HOME"); !home.empty()) return home + "/.cache/gradc";
+  return "";
+}
+
+Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
+  JitReport local;
+  JitReport& r = report ? *report : local;
+  Stopwatch watch(r);
+  std::unique_ptr<llvm::TargetMachine> tm = target_machine();
+  llvm::DataLayout layout = tm->createDataLayout();
+  bool trains = m.program.loss_slot >= 0;
+  watch.lap("target machine");
+
+  std::optional<CachedObject> cache;
+  if (!options.cache_dir.empty()) {
+    cache.emplace(options.cache_dir, cache_key(*m.module, *tm));
+    watch.lap("cache key");
+    if (std::unique_ptr<llvm::MemoryBuffer> object = cache->load()) {
+      watch.lap("cache read");
+      llvm::Expected<Linked> linked = link(std::move(object), layout, trains);
+      watch.lap("link");
+      if (linked) {
+        r.cached = true;
+        return finish(std::move(m.program), std::move(*linked));
+      }
+      llvm::consumeError(linked.takeError());  // an object we cannot use: make it afresh
+      cache->drop();
+    }
+  }
+
+  optimize(*m.module, *tm);
+  watch.lap("O3");
+  std::unique_ptr<llvm::MemoryBuffer> object = compile_object(*m.module, *tm);
+  watch.lap("codegen");
+  if (cache) {
+    cache->store(object->getBuffer());
+    watch.lap("cache write");
+  }
+  llvm::Expected<Linked> linked = link(std::move(object), layout, trains);
+  if (!linked) {
+    if (cache) cache->drop();
+    fail({}, "JIT: linking the step: {}", message(linked.takeError()));
+  }
+  watch.lap("link");
+  return finish(std::move(m.program), std::move(*linked));
 }
 
 std::string print_module(const EmittedModule& m) {
@@ -92,14 +327,12 @@ std::string print_module(const EmittedModule& m) {
 }
 
 std::string optimized_ir(EmittedModule m) {
-  llvm::orc::JITTargetMachineBuilder jtmb = host_machine();
-  optimize(*m.module, *target_machine(jtmb));
+  optimize(*m.module, *target_machine());
   return print_module(m);
 }
 
 std::string host_assembly(EmittedModule m) {
-  llvm::orc::JITTargetMachineBuilder jtmb = host_machine();
-  std::unique_ptr<llvm::TargetMachine> tm = target_machine(jtmb);
+  std::unique_ptr<llvm::TargetMachine> tm = target_machine();
   optimize(*m.module, *tm);
   llvm::SmallString<0> text;
   llvm::raw_svector_ostream os(text);

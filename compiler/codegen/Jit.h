@@ -1,16 +1,42 @@
 // From an emitted module to machine code: LLVM's O3 pipeline for the host CPU (its features
-// and vector width), then ORC's LLJIT. Also prints the module and its assembly for `gradc dump`.
+// and vector width), instruction selection to an object file, then ORC's LLJIT links the object.
+// Objects are cached on disk, keyed by the unoptimized module and the host, so that compiling
+// the same spec again skips O3 and instruction selection. Also prints the module and its
+// assembly for `gradc dump`.
+//
+// A cache file is `<dir>/<key>.o`: the object's bytes, then a 56-byte trailer
+//   "gradcobj" | object size (u64, little-endian) | FNV-1a 64 of the object (u64) | key (32 bytes)
+// where the key is the SHA-256 of gradc's cache format version, LLVM's version, the target
+// triple, CPU and features, the optimization levels, and the module's bitcode. A file whose
+// trailer does not match (truncated, overwritten, another key's) is deleted and compiled afresh.
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "codegen/ModuleEmitter.h"
 
 namespace gradc::codegen {
 
-// Optimizes and links the module; the returned Program's entry points are callable and its
-// `code` keeps the JIT (and so the machine code) alive.
-Program jit(EmittedModule m);
+// The cache directory the environment names: $GRADC_CACHE_DIR, else $XDG_CACHE_HOME/gradc, else
+// $HOME/.cache/gradc. Empty (no cache) when GRADC_CACHE is 0, off, false or no, or none is set.
+std::string cache_dir_from_environment();
+
+struct JitOptions {
+  std::string cache_dir;  // where objects are cached; empty: no cache
+};
+
+// What jit() did: whether the object came from the cache, and its phases' times in ms.
+struct JitReport {
+  bool cached = false;
+  std::vector<std::pair<std::string, double>> phases;
+};
+
+// Optimizes, compiles and links the module (or links its cached object); the returned
+// Program's entry points are callable and its `code` keeps the JIT (and the machine code) alive.
+// The cache is never an error: a directory that cannot be written is no cache.
+Program jit(EmittedModule m, const JitOptions& options = {}, JitReport* report = nullptr);
 
 // The module as LLVM IR text, before and after the O3 pipeline; and the host's assembly.
 std::string print_module(const EmittedModule& m);

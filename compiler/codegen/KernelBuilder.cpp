@@ -50,6 +50,24 @@ void KernelBuilder::loop(int64_t n, const std::function<void(llvm::Value*)>& bod
   b.SetInsertPoint(after);
 }
 
+void KernelBuilder::loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
+  llvm::LLVMContext& ctx = fn->getContext();
+  llvm::BasicBlock* before = b.GetInsertBlock();
+  llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx, "loop", fn);
+  llvm::BasicBlock* inside = llvm::BasicBlock::Create(ctx, "body", fn);
+  llvm::BasicBlock* after = llvm::BasicBlock::Create(ctx, "after", fn);
+  b.CreateBr(header);
+  b.SetInsertPoint(header);
+  llvm::PHINode* i = b.CreatePHI(b.getInt64Ty(), 2, "i");
+  i->addIncoming(begin, before);
+  b.CreateCondBr(b.CreateICmpSLT(i, end), inside, after);
+  b.SetInsertPoint(inside);
+  body(i);
+  i->addIncoming(b.CreateAdd(i, index(1), "", true, true), b.GetInsertBlock());
+  b.CreateBr(header);
+  b.SetInsertPoint(after);
+}
+
 void KernelBuilder::loops(const Shape& shape, const std::function<void(const std::vector<llvm::Value*>&)>& body) {
   std::vector<llvm::Value*> idx;
   std::function<void(size_t)> level = [&](size_t d) {
@@ -70,6 +88,21 @@ void KernelBuilder::if_then(llvm::Value* cond, const std::function<void()>& body
   b.CreateCondBr(cond, then, done);
   b.SetInsertPoint(then);
   body();
+  b.CreateBr(done);
+  b.SetInsertPoint(done);
+}
+
+void KernelBuilder::if_else(llvm::Value* cond, const std::function<void()>& then, const std::function<void()>& otherwise) {
+  llvm::LLVMContext& ctx = fn->getContext();
+  llvm::BasicBlock* yes = llvm::BasicBlock::Create(ctx, "then", fn);
+  llvm::BasicBlock* no = llvm::BasicBlock::Create(ctx, "else", fn);
+  llvm::BasicBlock* done = llvm::BasicBlock::Create(ctx, "endif", fn);
+  b.CreateCondBr(cond, yes, no);
+  b.SetInsertPoint(yes);
+  then();
+  b.CreateBr(done);
+  b.SetInsertPoint(no);
+  otherwise();
   b.CreateBr(done);
   b.SetInsertPoint(done);
 }
@@ -95,6 +128,12 @@ void KernelBuilder::fail_if(llvm::Value* cond, std::string message) {
   can_fail_ = true;
   llvm::Value* first = b.CreateAnd(cond, b.CreateICmpEQ(status(), b.getInt32(0)));  // the first failure wins
   set(status_, b.CreateSelect(first, b.getInt32(static_cast<uint32_t>(code)), status()));
+}
+
+void KernelBuilder::propagate(llvm::Value* code) {
+  can_fail_ = true;
+  llvm::Value* take = b.CreateAnd(b.CreateICmpNE(code, b.getInt32(0)), b.CreateICmpEQ(status(), b.getInt32(0)));
+  set(status_, b.CreateSelect(take, code, status()));
 }
 
 // a > c || isnan(a) ? a : c, as the interpreter's max_nan.

@@ -44,10 +44,13 @@ class KernelBuilder {
 
   // for (i = 0; i < n; ++i) body(i), as an LLVM loop over an i64 counter (nothing when n == 0).
   void loop(int64_t n, const std::function<void(llvm::Value*)>& body);
+  // for (i = begin; i < end; ++i) body(i), bounds known only when the code runs.
+  void loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
   // Nested loops over every index of `shape`, row-major (the body once for a scalar).
   void loops(const Shape& shape, const std::function<void(const std::vector<llvm::Value*>&)>& body);
   // if (cond) body()
   void if_then(llvm::Value* cond, const std::function<void()>& body);
+  void if_else(llvm::Value* cond, const std::function<void()>& then, const std::function<void()>& otherwise);
 
   // sum of index[d] * strides[d] (zero strides skipped).
   llvm::Value* offset(const std::vector<llvm::Value*>& index, const std::vector<int64_t>& strides);
@@ -60,8 +63,11 @@ class KernelBuilder {
   // Makes the function return a fresh error code, whose message the runtime shows, when `cond`
   // holds (the emitter clamps its index itself, so that the step never reads out of bounds).
   void fail_if(llvm::Value* cond, std::string message);
+  // Takes over a non-zero status from a function this one called, unless it failed already.
+  void propagate(llvm::Value* code);
   llvm::Value* status() { return get(status_); }
   bool can_fail() const { return can_fail_; }
+  const std::function<int32_t(std::string)>& error_codes() const { return error_code_; }
 
   // Math on one element, as the interpreter computes it (NaN-propagating max and min).
   llvm::Value* unary(llvm::Intrinsic::ID id, llvm::Value* x) { return b.CreateUnaryIntrinsic(id, x); }

@@ -5,6 +5,7 @@
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
+#include "codegen/Gemm.h"
 #include "codegen/KernelBuilder.h"
 
 namespace gradc::codegen {
@@ -47,8 +48,14 @@ llvm::Constant* constant_of(llvm::LLVMContext& ctx, const Node& n) {
 // The body of one kernel: its members' code over the buffers it was given.
 class KernelBody {
  public:
-  KernelBody(KernelBuilder& k, const Graph& g, const Kernel& kernel, std::map<ValueId, Buffer> buffers)
-      : k_(k), g_(g), kernel_(kernel), buf_(std::move(buffers)) {}
+  // k's function takes the kernel's places (arg_of numbers them), then the scratch pointer,
+  // then the pool (a kernel) or the range of tasks (a kernel's tasks).
+  KernelBody(KernelBuilder& k, const Graph& g, const Kernel& kernel, const std::map<ValueId, unsigned>& arg_of, unsigned places)
+      : k_(k), g_(g), kernel_(kernel), arg_of_(arg_of), places_(places) {
+    for (auto [v, i] : arg_of) buf_[v] = Buffer{g_[v].type, k.fn->getArg(i), nullptr};
+  }
+
+  int64_t scratch_bytes() const { return scratch_bytes_; }
 
   void emit() {
     switch (kernel_.kind) {
@@ -163,9 +170,129 @@ class KernelBody {
     finish_reductions();
   }
 
+  struct MatMulShape {
+    int64_t batches, m, n, k;
+  };
+  MatMulShape matmul_shape() const {
+    const Shape& d = kernel_.domain;
+    const Shape& as = g_[kernel_.a].type.shape;
+    return {d.size() == 3 ? d[0] : 1, d[d.size() - 2], d.back(), kernel_.a_transposed ? as[as.size() - 2] : as.back()};
+  }
+
+  // The epilogue at one result: the matmul's value, then the other members.
+  void epilogue_at(Values idx, llvm::Value* value) {
+    if (kernel_.domain.size() == 2) idx.erase(idx.begin());
+    vals_.clear();
+    ValueId mm = kernel_.members[0];
+    vals_[mm] = value;
+    if (contains(kernel_.outputs, mm)) k_.store(buffer(mm), at(mm, idx, nullptr), value);
+    members_at(idx, nullptr, 1);
+  }
+
+  // f32: our tiled GEMM (codegen/Gemm.cpp), its tasks in a function of their own that the
+  // kernel runs itself or splits over the pool's threads; the epilogue runs on each finished
+  // tile. Other dtypes: the scalar loops below.
+  void matmul() {
+    if (g_[kernel_.members[0]].type.dtype != DType::F32) return matmul_scalar();
+    auto [batches, m, n, kk] = matmul_shape();
+    GemmPlan plan = plan_gemm(batches, m, n, kk, kernel_.a_transposed, kernel_.b_transposed, host_vector_lanes());
+    scratch_bytes_ = plan.scratch_bytes();
+    start_reductions();
+
+    llvm::LLVMContext& ctx = k_.fn->getContext();
+    llvm::Module& mod = *k_.fn->getParent();
+    auto* ptr = llvm::PointerType::getUnqual(ctx);
+    auto* i64 = llvm::Type::getInt64Ty(ctx);
+    auto* i32 = llvm::Type::getInt32Ty(ctx);
+    std::vector<llvm::Type*> params(places_ + 1, ptr);
+    params.push_back(i64);
+    params.push_back(i64);
+    auto* tasks = llvm::Function::Create(llvm::FunctionType::get(i32, params, false), llvm::Function::InternalLinkage,
+                                         k_.fn->getName() + ".tasks", mod);
+    for (unsigned i = 0; i <= places_; ++i) tasks->addParamAttr(i, llvm::Attribute::NoAlias);
+    tasks->addFnAttr(llvm::Attribute::NoUnwind);
+    KernelBuilder tk(tasks, k_.error_codes());
+    KernelBody inner(tk, g_, kernel_, arg_of_, places_);
+    emit_gemm_tasks(tk, plan, tasks->getArg(arg_of_.at(kernel_.a)), tasks->getArg(arg_of_.at(kernel_.b)),
+                    tasks->getArg(places_), tasks->getArg(places_ + 1), tasks->getArg(places_ + 2),
+                    [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
+                      auto& ir = tk.b;
+                      tk.loop(rows, [&](llvm::Value* r) {
+                        tk.loop(cols, [&](llvm::Value* c) {
+                          llvm::Value* v = ir.CreateLoad(ir.getFloatTy(), ir.CreateInBoundsGEP(ir.getFloatTy(), tile, tk.offset({r, c}, {plan.nr, 1})));
+                          inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, c)}, v);
+                        });
+                      });
+                    });
+    tk.b.CreateRet(tk.status());
+
+    auto& ir = k_.b;
+    std::vector<llvm::Value*> args;
+    for (unsigned i = 0; i <= places_; ++i) args.push_back(k_.fn->getArg(i));
+    llvm::Value* status;
+    if (parallel_safe() && plan.tasks() > 1 && kernel_.flops >= kParallelFlops) {
+      // ctx: the pointers the tasks take; a task function unpacks them for the pool's threads.
+      llvm::Value* ctx_array = k_.local(llvm::ConstantAggregateZero::get(llvm::ArrayType::get(ptr, places_ + 1)));
+      for (unsigned i = 0; i <= places_; ++i) ir.CreateStore(args[i], ir.CreateConstInBoundsGEP1_64(ptr, ctx_array, i));
+      auto* task_type = llvm::FunctionType::get(i32, {ptr, i64, i64}, false);
+      auto* task = llvm::Function::Create(task_type, llvm::Function::InternalLinkage, k_.fn->getName() + ".task", mod);
+      {
+        llvm::IRBuilder<> tb(llvm::BasicBlock::Create(ctx, "entry", task));
+        std::vector<llvm::Value*> unpacked;
+        for (unsigned i = 0; i <= places_; ++i)
+          unpacked.push_back(tb.CreateLoad(ptr, tb.CreateConstInBoundsGEP1_64(ptr, task->getArg(0), i)));
+        unpacked.push_back(task->getArg(1));
+        unpacked.push_back(task->getArg(2));
+        tb.CreateRet(tb.CreateCall(tasks, unpacked));
+      }
+      status = parallel_for(task, ctx_array, plan.tasks(), [&] {
+        std::vector<llvm::Value*> all = args;
+        all.push_back(k_.index(0));
+        all.push_back(k_.index(plan.tasks()));
+        return ir.CreateCall(tasks, all);
+      });
+    } else {
+      args.push_back(k_.index(0));
+      args.push_back(k_.index(plan.tasks()));
+      status = ir.CreateCall(tasks, args);
+    }
+    if (tk.can_fail()) k_.propagate(status);
+    finish_reductions();
+  }
+
+  // Tasks split over columns (and batches) only: every reduction in the epilogue must keep
+  // them, so that no two tasks add into one element.
+  bool parallel_safe() const {
+    size_t rank = kernel_.domain.size();
+    for (ValueId m : kernel_.members) {
+      if (!is_reduction(m)) continue;
+      if (g_[g_[m].args[0]].type.shape != kernel_.domain) return false;
+      std::vector<int64_t> axes = g_[m].attrs.get("axes").as_ints();
+      if (axes != std::vector<int64_t>{static_cast<int64_t>(rank - 2)}) return false;
+    }
+    return true;
+  }
+
+  // pool ? pool->run(pool->pool, task, ctx, n) : serial(), the step's `pool` being a ParallelFor.
+  llvm::Value* parallel_for(llvm::Function* task, llvm::Value* ctx, int64_t n, const std::function<llvm::Value*()>& serial) {
+    auto& ir = k_.b;
+    llvm::Value* pool = k_.fn->getArg(places_ + 1);
+    llvm::Value* status = k_.local(ir.getInt32(0));
+    k_.if_else(
+        ir.CreateIsNull(pool), [&] { k_.set(status, serial()); },
+        [&] {
+          auto* ptr = ir.getPtrTy();
+          auto* run_type = llvm::FunctionType::get(ir.getInt32Ty(), {ptr, ptr, ptr, ir.getInt64Ty()}, false);
+          llvm::Value* run = ir.CreateLoad(ptr, pool);
+          llvm::Value* self = ir.CreateLoad(ptr, ir.CreateConstInBoundsGEP1_64(ptr, pool, 1));
+          k_.set(status, ir.CreateCall(run_type, run, {self, task, ctx, k_.index(n)}));
+        });
+    return k_.get(status);
+  }
+
   // out[b, i, :] row by row: the products summed in p order (as the interpreter), then the
   // epilogue members at each element of the row.
-  void matmul() {
+  void matmul_scalar() {
     const Shape& d = kernel_.domain;
     bool batched = d.size() == 3;
     int64_t batches = batched ? d[0] : 1, m = d[d.size() - 2], n = d.back();
@@ -271,9 +398,15 @@ class KernelBody {
     cg(m).loops(k_, n, args, buffer(m));
   }
 
+  // A kernel this large is worth the threads' wake-up (a few µs).
+  static constexpr int64_t kParallelFlops = 1 << 21;
+
   KernelBuilder& k_;
   const Graph& g_;
   const Kernel& kernel_;
+  const std::map<ValueId, unsigned>& arg_of_;
+  unsigned places_;
+  int64_t scratch_bytes_ = 0;
   std::map<ValueId, Buffer> buf_;
   std::map<ValueId, llvm::Value*> vals_;
   std::map<ValueId, llvm::Value*> loaded_;
@@ -287,10 +420,11 @@ class FunctionEmitter {
   void emit(const char* symbol) {
     llvm::LLVMContext& ctx = m_.getContext();
     auto* ptr = llvm::PointerType::getUnqual(ctx);
-    entry_ = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), {ptr, ptr}, false),
+    entry_ = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), {ptr, ptr, ptr}, false),
                                     llvm::Function::ExternalLinkage, symbol, m_);
     entry_->getArg(0)->setName("slots");
     entry_->getArg(1)->setName("arena");
+    entry_->getArg(2)->setName("pool");
     entry_->addParamAttr(1, llvm::Attribute::NoAlias);
     b_ = std::make_unique<llvm::IRBuilder<>>(llvm::BasicBlock::Create(ctx, "entry", entry_));
     fail_ = llvm::BasicBlock::Create(ctx, "fail", entry_);
@@ -314,7 +448,7 @@ class FunctionEmitter {
     for (const FinalCopy& c : kp_.copies) emit_copy(c);
 
     b_->CreateRet(b_->getInt32(0));
-    p_.arena_bytes = std::max(p_.arena_bytes, kp_.arena_bytes);
+    p_.arena_bytes = std::max(p_.arena_bytes, scratch_offset() + scratch_bytes_);
     if (failures_.empty()) {
       fail_->eraseFromParent();
       return;
@@ -367,36 +501,44 @@ class FunctionEmitter {
     return nullptr;
   }
 
-  // `i32 @name(ptr noalias ...)`: one argument per distinct place the kernel reads or writes
-  // (an update in place reads and writes one), so no two arguments share memory.
+  // Scratch (packed GEMM operands) lives past the planned buffers; a kernel uses it only while
+  // it runs, so all share it.
+  int64_t scratch_offset() const { return (kp_.arena_bytes + 63) / 64 * 64; }
+
+  // `i32 @name(ptr noalias ..., ptr noalias scratch, ptr pool)`: one argument per distinct place
+  // the kernel reads or writes (an update in place reads and writes one), so no two arguments
+  // share memory.
   void emit_kernel(const std::string& name, const Kernel& kernel) {
     std::vector<Location> places;
-    std::map<ValueId, size_t> arg_of;
+    std::map<ValueId, unsigned> arg_of;
     auto add = [&](ValueId v) {
       Location l = kp_.locations[static_cast<size_t>(v)];
+      if (l.kind == Location::Assigned) l.kind = Location::Leaf;  // one slot: a param read and updated here
       auto it = std::find(places.begin(), places.end(), l);
-      arg_of[v] = static_cast<size_t>(it - places.begin());
+      arg_of[v] = static_cast<unsigned>(it - places.begin());
       if (it == places.end()) places.push_back(l);
     };
     for (ValueId v : kernel.inputs) add(v);
     for (ValueId v : kernel.outputs) add(v);
     llvm::LLVMContext& ctx = m_.getContext();
-    std::vector<llvm::Type*> params(places.size(), llvm::PointerType::getUnqual(ctx));
+    std::vector<llvm::Type*> params(places.size() + 2, llvm::PointerType::getUnqual(ctx));
     auto* fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), params, false),
                                       llvm::Function::InternalLinkage, name, m_);
-    for (unsigned i = 0; i < params.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
+    for (unsigned i = 0; i <= places.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
     fn->addFnAttr(llvm::Attribute::NoUnwind);
     KernelBuilder k(fn, [this](std::string message) {
       p_.errors.push_back(std::move(message));
       return static_cast<int32_t>(p_.errors.size());
     });
-    std::map<ValueId, Buffer> buffers;
-    for (auto [v, i] : arg_of) buffers[v] = Buffer{g_[v].type, fn->getArg(static_cast<unsigned>(i)), nullptr};
-    KernelBody(k, g_, kernel, std::move(buffers)).emit();
+    KernelBody body(k, g_, kernel, arg_of, static_cast<unsigned>(places.size()));
+    body.emit();
     k.b.CreateRet(k.status());
+    scratch_bytes_ = std::max(scratch_bytes_, body.scratch_bytes());
 
     std::vector<llvm::Value*> call_args;
     for (const Location& l : places) call_args.push_back(pointer(l));
+    call_args.push_back(b_->CreateConstInBoundsGEP1_64(b_->getInt8Ty(), entry_->getArg(1), static_cast<uint64_t>(scratch_offset())));
+    call_args.push_back(entry_->getArg(2));
     llvm::Value* status = b_->CreateCall(fn, call_args);
     if (!k.can_fail()) return;
     llvm::BasicBlock* ok = llvm::BasicBlock::Create(ctx, "ok", entry_);
@@ -454,6 +596,7 @@ class FunctionEmitter {
   llvm::BasicBlock* fail_ = nullptr;
   std::vector<std::pair<llvm::BasicBlock*, llvm::Value*>> failures_;
   std::map<int32_t, llvm::Value*> slot_ptrs_;
+  int64_t scratch_bytes_ = 0;
 };
 
 }  // namespace

@@ -1,11 +1,13 @@
 // Code emitters, one per op of the table: each writes the op's loop nest in LLVM IR, computing
 // what its interpreter kernel (interp/Kernels.cpp) computes, in the same order of accumulation,
-// but in the node's own dtype. Plain loops for now; fusion and tiling come in later passes.
+// but in the node's own dtype. Plain loops, except conv2d, pooling and their gradients: vector
+// tiles (codegen/ConvEmitters.cpp) that sum in an order of their own.
 #include <cmath>
 #include <limits>
 
 #include <llvm/IR/Intrinsics.h>
 
+#include "codegen/ConvEmitters.h"
 #include "codegen/KernelBuilder.h"
 
 namespace gradc::codegen {
@@ -23,12 +25,6 @@ void require_float(const Node& n, const Args& args, const Buffer& out) {
     fail(n.loc, "codegen: {} on i32 tensors is not supported by the JIT yet (the interpreter runs it)",
          op_info(n.op).name);
 }
-
-void fill(KernelBuilder& k, const Buffer& out, llvm::Value* v) {
-  k.loop(out.numel(), [&](llvm::Value* i) { k.store(out, i, v); });
-}
-
-llvm::Value* zero(KernelBuilder& k, DType dt) { return llvm::Constant::getNullValue(k.elem(dt)); }
 
 // Views a shape as [outer, len, inner] around `axis`, for row-wise ops.
 struct Rows {
@@ -86,56 +82,6 @@ llvm::Value* class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t 
   k.fail_if(bad, fmt::format("{}{} {} out of range [0, {})", where.empty() ? "" : where + ": ", op_info(n.op).name,
                              what, classes));
   return k.b.CreateSExt(k.b.CreateSelect(bad, k.b.getInt32(0), id), k.b.getInt64Ty());
-}
-
-// The loops of conv2d, shared by its adjoints (interp's conv_loops): f(x_at, w_at, y_at) for
-// every product that contributes, skipping positions in the zero padding.
-void conv_loops(KernelBuilder& k, const Shape& xs, const Shape& ws, const Shape& ys, const Attrs& attrs,
-                const std::function<void(llvm::Value*, llvm::Value*, llvm::Value*)>& f) {
-  const std::vector<int64_t>& s = attrs.get("stride").as_ints();
-  const std::vector<int64_t>& p = attrs.get("padding").as_ints();
-  auto& b = k.b;
-  auto in_range = [&](llvm::Value* v, int64_t hi) {
-    return b.CreateAnd(b.CreateICmpSGE(v, k.index(0)), b.CreateICmpSLT(v, k.index(hi)));
-  };
-  k.loops({ys[0], ys[1], ws[1], ws[2], ws[3], ys[2]}, [&](const Values& v) {
-    llvm::Value *n = v[0], *o = v[1], *c = v[2], *i = v[3], *j = v[4], *oy = v[5];
-    llvm::Value* w_at = k.offset({o, c, i, j}, strides_of(ws));
-    llvm::Value* iy = b.CreateSub(b.CreateAdd(b.CreateMul(oy, k.index(s[0])), i), k.index(p[0]));
-    k.if_then(in_range(iy, xs[2]), [&] {
-      k.loop(ys[3], [&](llvm::Value* ox) {
-        llvm::Value* ix = b.CreateSub(b.CreateAdd(b.CreateMul(ox, k.index(s[1])), j), k.index(p[1]));
-        k.if_then(in_range(ix, xs[3]), [&] {
-          f(k.offset({n, c, iy, ix}, strides_of(xs)), w_at, k.offset({n, o, oy, ox}, strides_of(ys)));
-        });
-      });
-    });
-  });
-}
-
-// Every element of every pooling window (interp's pool_loops): f(x_at, y_at), and `window`
-// around each window (before it with first = true, after it with first = false).
-void pool_loops(KernelBuilder& k, const Shape& xs, const Shape& ys, const Attrs& attrs,
-                const std::function<void(llvm::Value*, llvm::Value*)>& f,
-                const std::function<void(llvm::Value*, bool first)>& window = nullptr) {
-  const std::vector<int64_t>& kern = attrs.get("kernel").as_ints();
-  const std::vector<int64_t>& s = attrs.get("stride").as_ints();
-  auto& b = k.b;
-  k.loops({ys[0] * ys[1], ys[2], ys[3]}, [&](const Values& v) {
-    llvm::Value* y_at = k.offset(v, {ys[2] * ys[3], ys[3], 1});
-    if (window) window(y_at, true);
-    k.loops({kern[0], kern[1]}, [&](const Values& w) {
-      llvm::Value* row = b.CreateAdd(b.CreateMul(v[1], k.index(s[0])), w[0]);
-      llvm::Value* col = b.CreateAdd(b.CreateMul(v[2], k.index(s[1])), w[1]);
-      f(k.offset({v[0], row, col}, {xs[2] * xs[3], xs[3], 1}), y_at);
-    });
-    if (window) window(y_at, false);
-  });
-}
-
-// out[at] += v
-void accumulate(KernelBuilder& k, const Buffer& out, llvm::Value* at, llvm::Value* v) {
-  k.store(out, at, k.b.CreateFAdd(k.load(out, at), v));
 }
 
 }  // namespace
@@ -264,85 +210,21 @@ static void loops_bce_with_logits(KernelBuilder& k, const Node& n, const Args& a
   });
 }
 
-// ---- images, NCHW
-static void loops_conv2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  fill(k, out, zero(k, out.type.dtype));
-  conv_loops(k, a[0].type.shape, a[1].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
-    accumulate(k, out, y, k.b.CreateFMul(k.load(a[0], x), k.load(a[1], w)));
-  });
-}
-
-static void loops_maxpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  fill(k, out, k.real(out.type.dtype, -std::numeric_limits<double>::infinity()));
-  pool_loops(k, a[0].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
-    k.store(out, y, k.max_nan(k.load(out, y), k.load(a[0], x)));
-  });
-}
-
-static void loops_avgpool2d(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  const std::vector<int64_t>& kern = n.attrs.get("kernel").as_ints();
-  llvm::Value* share = k.real(out.type.dtype, 1.0 / static_cast<double>(kern[0] * kern[1]));
-  fill(k, out, zero(k, out.type.dtype));
-  pool_loops(k, a[0].type.shape, out.type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
-    accumulate(k, out, y, k.b.CreateFMul(k.load(a[0], x), share));
-  });
-}
-
+// ---- images, NCHW: vector loop nests of their own (codegen/ConvEmitters.cpp)
+#define IMAGE_OP(name)                                                                           \
+  static void loops_##name(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) { \
+    require_float(n, a, out);                                                                    \
+    vector_##name(k, n, a, out);                                                                 \
+  }
+IMAGE_OP(conv2d)
+IMAGE_OP(maxpool2d)
+IMAGE_OP(avgpool2d)
 // ---- building blocks of gradients
-static void loops_conv2d_input_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  fill(k, out, zero(k, out.type.dtype));
-  conv_loops(k, out.type.shape, a[1].type.shape, a[0].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
-    accumulate(k, out, x, k.b.CreateFMul(k.load(a[0], y), k.load(a[1], w)));
-  });
-}
-
-static void loops_conv2d_weight_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  fill(k, out, zero(k, out.type.dtype));
-  conv_loops(k, a[0].type.shape, out.type.shape, a[1].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* w, llvm::Value* y) {
-    accumulate(k, out, w, k.b.CreateFMul(k.load(a[1], y), k.load(a[0], x)));
-  });
-}
-
-// Each window's gradient goes to its first maximum (or first NaN), as the interpreter.
-static void loops_maxpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  const Buffer &x = a[0], &dy = a[1];
-  fill(k, out, zero(k, out.type.dtype));
-  auto& b = k.b;
-  llvm::Value *best = nullptr, *seen = nullptr;
-  pool_loops(
-      k, x.type.shape, dy.type.shape, n.attrs,
-      [&](llvm::Value* xi, llvm::Value*) {
-        llvm::Value *v = k.load(x, xi), *m = k.load(x, k.get(best));
-        llvm::Value* better = b.CreateOr(b.CreateOr(b.CreateNot(k.get(seen)), b.CreateFCmpOGT(v, m)),
-                                         b.CreateAnd(b.CreateFCmpUNO(v, v), b.CreateFCmpORD(m, m)));
-        k.set(best, b.CreateSelect(better, xi, k.get(best)));
-        k.set(seen, b.getTrue());
-      },
-      [&](llvm::Value* y, bool first) {
-        if (first) {
-          best = k.local(k.index(0));
-          seen = k.local(b.getFalse());
-        } else {
-          accumulate(k, out, k.get(best), k.load(dy, y));
-        }
-      });
-}
-
-static void loops_avgpool2d_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
-  require_float(n, a, out);
-  const std::vector<int64_t>& kern = n.attrs.get("kernel").as_ints();
-  llvm::Value* share = k.real(out.type.dtype, 1.0 / static_cast<double>(kern[0] * kern[1]));
-  fill(k, out, zero(k, out.type.dtype));
-  pool_loops(k, out.type.shape, a[0].type.shape, n.attrs, [&](llvm::Value* x, llvm::Value* y) {
-    accumulate(k, out, x, k.b.CreateFMul(k.load(a[0], y), share));
-  });
-}
+IMAGE_OP(conv2d_input_grad)
+IMAGE_OP(conv2d_weight_grad)
+IMAGE_OP(maxpool2d_grad)
+IMAGE_OP(avgpool2d_grad)
+#undef IMAGE_OP
 
 std::pair<llvm::Value*, llvm::Value*> row_max_and_log_sum(KernelBuilder& k, const Buffer& x, int64_t len,
                                                            llvm::Value* base) {

@@ -40,27 +40,34 @@ std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed) {
   return out;
 }
 
-BenchReport bench(const Graph& spec, int64_t steps, int runs) {
+BenchReport bench(const Graph& spec, const BenchOptions& options) {
   BenchReport r;
   Model model = compile(spec);
   r.compile_ms = model.compile_ms;
   r.arena_bytes = model.arena_bytes;
-  Session session(model);
+  r.gemm_flops = step_gemm_flops(spec);
+  Session session(model, {.threads = options.threads});
+  r.threads = session.threads();
   std::map<std::string, Tensor> inputs = random_inputs(spec, 0);
   Feeds feeds;
   for (const auto& [name, t] : inputs) feeds.emplace(name, TensorView(t));
   bool train = model.train_step != nullptr;
   auto run = [&] { train ? (void)session.step(feeds) : (void)session.predict(feeds); };
-  for (int64_t i = 0; i < std::max<int64_t>(steps / 10, 1); ++i) run();  // warm caches and pages
-  for (int k = 0; k < runs; ++k) {
+  for (int64_t i = 0; i < std::max<int64_t>(options.steps / 10, 1); ++i) run();  // warm caches and pages
+  for (int k = 0; k < std::max(options.runs, 1); ++k) {
     auto start = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < steps; ++i) run();
+    for (int64_t i = 0; i < options.steps; ++i) run();
     double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
-    r.us_per_step.push_back(us / static_cast<double>(steps));
+    r.us_per_step.push_back(us / static_cast<double>(options.steps));
   }
   std::vector<double> sorted = r.us_per_step;
   std::sort(sorted.begin(), sorted.end());
   r.median_us = sorted[sorted.size() / 2];
+  r.gflops = r.gemm_flops / (r.median_us * 1e3);
+  if (options.peak) {  // after the step, so that the two do not share the cores
+    r.peak = measure_fma_peak(r.threads);
+    r.percent_of_peak = r.peak.gflops > 0 ? 100 * r.gflops / r.peak.gflops : 0;
+  }
   return r;
 }
 

@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 #include "codegen/Jit.h"
 #include "gradc/gradc.h"
@@ -16,9 +18,31 @@ namespace {
 
 bool trains(const Graph& g) { return g.minimize || !g.assigns.empty(); }
 
-KernelProgram planned(const Graph& g, bool fuse) {
+using Clock = std::chrono::steady_clock;
+using Phases = std::vector<std::pair<std::string, double>>;
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Times consecutive phases of a compile (when it is given somewhere to put them).
+class Stopwatch {
+ public:
+  explicit Stopwatch(Phases* phases = nullptr) : phases_(phases) {}
+  void lap(std::string phase) {
+    if (!phases_) return;
+    phases_->emplace_back(std::move(phase), ms_since(last_));
+    last_ = Clock::now();
+  }
+
+ private:
+  Phases* phases_;
+  Clock::time_point last_ = Clock::now();
+};
+
+KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_view which) {
   KernelProgram p = gradc::fuse(g, {.fuse = fuse});
+  watch.lap(fmt::format("{} fusion", which));
   plan_memory(p);
+  watch.lap(fmt::format("{} memory plan", which));
   return p;
 }
 
@@ -40,12 +64,53 @@ void check_fits(const KernelProgram* train, const KernelProgram& predict) {
          g.name, need, static_cast<double>(need) / (1 << 30), have, static_cast<double>(have) / (1 << 30));
 }
 
-codegen::EmittedModule emit(const Graph& g) {
+codegen::EmittedModule emit(const Graph& g, Stopwatch watch = Stopwatch()) {
   std::optional<KernelProgram> train;
-  if (trains(g)) train = train_kernels(g);
-  KernelProgram predict = predict_kernels(g);
+  if (trains(g)) {
+    Graph simplified = simplified_graph(g);
+    watch.lap("train graph (autodiff, optimizer, simplify)");
+    train = planned(simplified, true, watch, "train");
+  }
+  Graph forward = predict_graph(g);
+  watch.lap("predict graph");
+  KernelProgram predict = planned(forward, true, watch, "predict");
   check_fits(train ? &*train : nullptr, predict);
-  return codegen::emit_module(train ? &*train : nullptr, predict);
+  codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict);
+  watch.lap("LLVM IR emission");
+  return m;
+}
+
+// GRADC_TIME_COMPILE=1 prints each compile's phases to stderr.
+void print_phases(const Model& m) {
+  const char* flag = std::getenv("GRADC_TIME_COMPILE");
+  if (!flag || !*flag || std::string_view(flag) == "0") return;
+  std::string text = fmt::format("gradc: compiled {} in {:.1f} ms ({})\n", m.name, m.compile_ms,
+                                 m.cached ? "cached object" : "compiled afresh");
+  for (const auto& [phase, ms] : m.compile_phases) text += fmt::format("  {:>8.2f} ms  {}\n", ms, phase);
+  std::fputs(text.c_str(), stderr);
+}
+
+// The compile of a parsed spec, its clock started (and phases timed) before parsing.
+Model compile_from(const Graph& g, const CompileOptions& options, Clock::time_point start, Phases phases) {
+  Model m;
+  codegen::EmittedModule module = emit(g, Stopwatch(&phases));
+  codegen::JitReport report;
+  static_cast<Program&>(m) = codegen::jit(
+      std::move(module), {.cache_dir = options.cache_dir.value_or(codegen::cache_dir_from_environment())}, &report);
+  m.spec = g;
+  m.cached = report.cached;
+  m.compile_ms = ms_since(start);
+  phases.insert(phases.end(), report.phases.begin(), report.phases.end());
+  m.compile_phases = std::move(phases);
+  print_phases(m);
+  return m;
+}
+
+template <typename Parse>
+Model parse_and_compile(Parse parse, const CompileOptions& options) {
+  Clock::time_point start = Clock::now();
+  Graph g = parse();
+  return compile_from(g, options, start, {{"parse", ms_since(start)}});
 }
 
 }  // namespace
@@ -61,23 +126,24 @@ Graph predict_graph(const Graph& g) {
 
 KernelProgram train_kernels(const Graph& g, bool fuse) {
   if (!trains(g)) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
-  return planned(simplified_graph(g), fuse);
+  Stopwatch untimed;
+  return planned(simplified_graph(g), fuse, untimed, "train");
 }
 
-KernelProgram predict_kernels(const Graph& g, bool fuse) { return planned(predict_graph(g), fuse); }
-
-Model compile(const Graph& g) {
-  auto start = std::chrono::steady_clock::now();
-  Model m;
-  static_cast<Program&>(m) = codegen::jit(emit(g));
-  m.spec = g;
-  m.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  return m;
+KernelProgram predict_kernels(const Graph& g, bool fuse) {
+  Stopwatch untimed;
+  return planned(predict_graph(g), fuse, untimed, "predict");
 }
 
-Model compile_file(const std::string& path) { return compile(load_spec_file(path)); }
+Model compile(const Graph& g, const CompileOptions& options) { return compile_from(g, options, Clock::now(), {}); }
 
-Model compile_string(std::string_view text, const std::string& file) { return compile(load_spec(text, file)); }
+Model compile_file(const std::string& path, const CompileOptions& options) {
+  return parse_and_compile([&] { return load_spec_file(path); }, options);
+}
+
+Model compile_string(std::string_view text, const std::string& file, const CompileOptions& options) {
+  return parse_and_compile([&] { return load_spec(text, file); }, options);
+}
 
 std::string Model::dump(Stage stage, bool dot) const { return gradc::dump(spec, stage, dot); }
 

@@ -116,12 +116,16 @@ int main(int argc, char** argv) {
   train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
   train->add_option("--log", train_options.log, "write a CSV of step,loss");
 
-  int64_t bench_steps = 200;
-  CLI::App* bench = app.add_subcommand("bench", "Compile a spec and time its train step on random inputs");
+  gradc::BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Compile a spec and time its train step on random inputs: us/step, GFLOP/s, % of the measured FMA peak");
   bench->add_option("SPEC", spec, "the model spec (.gir)")->required();
-  bench->add_option("--steps", bench_steps, "steps per timed run (5 runs; the median is reported)")
+  bench->add_option("--steps", bench_options.steps, "steps per timed run (5 runs; the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  bench->add_option("--threads", bench_options.threads, "threads a step may use (0: every core); the peak is measured on as many")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   try {
     app.parse(argc, argv);
@@ -151,10 +155,14 @@ int main(int argc, char** argv) {
     }
     if (bench->parsed()) {
       gradc::Graph g = gradc::load_spec_file(spec);
-      gradc::BenchReport r = gradc::bench(g, bench_steps);
+      gradc::BenchReport r = gradc::bench(g, bench_options);
       fmt::print("{}: {}\n", g.name, gradc::version_string());
-      fmt::print("compile: {:.0f} ms\narena: {} bytes\n", r.compile_ms, r.arena_bytes);
-      fmt::print("runs of {} steps, us/step: {:.1f}\n", bench_steps, fmt::join(r.us_per_step, ", "));
+      fmt::print("compile: {:.0f} ms\narena: {} bytes\nthreads: {}\n", r.compile_ms, r.arena_bytes, r.threads);
+      fmt::print("runs of {} steps, us/step: {:.1f}\n", bench_options.steps, fmt::join(r.us_per_step, ", "));
+      fmt::print("GEMM FLOPs/step: {:.4g} M (the step's matmuls and convs, 2 per multiply-add)\n", r.gemm_flops / 1e6);
+      fmt::print("GFLOP/s: {:.2f}\n", r.gflops);
+      fmt::print("peak: {:.1f} GFLOP/s ({} FMA, {} thread{}, measured now): {:.1f}% of peak\n", r.peak.gflops,
+                 r.peak.isa, r.peak.threads, r.peak.threads == 1 ? "" : "s", r.percent_of_peak);
       fmt::print("us/step: {:.1f}\n", r.median_us);
     }
     return 0;

@@ -128,7 +128,10 @@ void verify_or_throw(const Graph& g) {
   std::vector<Error> errors = verify(g);
   if (errors.empty()) return;
   std::string message = errors.front().message();
-  for (size_t i = 1; i < errors.size(); ++i) message += "\n" + std::string(errors[i].what());
+  for (size_t i = 1; i < errors.size(); ++i) {  // appended piecewise: GCC 12's -O3 warns (-Wrestrict) on "\n" + string
+    message += '\n';
+    message += errors[i].what();
+  }
   throw Error(errors.front().loc(), message);
 }
 

@@ -1,0 +1,35 @@
+// The loop nests of conv2d, its two adjoints and the pooling ops with their gradients, on
+// explicit LLVM vectors over the static shapes (OpEmitters.cpp's loops_* entries call these).
+//
+// Each spatial output row is cut into chunks of one vector register's lanes. A convolution
+// keeps a tile of outputs (several channels × several rows × one chunk) in registers over all
+// the input channels and kernel taps: per tap it loads one vector of an input row per output
+// row, broadcasts one weight per output channel and does a fused multiply-add for each pair.
+// The tile's shape is chosen from the kernel and the host's registers. Zero padding costs no
+// test per element: lanes that read outside a row are masked off in the load (constant masks,
+// a chunk's position being known here), and rows outside the input read a row of zeros. No
+// im2col buffer: nothing but the output is written, and no scratch memory is used. Sums run in
+// another order than the interpreter's (the tests allow 1e-5 in f32, 1e-12 in f64).
+#pragma once
+
+#include <vector>
+
+#include "codegen/KernelBuilder.h"
+
+namespace gradc::codegen {
+
+// y = conv2d(x, w): args {x [N, C, H, W], w [O, C, KH, KW]}, out [N, O, OH, OW].
+void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+// dx = conv2d_input_grad(dy, w), a correlation of dy with w that reads dy where conv2d wrote it.
+void vector_conv2d_input_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+// dw = conv2d_weight_grad(x, dy): one vector accumulator per weight and output row chunk,
+// reduced across its lanes at the end (in a fixed order: the same result on every run).
+void vector_conv2d_weight_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+
+// Pooling windows a chunk of outputs at a time, the taps in the interpreter's order.
+void vector_maxpool2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+void vector_avgpool2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+void vector_maxpool2d_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+void vector_avgpool2d_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+
+}  // namespace gradc::codegen

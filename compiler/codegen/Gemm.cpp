@@ -1,0 +1,160 @@
+#include "codegen/Gemm.h"
+
+#include <algorithm>
+
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/TargetParser/Host.h>
+
+namespace gradc::codegen {
+
+int64_t host_vector_lanes() {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto has = [&](const char* f) { return features.lookup(f); };
+  if (has("avx512f")) return 16;
+  if (has("avx2") && has("fma")) return 8;
+  return 4;
+}
+
+GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_transposed, bool b_transposed, int64_t lanes) {
+  GemmPlan p{batches, m, n, k, a_transposed, b_transposed, lanes};
+  // Accumulators take all but a few of the vector registers (32 with AVX-512, else 16): one or
+  // two vectors of B per row of the tile, as many rows as fit.
+  int64_t registers = lanes == 16 ? 32 : 16;
+  int64_t vectors = std::min<int64_t>((n + lanes - 1) / lanes, 2);
+  p.nr = vectors * lanes;
+  p.mr = std::clamp<int64_t>((registers - 8) / vectors, 1, m);
+  // A panel read straight from B strides over its rows by n floats: fine while that is short,
+  // but wide rows (or B transposed) would put every k in a different page and cache set.
+  p.pack_b = b_transposed || n > 64;
+  return p;
+}
+
+namespace {
+
+class GemmEmitter {
+ public:
+  GemmEmitter(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch)
+      : k_(k), ir_(k.b), p_(p), a_(a), b_(b), scratch_(scratch) {
+    f32_ = ir_.getFloatTy();
+    vec_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(p.lanes));
+    llvm::BasicBlock& entry = k.fn->getEntryBlock();
+    llvm::IRBuilder<> at_entry(&entry, entry.begin());
+    auto* tile = at_entry.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(p.mr * p.nr)));
+    tile->setAlignment(llvm::Align(64));
+    tile_ = tile;
+  }
+
+  void tasks(llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {
+    int64_t full = p_.n / p_.nr, rest = p_.n % p_.nr;
+    k_.loop(begin, end, [&](llvm::Value* t) {
+      llvm::Value* batch = ir_.CreateUDiv(t, k_.index(p_.panels()));
+      llvm::Value* panel = ir_.CreateURem(t, k_.index(p_.panels()));
+      llvm::Value* col0 = ir_.CreateMul(panel, k_.index(p_.nr));
+      llvm::Value* packed = p_.pack_b ? ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(t, k_.index(p_.k * p_.nr))) : nullptr;
+      auto run = [&](int64_t cols) { panel_code(batch, col0, cols, packed, epilogue); };
+      if (rest == 0) return run(p_.nr);
+      if (full == 0) return run(rest);
+      k_.if_else(ir_.CreateICmpULT(panel, k_.index(full)), [&] { run(p_.nr); }, [&] { run(rest); });
+    });
+  }
+
+ private:
+  // B's element (row p, column col) of this batch, as a flat index.
+  llvm::Value* b_at(llvm::Value* batch, llvm::Value* p, llvm::Value* col) {
+    llvm::Value* base = ir_.CreateMul(batch, k_.index(p_.k * p_.n));
+    return ir_.CreateAdd(base, p_.b_transposed ? k_.offset({col, p}, {p_.k, 1}) : k_.offset({p, col}, {p_.n, 1}));
+  }
+  llvm::Value* a_at(llvm::Value* batch, llvm::Value* row, llvm::Value* p) {
+    llvm::Value* base = ir_.CreateMul(batch, k_.index(p_.m * p_.k));
+    return ir_.CreateAdd(base, p_.a_transposed ? k_.offset({p, row}, {p_.m, 1}) : k_.offset({row, p}, {p_.k, 1}));
+  }
+  llvm::Value* load_f32(llvm::Value* base, llvm::Value* at) { return ir_.CreateLoad(f32_, ir_.CreateInBoundsGEP(f32_, base, at)); }
+
+  void panel_code(llvm::Value* batch, llvm::Value* col0, int64_t cols, llvm::Value* packed, const TileEpilogue& epilogue) {
+    if (packed) pack(batch, col0, cols, packed);
+    int64_t blocks = p_.m / p_.mr, rest = p_.m % p_.mr;
+    auto block = [&](llvm::Value* row0, int64_t rows) {
+      microkernel(batch, row0, rows, col0, cols, packed);
+      epilogue(batch, row0, rows, col0, cols, tile_);
+    };
+    k_.loop(blocks, [&](llvm::Value* i) { block(ir_.CreateMul(i, k_.index(p_.mr)), p_.mr); });
+    if (rest > 0) block(k_.index(blocks * p_.mr), rest);
+  }
+
+  // packed[p * nr + c] = B[p, col0 + c], zero past the last column.
+  void pack(llvm::Value* batch, llvm::Value* col0, int64_t cols, llvm::Value* packed) {
+    auto store = [&](llvm::Value* p, llvm::Value* c, llvm::Value* v) {
+      ir_.CreateStore(v, ir_.CreateInBoundsGEP(f32_, packed, k_.offset({p, c}, {p_.nr, 1})));
+    };
+    if (p_.b_transposed) {  // read along B's rows, which are our columns
+      k_.loop(cols, [&](llvm::Value* c) {
+        k_.loop(p_.k, [&](llvm::Value* p) { store(p, c, load_f32(b_, b_at(batch, p, ir_.CreateAdd(col0, c)))); });
+      });
+    } else {
+      k_.loop(p_.k, [&](llvm::Value* p) {
+        k_.loop(cols, [&](llvm::Value* c) { store(p, c, load_f32(b_, b_at(batch, p, ir_.CreateAdd(col0, c)))); });
+      });
+    }
+    if (cols < p_.nr)
+      k_.loop(p_.k, [&](llvm::Value* p) {
+        k_.loop(p_.nr - cols, [&](llvm::Value* c) { store(p, ir_.CreateAdd(c, k_.index(cols)), llvm::ConstantFP::get(f32_, 0.0)); });
+      });
+  }
+
+  // The vector v of B's row p within this panel (lanes past `cols` are zero).
+  llvm::Value* b_vector(llvm::Value* batch, llvm::Value* p, llvm::Value* col0, int64_t cols, llvm::Value* packed, int64_t v) {
+    if (packed) {
+      llvm::Value* at = ir_.CreateAdd(ir_.CreateMul(p, k_.index(p_.nr)), k_.index(v * p_.lanes));
+      return ir_.CreateAlignedLoad(vec_, ir_.CreateInBoundsGEP(f32_, packed, at), llvm::Align(static_cast<uint64_t>(p_.lanes * 4)));
+    }
+    int64_t valid = std::clamp<int64_t>(cols - v * p_.lanes, 0, p_.lanes);
+    if (valid == 0) return llvm::Constant::getNullValue(vec_);
+    llvm::Value* ptr = ir_.CreateInBoundsGEP(f32_, b_, b_at(batch, p, ir_.CreateAdd(col0, k_.index(v * p_.lanes))));
+    if (valid == p_.lanes) return ir_.CreateAlignedLoad(vec_, ptr, llvm::Align(4));
+    std::vector<llvm::Constant*> mask;
+    for (int64_t l = 0; l < p_.lanes; ++l) mask.push_back(ir_.getInt1(l < valid));
+    return ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), llvm::ConstantVector::get(mask), llvm::Constant::getNullValue(vec_));
+  }
+
+  // tile[r * nr + c] = sum over p of A[row0 + r, p] * B[p, col0 + c], for r < rows, in registers.
+  void microkernel(llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* packed) {
+    int64_t vectors = p_.nr / p_.lanes;
+    std::vector<llvm::Value*> acc;
+    for (int64_t i = 0; i < rows * vectors; ++i) acc.push_back(k_.local(llvm::Constant::getNullValue(vec_)));
+    std::vector<llvm::Value*> a_row;  // where row r of A starts (p = 0)
+    for (int64_t r = 0; r < rows; ++r) a_row.push_back(ir_.CreateAdd(row0, k_.index(r)));
+    k_.loop(p_.k, [&](llvm::Value* p) {
+      std::vector<llvm::Value*> bv;
+      for (int64_t v = 0; v < vectors; ++v) bv.push_back(b_vector(batch, p, col0, cols, packed, v));
+      for (int64_t r = 0; r < rows; ++r) {
+        llvm::Value* av = ir_.CreateVectorSplat(static_cast<unsigned>(p_.lanes), load_f32(a_, a_at(batch, a_row[static_cast<size_t>(r)], p)));
+        for (int64_t v = 0; v < vectors; ++v) {
+          llvm::Value* slot = acc[static_cast<size_t>(r * vectors + v)];
+          k_.set(slot, ir_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vec_}, {av, bv[static_cast<size_t>(v)], k_.get(slot)}));
+        }
+      }
+    });
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t v = 0; v < vectors; ++v) {
+        llvm::Value* at = ir_.CreateConstInBoundsGEP1_64(f32_, tile_, static_cast<uint64_t>(r * p_.nr + v * p_.lanes));
+        ir_.CreateAlignedStore(k_.get(acc[static_cast<size_t>(r * vectors + v)]), at, llvm::Align(static_cast<uint64_t>(p_.lanes * 4)));
+      }
+  }
+
+  KernelBuilder& k_;
+  llvm::IRBuilder<>& ir_;
+  const GemmPlan& p_;
+  llvm::Value *a_, *b_, *scratch_;
+  llvm::Type* f32_;
+  llvm::FixedVectorType* vec_;
+  llvm::Value* tile_;
+};
+
+}  // namespace
+
+void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
+                     llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {
+  GemmEmitter(k, p, a, b, scratch).tasks(begin, end, epilogue);
+}
+
+}  // namespace gradc::codegen

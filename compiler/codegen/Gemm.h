@@ -1,0 +1,45 @@
+// f32 GEMM of our own: register-tiled microkernels on LLVM vector types, sized from the static
+// shapes and the host's vector registers (BLIS's structure without its runtime dispatch).
+//
+// C[m, n] = A[m, k] · B[k, n], per batch, each operand possibly read transposed. The n columns
+// are cut into panels of `nr`; a task is one panel of one batch: it copies its panel of B to
+// scratch as k rows of nr contiguous floats (zero-padded) when B is transposed or wide, then for
+// every block of `mr` rows keeps the mr × nr results in vector registers over the whole k loop
+// (one B row of vectors and one broadcast of A per row, a fused multiply-add each), and hands
+// the finished tile to the caller's epilogue. Tasks share nothing but their inputs, so they may
+// run on any threads in any order with the same results: each result is summed over k in order.
+#pragma once
+
+#include <functional>
+
+#include "codegen/KernelBuilder.h"
+
+namespace gradc::codegen {
+
+struct GemmPlan {
+  int64_t batches = 1, m = 0, n = 0, k = 0;
+  bool a_transposed = false, b_transposed = false;
+  int64_t lanes = 16;      // floats in one vector register
+  int64_t mr = 1, nr = 16;  // the tile in registers; nr is a multiple of lanes
+  bool pack_b = false;     // copy each panel of B to scratch first
+
+  int64_t panels() const { return (n + nr - 1) / nr; }
+  int64_t tasks() const { return batches * panels(); }
+  int64_t scratch_bytes() const { return pack_b ? tasks() * k * nr * 4 : 0; }
+};
+
+// f32 lanes of the host's widest vector registers: 16 with AVX-512, 8 with AVX2, else 4.
+int64_t host_vector_lanes();
+
+GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_transposed, bool b_transposed, int64_t lanes);
+
+// Emits the code of one finished tile: `rows` × `cols` results (both known here) at
+// `tile[r * nr + c]`, for rows row0.. and columns col0.. of batch `batch`.
+using TileEpilogue = std::function<void(llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0,
+                                        int64_t cols, llvm::Value* tile)>;
+
+// Emits tasks [begin, end) of the plan into k's function. `scratch` has p.scratch_bytes().
+void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
+                     llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue);
+
+}  // namespace gradc::codegen
