@@ -41,22 +41,6 @@ const HostVectors& host_vectors() {
   return host;
 }
 
-// for (i = 0; i < n; ++i) body(i), a loop that LLVM leaves rolled: the bodies here are
-// unrolled already (every tap, every register of a tile), and unrolling them again only
-// lengthens compilation.
-void rolled_loop(KernelBuilder& k, int64_t n, const std::function<void(llvm::Value*)>& body) {
-  if (n <= 0) return;
-  k.loop(n, body);
-  llvm::BasicBlock* latch = k.b.GetInsertBlock()->getSinglePredecessor();
-  GRADC_ASSERT(latch, "a loop whose end has more than one predecessor");
-  llvm::LLVMContext& ctx = k.fn->getContext();
-  llvm::MDNode* no_unroll = llvm::MDNode::get(ctx, {llvm::MDString::get(ctx, "llvm.loop.unroll.disable")});
-  auto self = llvm::MDNode::getTemporary(ctx, {});
-  llvm::MDNode* id = llvm::MDNode::getDistinct(ctx, {self.get(), no_unroll});
-  id->replaceOperandWith(0, id);
-  latch->getTerminator()->setMetadata(llvm::LLVMContext::MD_loop, id);
-}
-
 // The lanes of one vector that touch memory, and the element offset (from a base) each touches.
 struct LaneMap {
   std::vector<int64_t> off;
@@ -250,7 +234,7 @@ void for_row_tiles(KernelBuilder& k, const AxisMap& map, int64_t per_tile, const
   for (int64_t phase = 0; phase < std::min(map.d, map.out); ++phase) {
     int64_t rows = (map.out - phase + map.d - 1) / map.d, full = rows / per_tile;
     if (full == 1) tile({phase, per_tile, k.index(0)});
-    else rolled_loop(k, full, [&](llvm::Value* i) { tile({phase, per_tile, k.b.CreateMul(i, k.index(per_tile))}); });
+    else k.rolled_loop(full, [&](llvm::Value* i) { tile({phase, per_tile, k.b.CreateMul(i, k.index(per_tile))}); });
     if (rows % per_tile) tile({phase, rows % per_tile, k.index(full * per_tile)});
   }
 }
@@ -293,7 +277,7 @@ void for_chunks(KernelBuilder& k, const AxisMap& map, int64_t lanes, const std::
     int64_t run = 0;
     while (q + run < chunks && interior(q + run)) ++run;
     if (run >= 2) {
-      rolled_loop(k, run, [&](llvm::Value* i) {
+      k.rolled_loop(run, [&](llvm::Value* i) {
         body({k.b.CreateMul(k.b.CreateAdd(i, k.index(q)), k.index(lanes)), std::nullopt, q * lanes, lanes});
       });
       q += run;
@@ -310,7 +294,7 @@ void for_chunks(KernelBuilder& k, const AxisMap& map, int64_t lanes, const std::
 void for_blocks(KernelBuilder& k, int64_t total, int64_t per_block, const std::function<void(llvm::Value*, int64_t)>& body) {
   int64_t full = total / per_block;
   if (full == 1) body(k.index(0), per_block);
-  else rolled_loop(k, full, [&](llvm::Value* i) { body(k.b.CreateMul(i, k.index(per_block)), per_block); });
+  else k.rolled_loop(full, [&](llvm::Value* i) { body(k.b.CreateMul(i, k.index(per_block)), per_block); });
   if (total % per_block) body(k.index(full * per_block), total % per_block);
 }
 
@@ -361,7 +345,7 @@ void correlate(KernelBuilder& k, const Correlation& c) {
                                          llvm::ConstantAggregateZero::get(zeros_type), "conv.zero_row");
   zeros->setAlignment(llvm::Align(64));
   llvm::Value* zero_row = b.CreateConstInBoundsGEP1_64(v.elem_, zeros, static_cast<uint64_t>(margin));
-  rolled_loop(k, c.batch, [&](llvm::Value* n) {
+  k.rolled_loop(c.batch, [&](llvm::Value* n) {
     llvm::Value* x_n = b.CreateMul(n, k.index(c.in_ch * H * W));
     for_blocks(k, c.out_ch, tile.channels, [&](llvm::Value* j0, int64_t channels) {
       for_row_tiles(k, c.rows, tile.rows, [&](const RowTile& rows) {
@@ -371,7 +355,7 @@ void correlate(KernelBuilder& k, const Correlation& c) {
           llvm::Value* col0 = column_base(k, c.cols, ch);
           std::vector<LaneMap> taps;
           for (int64_t kw = 0; kw < KW; ++kw) taps.push_back(src_columns(c.cols, ch, v.lanes, kw));
-          rolled_loop(k, c.in_ch, [&](llvm::Value* i) {
+          k.rolled_loop(c.in_ch, [&](llvm::Value* i) {
             llvm::Value* x_i = b.CreateAdd(x_n, b.CreateMul(i, k.index(H * W)));
             llvm::Value* w_i = b.CreateAdd(b.CreateMul(j0, k.index(c.w_strides[0])), b.CreateMul(i, k.index(c.w_strides[1])));
             for (int64_t kh = 0; kh < KH; ++kh) {
@@ -435,8 +419,8 @@ std::pair<AxisMap, AxisMap> pool_maps(const Node& n, const Shape& xs, const Shap
 // Calls window(base row index of x, y row offset, chunk) for every output row chunk of a pool.
 void pool_chunks(KernelBuilder& k, const AxisMap& rows, const AxisMap& cols, int64_t planes, int64_t lanes,
                  const std::function<void(llvm::Value* plane, llvm::Value* oy, const Chunk& ch)>& window) {
-  rolled_loop(k, planes, [&](llvm::Value* plane) {
-    rolled_loop(k, rows.out, [&](llvm::Value* oy) { for_chunks(k, cols, lanes, [&](const Chunk& ch) { window(plane, oy, ch); }); });
+  k.rolled_loop(planes, [&](llvm::Value* plane) {
+    k.rolled_loop(rows.out, [&](llvm::Value* oy) { for_chunks(k, cols, lanes, [&](const Chunk& ch) { window(plane, oy, ch); }); });
   });
 }
 
@@ -508,17 +492,17 @@ void vector_conv2d_weight_grad(KernelBuilder& k, const Node& n, const std::vecto
   // In registers: channels × KW accumulators, KW vectors of x, one of dy.
   int64_t per_block = std::clamp<int64_t>((host_vectors().registers - 4 - KW) / KW, 1, O);
   for_blocks(k, O, per_block, [&](llvm::Value* o0, int64_t channels) {
-    rolled_loop(k, C, [&](llvm::Value* c) {
+    k.rolled_loop(C, [&](llvm::Value* c) {
       for (int64_t kh = 0; kh < KH; ++kh) {
         int64_t lo = OH, hi = 0;  // the output rows that read row s·oh + kh − p inside x
         for (int64_t oh = 0; oh < OH; ++oh)
           if (rows.src(oh, kh)) lo = std::min(lo, oh), hi = std::max(hi, oh + 1);
         std::vector<llvm::Value*> acc;
         for (int64_t i = 0; i < channels * KW; ++i) acc.push_back(k.local(v.zero()));
-        rolled_loop(k, N, [&](llvm::Value* nn) {
+        k.rolled_loop(N, [&](llvm::Value* nn) {
           llvm::Value* x_c = b.CreateMul(b.CreateAdd(b.CreateMul(nn, k.index(C)), c), k.index(H * W));
           llvm::Value* dy_o = b.CreateAdd(b.CreateMul(nn, k.index(O)), o0);
-          rolled_loop(k, hi - lo, [&](llvm::Value* i) {
+          k.rolled_loop(hi - lo, [&](llvm::Value* i) {
             llvm::Value* oh = b.CreateAdd(i, k.index(lo));
             llvm::Value* src = b.CreateAdd(b.CreateMul(oh, k.index(rows.a)), k.index(kh * rows.b + rows.c));
             llvm::Value* x_row = b.CreateAdd(x_c, b.CreateMul(src, k.index(W)));

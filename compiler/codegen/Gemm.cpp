@@ -23,9 +23,20 @@ GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_tran
   int64_t vectors = std::min<int64_t>((n + lanes - 1) / lanes, 2);
   p.nr = vectors * lanes;
   p.mr = std::clamp<int64_t>((registers - 8) / vectors, 1, m);
+  // A tile height that divides m (if one is at least half the most that fits) leaves no
+  // remainder block, whose microkernel would be a second copy of the code to compile.
+  for (int64_t mr = p.mr; mr * 2 >= p.mr && mr > 1; --mr)
+    if (m % mr == 0) {
+      p.mr = mr;
+      break;
+    }
   // A panel read straight from B strides over its rows by n floats: fine while that is short,
   // but wide rows (or B transposed) would put every k in a different page and cache set.
   p.pack_b = b_transposed || n > 64;
+  // Every panel reads all of A: when there are several, one copy of A in the order the
+  // microkernel reads it (mr floats per k, contiguous) saves each a walk over mr rows that may
+  // sit 4 KiB apart, in one cache set.
+  p.pack_a = p.panels() >= 2;
   return p;
 }
 
@@ -44,13 +55,29 @@ class GemmEmitter {
     tile_ = tile;
   }
 
+  // scratch[((batch * blocks + i / mr) * k + p) * mr + i % mr] = A[i, p]; rows past m stay unset
+  // (the microkernel of the last block reads only its rows).
+  void pack_a() {
+    k_.loop(p_.batches, [&](llvm::Value* batch) {
+      k_.loop(p_.m, [&](llvm::Value* i) {
+        llvm::Value* block = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), ir_.CreateUDiv(i, k_.index(p_.mr)));
+        llvm::Value* base = ir_.CreateAdd(ir_.CreateMul(block, k_.index(p_.k * p_.mr)), ir_.CreateURem(i, k_.index(p_.mr)));
+        k_.loop(p_.k, [&](llvm::Value* p) {
+          llvm::Value* to = ir_.CreateAdd(base, ir_.CreateMul(p, k_.index(p_.mr)));
+          ir_.CreateStore(load_f32(a_, a_at(batch, i, p)), ir_.CreateInBoundsGEP(f32_, scratch_, to));
+        });
+      });
+    });
+  }
+
   void tasks(llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {
     int64_t full = p_.n / p_.nr, rest = p_.n % p_.nr;
     k_.loop(begin, end, [&](llvm::Value* t) {
       llvm::Value* batch = ir_.CreateUDiv(t, k_.index(p_.panels()));
       llvm::Value* panel = ir_.CreateURem(t, k_.index(p_.panels()));
       llvm::Value* col0 = ir_.CreateMul(panel, k_.index(p_.nr));
-      llvm::Value* packed = p_.pack_b ? ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(t, k_.index(p_.k * p_.nr))) : nullptr;
+      llvm::Value* panels = ir_.CreateInBoundsGEP(f32_, scratch_, k_.index(p_.packed_a_floats()));
+      llvm::Value* packed = p_.pack_b ? ir_.CreateInBoundsGEP(f32_, panels, ir_.CreateMul(t, k_.index(p_.k * p_.nr))) : nullptr;
       auto run = [&](int64_t cols) { panel_code(batch, col0, cols, packed, epilogue); };
       if (rest == 0) return run(p_.nr);
       if (full == 0) return run(rest);
@@ -77,7 +104,7 @@ class GemmEmitter {
       microkernel(batch, row0, rows, col0, cols, packed);
       epilogue(batch, row0, rows, col0, cols, tile_);
     };
-    k_.loop(blocks, [&](llvm::Value* i) { block(ir_.CreateMul(i, k_.index(p_.mr)), p_.mr); });
+    k_.rolled_loop(blocks, [&](llvm::Value* i) { block(ir_.CreateMul(i, k_.index(p_.mr)), p_.mr); });
     if (rest > 0) block(k_.index(blocks * p_.mr), rest);
   }
 
@@ -123,11 +150,19 @@ class GemmEmitter {
     for (int64_t i = 0; i < rows * vectors; ++i) acc.push_back(k_.local(llvm::Constant::getNullValue(vec_)));
     std::vector<llvm::Value*> a_row;  // where row r of A starts (p = 0)
     for (int64_t r = 0; r < rows; ++r) a_row.push_back(ir_.CreateAdd(row0, k_.index(r)));
-    k_.loop(p_.k, [&](llvm::Value* p) {
+    // The packed block of these rows: row0 / mr within this batch's blocks.
+    llvm::Value* a_block = nullptr;
+    if (p_.pack_a) {
+      llvm::Value* block = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), ir_.CreateUDiv(row0, k_.index(p_.mr)));
+      a_block = ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(block, k_.index(p_.k * p_.mr)));
+    }
+    k_.rolled_loop(p_.k, [&](llvm::Value* p) {  // a tile's worth of FMAs per trip already
       std::vector<llvm::Value*> bv;
       for (int64_t v = 0; v < vectors; ++v) bv.push_back(b_vector(batch, p, col0, cols, packed, v));
       for (int64_t r = 0; r < rows; ++r) {
-        llvm::Value* av = ir_.CreateVectorSplat(static_cast<unsigned>(p_.lanes), load_f32(a_, a_at(batch, a_row[static_cast<size_t>(r)], p)));
+        llvm::Value* a_value = a_block ? load_f32(a_block, ir_.CreateAdd(ir_.CreateMul(p, k_.index(p_.mr)), k_.index(r)))
+                                       : load_f32(a_, a_at(batch, a_row[static_cast<size_t>(r)], p));
+        llvm::Value* av = ir_.CreateVectorSplat(static_cast<unsigned>(p_.lanes), a_value);
         for (int64_t v = 0; v < vectors; ++v) {
           llvm::Value* slot = acc[static_cast<size_t>(r * vectors + v)];
           k_.set(slot, ir_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vec_}, {av, bv[static_cast<size_t>(v)], k_.get(slot)}));
@@ -151,6 +186,10 @@ class GemmEmitter {
 };
 
 }  // namespace
+
+void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* scratch) {
+  if (p.pack_a) GemmEmitter(k, p, a, nullptr, scratch).pack_a();
+}
 
 void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
                      llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {

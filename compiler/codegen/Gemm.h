@@ -22,10 +22,13 @@ struct GemmPlan {
   int64_t lanes = 16;      // floats in one vector register
   int64_t mr = 1, nr = 16;  // the tile in registers; nr is a multiple of lanes
   bool pack_b = false;     // copy each panel of B to scratch first
+  bool pack_a = false;     // copy A to scratch first, as blocks of k rows of mr floats
 
   int64_t panels() const { return (n + nr - 1) / nr; }
   int64_t tasks() const { return batches * panels(); }
-  int64_t scratch_bytes() const { return pack_b ? tasks() * k * nr * 4 : 0; }
+  int64_t row_blocks() const { return (m + mr - 1) / mr; }
+  int64_t packed_a_floats() const { return pack_a ? batches * row_blocks() * k * mr : 0; }
+  int64_t scratch_bytes() const { return (packed_a_floats() + (pack_b ? tasks() * k * nr : 0)) * 4; }
 };
 
 // f32 lanes of the host's widest vector registers: 16 with AVX-512, 8 with AVX2, else 4.
@@ -37,6 +40,9 @@ GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_tran
 // `tile[r * nr + c]`, for rows row0.. and columns col0.. of batch `batch`.
 using TileEpilogue = std::function<void(llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0,
                                         int64_t cols, llvm::Value* tile)>;
+
+// Emits the copy of A that the tasks read when p.pack_a (before the tasks run; it is shared).
+void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* scratch);
 
 // Emits tasks [begin, end) of the plan into k's function. `scratch` has p.scratch_bytes().
 void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,

@@ -50,6 +50,19 @@ void KernelBuilder::loop(int64_t n, const std::function<void(llvm::Value*)>& bod
   b.SetInsertPoint(after);
 }
 
+void KernelBuilder::rolled_loop(int64_t n, const std::function<void(llvm::Value*)>& body) {
+  if (n <= 0) return;
+  loop(n, body);
+  llvm::BasicBlock* latch = b.GetInsertBlock()->getSinglePredecessor();
+  GRADC_ASSERT(latch, "a loop whose end has more than one predecessor");
+  llvm::LLVMContext& ctx = fn->getContext();
+  llvm::MDNode* no_unroll = llvm::MDNode::get(ctx, {llvm::MDString::get(ctx, "llvm.loop.unroll.disable")});
+  auto self = llvm::MDNode::getTemporary(ctx, {});
+  llvm::MDNode* id = llvm::MDNode::getDistinct(ctx, {self.get(), no_unroll});
+  id->replaceOperandWith(0, id);
+  latch->getTerminator()->setMetadata(llvm::LLVMContext::MD_loop, id);
+}
+
 void KernelBuilder::loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
   llvm::LLVMContext& ctx = fn->getContext();
   llvm::BasicBlock* before = b.GetInsertBlock();

@@ -44,6 +44,9 @@ class KernelBuilder {
 
   // for (i = 0; i < n; ++i) body(i), as an LLVM loop over an i64 counter (nothing when n == 0).
   void loop(int64_t n, const std::function<void(llvm::Value*)>& body);
+  // The same, a loop that LLVM leaves rolled: for bodies unrolled already (every register of a
+  // tile), which unrolling again would only make slower to compile.
+  void rolled_loop(int64_t n, const std::function<void(llvm::Value*)>& body);
   // for (i = begin; i < end; ++i) body(i), bounds known only when the code runs.
   void loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
   // Nested loops over every index of `shape`, row-major (the body once for a scalar).

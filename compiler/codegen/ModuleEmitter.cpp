@@ -198,6 +198,7 @@ class KernelBody {
     GemmPlan plan = plan_gemm(batches, m, n, kk, kernel_.a_transposed, kernel_.b_transposed, host_vector_lanes());
     scratch_bytes_ = plan.scratch_bytes();
     start_reductions();
+    emit_gemm_pack_a(k_, plan, k_.fn->getArg(arg_of_.at(kernel_.a)), k_.fn->getArg(places_));
 
     llvm::LLVMContext& ctx = k_.fn->getContext();
     llvm::Module& mod = *k_.fn->getParent();
@@ -217,7 +218,7 @@ class KernelBody {
                     tasks->getArg(places_), tasks->getArg(places_ + 1), tasks->getArg(places_ + 2),
                     [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
                       auto& ir = tk.b;
-                      tk.loop(rows, [&](llvm::Value* r) {
+                      tk.rolled_loop(rows, [&](llvm::Value* r) {
                         tk.loop(cols, [&](llvm::Value* c) {
                           llvm::Value* v = ir.CreateLoad(ir.getFloatTy(), ir.CreateInBoundsGEP(ir.getFloatTy(), tile, tk.offset({r, c}, {plan.nr, 1})));
                           inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, c)}, v);
