@@ -230,6 +230,12 @@ class KernelBody {
     auto& ir = k_.b;
     std::vector<llvm::Value*> args;
     for (unsigned i = 0; i <= places_; ++i) args.push_back(k_.fn->getArg(i));
+    auto all_tasks_here = [&] {
+      std::vector<llvm::Value*> all = args;
+      all.push_back(k_.index(0));
+      all.push_back(k_.index(plan.tasks()));
+      return ir.CreateCall(tasks, all);
+    };
     llvm::Value* status;
     if (parallel_safe() && plan.tasks() > 1 && kernel_.flops >= kParallelFlops) {
       // ctx: the pointers the tasks take; a task function unpacks them for the pool's threads.
@@ -246,16 +252,9 @@ class KernelBody {
         unpacked.push_back(task->getArg(2));
         tb.CreateRet(tb.CreateCall(tasks, unpacked));
       }
-      status = parallel_for(task, ctx_array, plan.tasks(), [&] {
-        std::vector<llvm::Value*> all = args;
-        all.push_back(k_.index(0));
-        all.push_back(k_.index(plan.tasks()));
-        return ir.CreateCall(tasks, all);
-      });
+      status = parallel_for(task, ctx_array, plan.tasks(), all_tasks_here);
     } else {
-      args.push_back(k_.index(0));
-      args.push_back(k_.index(plan.tasks()));
-      status = ir.CreateCall(tasks, args);
+      status = all_tasks_here();
     }
     if (tk.can_fail()) k_.propagate(status);
     finish_reductions();
@@ -294,11 +293,8 @@ class KernelBody {
   // out[b, i, :] row by row: the products summed in p order (as the interpreter), then the
   // epilogue members at each element of the row.
   void matmul_scalar() {
-    const Shape& d = kernel_.domain;
-    bool batched = d.size() == 3;
-    int64_t batches = batched ? d[0] : 1, m = d[d.size() - 2], n = d.back();
-    const Shape& as = g_[kernel_.a].type.shape;
-    int64_t kk = kernel_.a_transposed ? as[as.size() - 2] : as.back();
+    bool batched = kernel_.domain.size() == 3;
+    auto [batches, m, n, kk] = matmul_shape();
     const Buffer &a = buffer(kernel_.a), &b = buffer(kernel_.b);
     DType dt = g_[kernel_.members[0]].type.dtype;
     if (dt == DType::I32) fail(g_[kernel_.members[0]].loc, "codegen: matmul on i32 tensors is not supported by the JIT yet");
