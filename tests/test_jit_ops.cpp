@@ -30,6 +30,15 @@ std::vector<std::string> specs() {
                         "minimum(q, p)", "pow(add(square(p), 0.5), q)", "add(p, 2)"})
     s.push_back(weighted(kPQ, e, "[3, 4]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\nparam b : f32[2, 4, 5]\n", "matmul(a, b)", "[2, 3, 5]"));
+  // GEMM epilogues on whole vectors (32 columns: 2 vectors of 16, 4 of 8): a bias, a libm call
+  // lane by lane, scalars, a column sum (lanes to lanes) and a row sum (lanes one by one).
+  const std::string kAB = "param a : f32[5, 7]\nparam b : f32[7, 32]\nparam c : f32[32]\nparam s : f32[]\n";
+  s.push_back(weighted(kAB, "tanh(mul(add(matmul(a, b), c), exp(s)))", "[5, 32]"));
+  s.push_back(weighted(kAB, "sum(relu(sub(matmul(a, b), c)), axes=[0])", "[32]"));
+  s.push_back(weighted(kAB, "sum(mul(matmul(a, b), sigmoid(matmul(a, b))), axes=[1])", "[5]"));
+  s.push_back(weighted(kAB, "div(matmul(transpose(b, perm=[1, 0]), transpose(a, perm=[1, 0])), add(square(s), 1))", "[32, 5]"));
+  s.push_back(weighted("param a : f32[2, 3, 7]\nparam b : f32[2, 7, 32]\nparam c : f32[2, 3, 1]\n",
+                       "maximum(matmul(a, b), c)", "[2, 3, 32]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
   s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));

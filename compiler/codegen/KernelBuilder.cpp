@@ -18,7 +18,51 @@ llvm::Type* KernelBuilder::elem(DType dt) {
   return nullptr;
 }
 
-llvm::Value* KernelBuilder::real(DType dt, double v) { return llvm::ConstantFP::get(elem(dt), v); }
+llvm::Value* KernelBuilder::real(DType dt, double v) {
+  llvm::Type* t = elem(dt);
+  return llvm::ConstantFP::get(lanes_ ? llvm::FixedVectorType::get(t, static_cast<unsigned>(lanes_)) : t, v);
+}
+
+llvm::Value* KernelBuilder::splat(llvm::Value* v) {
+  return lanes_ && !v->getType()->isVectorTy() ? b.CreateVectorSplat(static_cast<unsigned>(lanes_), v) : v;
+}
+
+llvm::Value* KernelBuilder::lane_mask(int64_t valid) {
+  std::vector<llvm::Constant*> bits;
+  for (int64_t l = 0; l < lanes_; ++l) bits.push_back(b.getInt1(l < valid));
+  return llvm::ConstantVector::get(bits);
+}
+
+llvm::Value* KernelBuilder::load_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid) {
+  if (buf.constant || stride == 0) return splat(load(buf, first));
+  llvm::Type* t = elem(buf.type.dtype);
+  auto* vt = llvm::FixedVectorType::get(t, static_cast<unsigned>(lanes_));
+  llvm::Align align(t->getPrimitiveSizeInBits() / 8);
+  llvm::Value* ptr = b.CreateInBoundsGEP(t, buf.ptr, first);
+  if (stride == 1 && valid == lanes_) return b.CreateAlignedLoad(vt, ptr, align);
+  llvm::Value* zeros = llvm::Constant::getNullValue(vt);
+  if (stride == 1) return b.CreateMaskedLoad(vt, ptr, align, lane_mask(valid), zeros);
+  std::vector<llvm::Constant*> steps;
+  for (int64_t l = 0; l < lanes_; ++l) steps.push_back(b.getInt64(static_cast<uint64_t>(l * stride)));
+  return b.CreateMaskedGather(vt, b.CreateInBoundsGEP(t, ptr, llvm::ConstantVector::get(steps)), align, lane_mask(valid), zeros);
+}
+
+void KernelBuilder::store_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid, llvm::Value* v) {
+  GRADC_ASSERT(buf.ptr && stride != 0, "a vector store into a constant or a broadcast");
+  llvm::Type* t = elem(buf.type.dtype);
+  llvm::Align align(t->getPrimitiveSizeInBits() / 8);
+  llvm::Value* ptr = b.CreateInBoundsGEP(t, buf.ptr, first);
+  v = splat(v);
+  if (stride == 1 && valid == lanes_) {
+    b.CreateAlignedStore(v, ptr, align);
+  } else if (stride == 1) {
+    b.CreateMaskedStore(v, ptr, align, lane_mask(valid));
+  } else {
+    std::vector<llvm::Constant*> steps;
+    for (int64_t l = 0; l < lanes_; ++l) steps.push_back(b.getInt64(static_cast<uint64_t>(l * stride)));
+    b.CreateMaskedScatter(v, b.CreateInBoundsGEP(t, ptr, llvm::ConstantVector::get(steps)), align, lane_mask(valid));
+  }
+}
 
 llvm::Value* KernelBuilder::load(const Buffer& buf, llvm::Value* flat) {
   if (buf.constant) return buf.constant;
@@ -158,10 +202,14 @@ llvm::Value* KernelBuilder::min_nan(llvm::Value* a, llvm::Value* c) {
 }
 
 llvm::Value* KernelBuilder::call_libm(const char* f32_name, const char* f64_name, llvm::Value* x) {
-  llvm::Type* t = x->getType();
+  auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(x->getType());
+  llvm::Type* t = vt ? vt->getElementType() : x->getType();
   llvm::FunctionCallee f =
       fn->getParent()->getOrInsertFunction(t->isFloatTy() ? f32_name : f64_name, llvm::FunctionType::get(t, {t}, false));
-  return b.CreateCall(f, {x});
+  if (!vt) return b.CreateCall(f, {x});
+  llvm::Value* out = llvm::PoisonValue::get(vt);  // lane by lane: libm has no vector entry points
+  for (unsigned l = 0; l < vt->getNumElements(); ++l) out = b.CreateInsertElement(out, b.CreateCall(f, {b.CreateExtractElement(x, l)}), l);
+  return out;
 }
 
 std::vector<int64_t> strides_of(const Shape& shape) {

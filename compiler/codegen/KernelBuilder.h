@@ -78,7 +78,19 @@ class KernelBuilder {
   llvm::Value* min_nan(llvm::Value* a, llvm::Value* c);
   llvm::Value* call_libm(const char* f32_name, const char* f64_name, llvm::Value* x);  // tanh and friends
 
+  // Vector mode: while lanes() > 0, real() makes splats and call_libm works lane by lane, so that
+  // an op's scalar code computes `lanes` consecutive elements at once (GEMM epilogues do this).
+  void set_lanes(int64_t n) { lanes_ = n; }
+  int64_t lanes() const { return lanes_; }
+  llvm::Value* splat(llvm::Value* v);  // v broadcast to the lanes, unless it is a vector already
+  // Elements first + l * stride of `buf` for l < valid, the other lanes zero: one vector load
+  // when stride is 1, one scalar load broadcast when it is 0, else a gather.
+  llvm::Value* load_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid);
+  void store_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid, llvm::Value* v);
+
  private:
+  llvm::Value* lane_mask(int64_t valid);
+  int64_t lanes_ = 0;
   std::function<int32_t(std::string)> error_code_;
   std::map<llvm::Value*, llvm::Type*> local_types_;
   llvm::Value* status_ = nullptr;
