@@ -37,6 +37,9 @@ GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_tran
   // microkernel reads it (mr floats per k, contiguous) saves each a walk over mr rows that may
   // sit 4 KiB apart, in one cache set.
   p.pack_a = p.panels() >= 2;
+  // About 32 KiB of B per chunk (L1 holds 48 KiB here, with A's and the sums' lines beside it).
+  int64_t kc_max = std::max<int64_t>(32 * 1024 / (p.nr * 4), 16);
+  p.kc = p.k <= kc_max ? std::max<int64_t>(p.k, 1) : (p.k + (p.k + kc_max - 1) / kc_max - 1) / ((p.k + kc_max - 1) / kc_max);
   return p;
 }
 
@@ -78,7 +81,12 @@ class GemmEmitter {
       llvm::Value* col0 = ir_.CreateMul(panel, k_.index(p_.nr));
       llvm::Value* panels = ir_.CreateInBoundsGEP(f32_, scratch_, k_.index(p_.packed_a_floats()));
       llvm::Value* packed = p_.pack_b ? ir_.CreateInBoundsGEP(f32_, panels, ir_.CreateMul(t, k_.index(p_.k * p_.nr))) : nullptr;
-      auto run = [&](int64_t cols) { panel_code(batch, col0, cols, packed, epilogue); };
+      llvm::Value* sums = nullptr;
+      if (p_.chunks() > 1) {
+        llvm::Value* all = ir_.CreateInBoundsGEP(f32_, scratch_, k_.index(p_.packed_a_floats() + p_.packed_b_floats()));
+        sums = ir_.CreateInBoundsGEP(f32_, all, ir_.CreateMul(t, k_.index(p_.row_blocks() * p_.mr * p_.nr)));
+      }
+      auto run = [&](int64_t cols) { panel_code(batch, col0, cols, packed, sums, epilogue); };
       if (rest == 0) return run(p_.nr);
       if (full == 0) return run(rest);
       k_.if_else(ir_.CreateICmpULT(panel, k_.index(full)), [&] { run(p_.nr); }, [&] { run(rest); });
@@ -97,15 +105,30 @@ class GemmEmitter {
   }
   llvm::Value* load_f32(llvm::Value* base, llvm::Value* at) { return ir_.CreateLoad(f32_, ir_.CreateInBoundsGEP(f32_, base, at)); }
 
-  void panel_code(llvm::Value* batch, llvm::Value* col0, int64_t cols, llvm::Value* packed, const TileEpilogue& epilogue) {
+  // One panel: every row block's tile over all of k, then the epilogue on it. With chunks of k,
+  // the tiles of the whole panel wait in `sums` (row r at sums[r * nr]) from chunk to chunk.
+  void panel_code(llvm::Value* batch, llvm::Value* col0, int64_t cols, llvm::Value* packed, llvm::Value* sums,
+                  const TileEpilogue& epilogue) {
     if (packed) pack(batch, col0, cols, packed);
     int64_t blocks = p_.m / p_.mr, rest = p_.m % p_.mr;
-    auto block = [&](llvm::Value* row0, int64_t rows) {
-      microkernel(batch, row0, rows, col0, cols, packed);
-      epilogue(batch, row0, rows, col0, cols, tile_);
+    auto each_block = [&](const std::function<void(llvm::Value*, int64_t)>& block) {
+      k_.rolled_loop(blocks, [&](llvm::Value* i) { block(ir_.CreateMul(i, k_.index(p_.mr)), p_.mr); });
+      if (rest > 0) block(k_.index(blocks * p_.mr), rest);
     };
-    k_.rolled_loop(blocks, [&](llvm::Value* i) { block(ir_.CreateMul(i, k_.index(p_.mr)), p_.mr); });
-    if (rest > 0) block(k_.index(blocks * p_.mr), rest);
+    if (!sums) {
+      return each_block([&](llvm::Value* row0, int64_t rows) {
+        microkernel(batch, row0, rows, col0, cols, packed, k_.index(0), k_.index(p_.k), nullptr);
+        epilogue(batch, row0, rows, col0, cols, tile_);
+      });
+    }
+    auto tile_at = [&](llvm::Value* row0) { return ir_.CreateInBoundsGEP(f32_, sums, ir_.CreateMul(row0, k_.index(p_.nr))); };
+    k_.rolled_loop(p_.chunks(), [&](llvm::Value* c) {
+      llvm::Value* k0 = ir_.CreateMul(c, k_.index(p_.kc));
+      llvm::Value* k1 = ir_.CreateBinaryIntrinsic(llvm::Intrinsic::umin, ir_.CreateAdd(k0, k_.index(p_.kc)), k_.index(p_.k));
+      llvm::Value* first = ir_.CreateICmpEQ(c, k_.index(0));
+      each_block([&](llvm::Value* row0, int64_t rows) { microkernel(batch, row0, rows, col0, cols, packed, k0, k1, tile_at(row0), first); });
+    });
+    each_block([&](llvm::Value* row0, int64_t rows) { epilogue(batch, row0, rows, col0, cols, tile_at(row0)); });
   }
 
   // packed[p * nr + c] = B[p, col0 + c], zero past the last column.
@@ -143,11 +166,22 @@ class GemmEmitter {
     return ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), llvm::ConstantVector::get(mask), llvm::Constant::getNullValue(vec_));
   }
 
-  // tile[r * nr + c] = sum over p of A[row0 + r, p] * B[p, col0 + c], for r < rows, in registers.
-  void microkernel(llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* packed) {
+  // tile[r * nr + c] (+)= sum over p in [k0, k1) of A[row0 + r, p] * B[p, col0 + c], for r < rows,
+  // in registers: into the local tile, or into `sums`, which it starts from unless `first`.
+  void microkernel(llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* packed,
+                   llvm::Value* k0, llvm::Value* k1, llvm::Value* sums, llvm::Value* first = nullptr) {
     int64_t vectors = p_.nr / p_.lanes;
+    llvm::Value* out = sums ? sums : tile_;
+    auto tile_vector = [&](int64_t r, int64_t v) {
+      return ir_.CreateConstInBoundsGEP1_64(f32_, out, static_cast<uint64_t>(r * p_.nr + v * p_.lanes));
+    };
+    llvm::Align align(static_cast<uint64_t>(p_.lanes * 4));
     std::vector<llvm::Value*> acc;
-    for (int64_t i = 0; i < rows * vectors; ++i) acc.push_back(k_.local(llvm::Constant::getNullValue(vec_)));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t v = 0; v < vectors; ++v) {
+        llvm::Value* zero = llvm::Constant::getNullValue(vec_);
+        acc.push_back(k_.local(first ? ir_.CreateSelect(first, zero, ir_.CreateAlignedLoad(vec_, tile_vector(r, v), align)) : zero));
+      }
     std::vector<llvm::Value*> a_row;  // where row r of A starts (p = 0)
     for (int64_t r = 0; r < rows; ++r) a_row.push_back(ir_.CreateAdd(row0, k_.index(r)));
     // The packed block of these rows: row0 / mr within this batch's blocks.
@@ -156,7 +190,7 @@ class GemmEmitter {
       llvm::Value* block = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), ir_.CreateUDiv(row0, k_.index(p_.mr)));
       a_block = ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(block, k_.index(p_.k * p_.mr)));
     }
-    k_.rolled_loop(p_.k, [&](llvm::Value* p) {  // a tile's worth of FMAs per trip already
+    k_.rolled_loop(k0, k1, [&](llvm::Value* p) {  // a tile's worth of FMAs per trip already
       std::vector<llvm::Value*> bv;
       for (int64_t v = 0; v < vectors; ++v) bv.push_back(b_vector(batch, p, col0, cols, packed, v));
       for (int64_t r = 0; r < rows; ++r) {
@@ -170,10 +204,7 @@ class GemmEmitter {
       }
     });
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t v = 0; v < vectors; ++v) {
-        llvm::Value* at = ir_.CreateConstInBoundsGEP1_64(f32_, tile_, static_cast<uint64_t>(r * p_.nr + v * p_.lanes));
-        ir_.CreateAlignedStore(k_.get(acc[static_cast<size_t>(r * vectors + v)]), at, llvm::Align(static_cast<uint64_t>(p_.lanes * 4)));
-      }
+      for (int64_t v = 0; v < vectors; ++v) ir_.CreateAlignedStore(k_.get(acc[static_cast<size_t>(r * vectors + v)]), tile_vector(r, v), align);
   }
 
   KernelBuilder& k_;

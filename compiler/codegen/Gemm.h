@@ -23,12 +23,20 @@ struct GemmPlan {
   int64_t mr = 1, nr = 16;  // the tile in registers; nr is a multiple of lanes
   bool pack_b = false;     // copy each panel of B to scratch first
   bool pack_a = false;     // copy A to scratch first, as blocks of k rows of mr floats
+  // The k loop in chunks of kc (the last may be shorter): a chunk of the B panel stays in L1
+  // while every row block uses it; the panel's sums wait in scratch between chunks, each still
+  // summed in k order (so the results are those of one long loop, bit for bit).
+  int64_t kc = 0;
 
   int64_t panels() const { return (n + nr - 1) / nr; }
   int64_t tasks() const { return batches * panels(); }
   int64_t row_blocks() const { return (m + mr - 1) / mr; }
-  int64_t packed_a_floats() const { return pack_a ? batches * row_blocks() * k * mr : 0; }
-  int64_t scratch_bytes() const { return (packed_a_floats() + (pack_b ? tasks() * k * nr : 0)) * 4; }
+  int64_t chunks() const { return (k + kc - 1) / kc; }
+  // (rounded up to whole cache lines: the regions after it are read with aligned vector loads)
+  int64_t packed_a_floats() const { return pack_a ? (batches * row_blocks() * k * mr + 15) / 16 * 16 : 0; }
+  int64_t packed_b_floats() const { return pack_b ? tasks() * k * nr : 0; }
+  int64_t panel_sum_floats() const { return chunks() > 1 ? tasks() * row_blocks() * mr * nr : 0; }
+  int64_t scratch_bytes() const { return (packed_a_floats() + packed_b_floats() + panel_sum_floats()) * 4; }
 };
 
 // f32 lanes of the host's widest vector registers: 16 with AVX-512, 8 with AVX2, else 4.

@@ -99,15 +99,27 @@ void KernelBuilder::rolled_loop(int64_t n, const std::function<void(llvm::Value*
   loop(n, body);
   llvm::BasicBlock* latch = b.GetInsertBlock()->getSinglePredecessor();
   GRADC_ASSERT(latch, "a loop whose end has more than one predecessor");
+  keep_rolled(latch->getTerminator());
+}
+
+void KernelBuilder::rolled_loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
+  keep_rolled(range_loop(begin, end, body));
+}
+
+void KernelBuilder::keep_rolled(llvm::Instruction* latch_branch) {
   llvm::LLVMContext& ctx = fn->getContext();
   llvm::MDNode* no_unroll = llvm::MDNode::get(ctx, {llvm::MDString::get(ctx, "llvm.loop.unroll.disable")});
   auto self = llvm::MDNode::getTemporary(ctx, {});
   llvm::MDNode* id = llvm::MDNode::getDistinct(ctx, {self.get(), no_unroll});
   id->replaceOperandWith(0, id);
-  latch->getTerminator()->setMetadata(llvm::LLVMContext::MD_loop, id);
+  latch_branch->setMetadata(llvm::LLVMContext::MD_loop, id);
 }
 
 void KernelBuilder::loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
+  range_loop(begin, end, body);
+}
+
+llvm::Instruction* KernelBuilder::range_loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
   llvm::LLVMContext& ctx = fn->getContext();
   llvm::BasicBlock* before = b.GetInsertBlock();
   llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx, "loop", fn);
@@ -121,8 +133,9 @@ void KernelBuilder::loop(llvm::Value* begin, llvm::Value* end, const std::functi
   b.SetInsertPoint(inside);
   body(i);
   i->addIncoming(b.CreateAdd(i, index(1), "", true, true), b.GetInsertBlock());
-  b.CreateBr(header);
+  llvm::Instruction* back = b.CreateBr(header);
   b.SetInsertPoint(after);
+  return back;
 }
 
 void KernelBuilder::loops(const Shape& shape, const std::function<void(const std::vector<llvm::Value*>&)>& body) {

@@ -47,6 +47,7 @@ class KernelBuilder {
   // The same, a loop that LLVM leaves rolled: for bodies unrolled already (every register of a
   // tile), which unrolling again would only make slower to compile.
   void rolled_loop(int64_t n, const std::function<void(llvm::Value*)>& body);
+  void rolled_loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
   // for (i = begin; i < end; ++i) body(i), bounds known only when the code runs.
   void loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
   // Nested loops over every index of `shape`, row-major (the body once for a scalar).
@@ -90,6 +91,8 @@ class KernelBuilder {
 
  private:
   llvm::Value* lane_mask(int64_t valid);
+  llvm::Instruction* range_loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);  // its branch back
+  void keep_rolled(llvm::Instruction* latch_branch);  // llvm.loop.unroll.disable
   int64_t lanes_ = 0;
   std::function<int32_t(std::string)> error_code_;
   std::map<llvm::Value*, llvm::Type*> local_types_;
