@@ -258,6 +258,7 @@ class KernelBody {
                                          k_.fn->getName() + ".tasks", mod);
     for (unsigned i = 0; i <= places_; ++i) tasks->addParamAttr(i, llvm::Attribute::NoAlias);
     tasks->addFnAttr(llvm::Attribute::NoUnwind);
+    tasks->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
     KernelBuilder tk(tasks, k_.error_codes());
     KernelBody inner(tk, g_, kernel_, arg_of_, places_);
     // Whole vectors only: a masked store at the end of one row and the loads of the next one that
@@ -585,6 +586,9 @@ class FunctionEmitter {
                                       llvm::Function::InternalLinkage, name, m_);
     for (unsigned i = 0; i <= places.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
     fn->addFnAttr(llvm::Attribute::NoUnwind);
+    // Kept out of the entry point: a call per kernel costs nothing next to its loops, while O3's
+    // passes grow faster than linearly with a function's size (inlined, the seed's O3 time doubles).
+    fn->addFnAttr(llvm::Attribute::NoInline);
     KernelBuilder k(fn, [this](std::string message) {
       p_.errors.push_back(std::move(message));
       return static_cast<int32_t>(p_.errors.size());
