@@ -182,21 +182,25 @@ class GemmEmitter {
         llvm::Value* zero = llvm::Constant::getNullValue(vec_);
         acc.push_back(k_.local(first ? ir_.CreateSelect(first, zero, ir_.CreateAlignedLoad(vec_, tile_vector(r, v), align)) : zero));
       }
-    std::vector<llvm::Value*> a_row;  // where row r of A starts (p = 0)
-    for (int64_t r = 0; r < rows; ++r) a_row.push_back(ir_.CreateAdd(row0, k_.index(r)));
-    // The packed block of these rows: row0 / mr within this batch's blocks.
-    llvm::Value* a_block = nullptr;
+    // Addresses at p = 0, computed once: in the loop each load is then one offset from them (the
+    // loop body is a tile's FMAs, and less to simplify makes O3 quicker).
+    std::vector<llvm::Value*> a_row;  // row r of A, or of its packed block
+    int64_t a_step = p_.pack_a ? p_.mr : p_.a_transposed ? p_.m : 1;  // floats from one p to the next
     if (p_.pack_a) {
+      // The packed block of these rows: row0 / mr within this batch's blocks.
       llvm::Value* block = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), ir_.CreateUDiv(row0, k_.index(p_.mr)));
-      a_block = ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(block, k_.index(p_.k * p_.mr)));
+      llvm::Value* a_block = ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(block, k_.index(p_.k * p_.mr)));
+      for (int64_t r = 0; r < rows; ++r) a_row.push_back(ir_.CreateConstInBoundsGEP1_64(f32_, a_block, static_cast<uint64_t>(r)));
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        a_row.push_back(ir_.CreateInBoundsGEP(f32_, a_, a_at(batch, ir_.CreateAdd(row0, k_.index(r)), k_.index(0))));
     }
     k_.rolled_loop(k0, k1, [&](llvm::Value* p) {  // a tile's worth of FMAs per trip already
       std::vector<llvm::Value*> bv;
       for (int64_t v = 0; v < vectors; ++v) bv.push_back(b_vector(batch, p, col0, cols, packed, v));
+      llvm::Value* a_offset = ir_.CreateMul(p, k_.index(a_step), "", true, true);
       for (int64_t r = 0; r < rows; ++r) {
-        llvm::Value* a_value = a_block ? load_f32(a_block, ir_.CreateAdd(ir_.CreateMul(p, k_.index(p_.mr)), k_.index(r)))
-                                       : load_f32(a_, a_at(batch, a_row[static_cast<size_t>(r)], p));
-        llvm::Value* av = ir_.CreateVectorSplat(static_cast<unsigned>(p_.lanes), a_value);
+        llvm::Value* av = ir_.CreateVectorSplat(static_cast<unsigned>(p_.lanes), load_f32(a_row[static_cast<size_t>(r)], a_offset));
         for (int64_t v = 0; v < vectors; ++v) {
           llvm::Value* slot = acc[static_cast<size_t>(r * vectors + v)];
           k_.set(slot, ir_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vec_}, {av, bv[static_cast<size_t>(v)], k_.get(slot)}));
