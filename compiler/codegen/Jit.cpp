@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <optional>
 
 #include <llvm/ADT/StringExtras.h>
@@ -31,7 +32,7 @@ namespace {
 
 // The cache's format: bump it whenever what jit() makes of a module changes other than through
 // the key's other parts (the pipeline below, the attributes optimize() adds, the trailer).
-constexpr const char* kCacheFormat = "gradc object cache 1";
+constexpr const char* kCacheFormat = "gradc object cache 2";  // 2: a bundle of the parts' objects
 constexpr llvm::CodeGenOptLevel kCodeGenLevel = llvm::CodeGenOptLevel::Aggressive;
 constexpr char kMagic[8] = {'g', 'r', 'a', 'd', 'c', 'o', 'b', 'j'};
 using Key = std::array<uint8_t, 32>;
@@ -113,7 +114,7 @@ std::unique_ptr<llvm::MemoryBuffer> compile_object(llvm::Module& m, llvm::Target
 
 // Everything the object compiled from `m` depends on: the module as gradc emitted it (before O3)
 // and how it is compiled, for which CPU, by which LLVM.
-Key cache_key(const llvm::Module& m, const llvm::TargetMachine& tm) {
+Key cache_key(const std::vector<ModulePart>& parts, const llvm::TargetMachine& tm) {
   llvm::SHA256 hash;
   auto field = [&](llvm::StringRef s) {
     hash.update(s);
@@ -126,14 +127,43 @@ Key cache_key(const llvm::Module& m, const llvm::TargetMachine& tm) {
   field(tm.getTargetFeatureString());
   field(fmt::format("O3 codegen={} code-model={} reloc={}", static_cast<int>(kCodeGenLevel),
                     static_cast<int>(tm.getCodeModel()), static_cast<int>(tm.getRelocationModel())));
-  // The module's bitcode: deterministic, and several times quicker to write than its text.
-  llvm::SmallVector<char, 0> bitcode;
-  llvm::BitcodeWriter writer(bitcode);
-  writer.writeModule(m);
-  writer.writeSymtab();
-  writer.writeStrtab();
-  hash.update(llvm::StringRef(bitcode.data(), bitcode.size()));
+  // The modules' bitcode: deterministic, and several times quicker to write than their text.
+  for (const ModulePart& part : parts) {
+    llvm::SmallVector<char, 0> bitcode;
+    llvm::BitcodeWriter writer(bitcode);
+    writer.writeModule(*part.module);
+    writer.writeSymtab();
+    writer.writeStrtab();
+    field(llvm::StringRef(bitcode.data(), bitcode.size()));
+  }
   return hash.final();
+}
+
+// The parts' objects as the one blob a cache file holds: per object, its size (u64, little-endian),
+// then its bytes.
+std::string bundle(const std::vector<std::unique_ptr<llvm::MemoryBuffer>>& objects) {
+  std::string out;
+  for (const auto& o : objects) {
+    char size[8];
+    llvm::support::endian::write64le(size, o->getBufferSize());
+    out.append(size, 8);
+    out.append(o->getBufferStart(), o->getBufferSize());
+  }
+  return out;
+}
+
+// The objects of a blob, or none if it does not split into `count` of them exactly.
+std::vector<std::unique_ptr<llvm::MemoryBuffer>> unbundle(llvm::StringRef blob, size_t count) {
+  std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects;
+  while (blob.size() >= 8 && objects.size() < count) {
+    uint64_t size = llvm::support::endian::read64le(blob.data());
+    blob = blob.drop_front(8);
+    if (size > blob.size()) return {};
+    objects.push_back(llvm::MemoryBuffer::getMemBufferCopy(blob.take_front(size), "cached object"));
+    blob = blob.drop_front(size);
+  }
+  if (!blob.empty() || objects.size() != count) return {};
+  return objects;
 }
 
 // FNV-1a, 64 bits: catches a cache file damaged after it was written.
@@ -224,7 +254,7 @@ struct Linked {
 };
 
 // A JIT holding the object, and its entry points.
-llvm::Expected<Linked> link(std::unique_ptr<llvm::MemoryBuffer> object, const llvm::DataLayout& layout, bool trains) {
+llvm::Expected<Linked> link(std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects, const llvm::DataLayout& layout, bool trains) {
   auto jit = llvm::orc::LLJITBuilder()
                  .setJITTargetMachineBuilder(host_machine())
                  .setDataLayout(layout)  // or LLJIT makes a target machine to learn it
@@ -241,7 +271,8 @@ llvm::Expected<Linked> link(std::unique_ptr<llvm::MemoryBuffer> object, const ll
   // to materialize" to the lookup: keep the why for the lookup's error instead of printing it.
   auto reported = std::make_shared<std::string>();
   (*jit)->getExecutionSession().setErrorReporter([reported](llvm::Error e) { *reported += "; " + message(std::move(e)); });
-  if (llvm::Error e = (*jit)->addObjectFile(std::move(object))) return e;
+  for (auto& object : objects)
+    if (llvm::Error e = (*jit)->addObjectFile(std::move(object))) return e;
   Linked linked;
   for (auto [symbol, entry] : {std::pair{kTrainStepSymbol, &linked.train_step}, std::pair{kPredictSymbol, &linked.predict}}) {
     if (entry == &linked.train_step && !trains) continue;
@@ -287,11 +318,13 @@ Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
 
   std::optional<CachedObject> cache;
   if (!options.cache_dir.empty()) {
-    cache.emplace(options.cache_dir, cache_key(*m.module, *tm));
+    cache.emplace(options.cache_dir, cache_key(m.parts, *tm));
     watch.lap("cache key");
-    if (std::unique_ptr<llvm::MemoryBuffer> object = cache->load()) {
+    if (std::unique_ptr<llvm::MemoryBuffer> blob = cache->load()) {
       watch.lap("cache read");
-      llvm::Expected<Linked> linked = link(std::move(object), layout, trains);
+      std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects = unbundle(blob->getBuffer(), m.parts.size());
+      llvm::Expected<Linked> linked = objects.empty() ? llvm::createStringError("not a bundle of the parts' objects")
+                                                      : link(std::move(objects), layout, trains);
       watch.lap("link");
       if (linked) {
         r.cached = true;
@@ -302,15 +335,31 @@ Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
     }
   }
 
-  optimize(*m.module, *tm);
-  watch.lap("O3");
-  std::unique_ptr<llvm::MemoryBuffer> object = compile_object(*m.module, *tm);
-  watch.lap("codegen");
+  // Each part (the step, predict) on a thread of its own, with its own target machine: the
+  // step is callable after the longer of the two rather than after both.
+  std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects(m.parts.size());
+  std::vector<JitReport> part_reports(m.parts.size());
+  auto compile_part = [&](size_t i) {
+    Stopwatch part_watch(part_reports[i]);
+    std::unique_ptr<llvm::TargetMachine> part_tm = i == 0 ? std::move(tm) : target_machine();
+    optimize(*m.parts[i].module, *part_tm);
+    part_watch.lap("O3");
+    objects[i] = compile_object(*m.parts[i].module, *part_tm);
+    part_watch.lap("codegen");
+  };
+  std::vector<std::future<void>> others;
+  for (size_t i = 1; i < m.parts.size(); ++i) others.push_back(std::async(std::launch::async, compile_part, i));
+  compile_part(0);
+  for (std::future<void>& f : others) f.get();  // rethrows a part's error
+  watch.lap(fmt::format("O3 + codegen of {} parts in parallel", m.parts.size()));
+  for (size_t i = 0; i < m.parts.size(); ++i)
+    for (const auto& [phase, ms] : part_reports[i].phases)
+      r.phases.emplace_back(i == 0 ? phase : fmt::format("{} ({})", phase, m.parts[i].module->getModuleIdentifier()), ms);
   if (cache) {
-    cache->store(object->getBuffer());
+    cache->store(bundle(objects));
     watch.lap("cache write");
   }
-  llvm::Expected<Linked> linked = link(std::move(object), layout, trains);
+  llvm::Expected<Linked> linked = link(std::move(objects), layout, trains);
   if (!linked) {
     if (cache) cache->drop();
     fail({}, "JIT: linking the step: {}", message(linked.takeError()));
@@ -322,24 +371,27 @@ Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
 std::string print_module(const EmittedModule& m) {
   std::string text;
   llvm::raw_string_ostream os(text);
-  m.module->print(os, nullptr);
+  for (const ModulePart& p : m.parts) p.module->print(os, nullptr);
   return text;
 }
 
 std::string optimized_ir(EmittedModule m) {
-  optimize(*m.module, *target_machine());
+  std::unique_ptr<llvm::TargetMachine> tm = target_machine();
+  for (ModulePart& p : m.parts) optimize(*p.module, *tm);
   return print_module(m);
 }
 
 std::string host_assembly(EmittedModule m) {
   std::unique_ptr<llvm::TargetMachine> tm = target_machine();
-  optimize(*m.module, *tm);
   llvm::SmallString<0> text;
   llvm::raw_svector_ostream os(text);
-  llvm::legacy::PassManager pm;
-  if (tm->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile))
-    fail({}, "JIT: the host target cannot emit assembly");
-  pm.run(*m.module);
+  for (ModulePart& p : m.parts) {
+    optimize(*p.module, *tm);
+    llvm::legacy::PassManager pm;
+    if (tm->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile))
+      fail({}, "JIT: the host target cannot emit assembly");
+    pm.run(*p.module);
+  }
   return std::string(text.str());
 }
 

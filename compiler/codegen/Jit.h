@@ -1,14 +1,16 @@
-// From an emitted module to machine code: LLVM's O3 pipeline for the host CPU (its features
-// and vector width), instruction selection to an object file, then ORC's LLJIT links the object.
-// Objects are cached on disk, keyed by the unoptimized module and the host, so that compiling
-// the same spec again skips O3 and instruction selection. Also prints the module and its
-// assembly for `gradc dump`.
+// From emitted modules to machine code: LLVM's O3 pipeline for the host CPU (its features and
+// vector width), instruction selection to an object file, then ORC's LLJIT links the objects.
+// The step's module and predict's compile on two threads. Objects are cached on disk, keyed by
+// the unoptimized modules and the host, so that compiling the same spec again skips O3 and
+// instruction selection. Also prints the modules and their assembly for `gradc dump`.
 //
-// A cache file is `<dir>/<key>.o`: the object's bytes, then a 56-byte trailer
-//   "gradcobj" | object size (u64, little-endian) | FNV-1a 64 of the object (u64) | key (32 bytes)
+// A cache file is `<dir>/<key>.o`: the parts' objects, each as its size (u64, little-endian)
+// then its bytes; then a 56-byte trailer
+//   "gradcobj" | size of what precedes (u64, little-endian) | FNV-1a 64 of it (u64) | key (32 bytes)
 // where the key is the SHA-256 of gradc's cache format version, LLVM's version, the target
-// triple, CPU and features, the optimization levels, and the module's bitcode. A file whose
-// trailer does not match (truncated, overwritten, another key's) is deleted and compiled afresh.
+// triple, CPU and features, the optimization levels, and the modules' bitcode. A file whose
+// trailer does not match (truncated, overwritten, another key's) or whose objects do not link
+// is deleted and compiled afresh.
 #pragma once
 
 #include <string>
@@ -38,7 +40,7 @@ struct JitReport {
 // The cache is never an error: a directory that cannot be written is no cache.
 Program jit(EmittedModule m, const JitOptions& options = {}, JitReport* report = nullptr);
 
-// The module as LLVM IR text, before and after the O3 pipeline; and the host's assembly.
+// The modules as LLVM IR text, before and after the O3 pipeline; and the host's assembly.
 std::string print_module(const EmittedModule& m);
 std::string optimized_ir(EmittedModule m);
 std::string host_assembly(EmittedModule m);

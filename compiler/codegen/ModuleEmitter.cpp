@@ -666,15 +666,21 @@ class FunctionEmitter {
 
 EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predict) {
   EmittedModule out;
-  out.context = std::make_unique<llvm::LLVMContext>();
   const std::string& name = predict.graph.name;
-  out.module = std::make_unique<llvm::Module>(name.empty() ? "gradc" : name, *out.context);
   out.program.name = name;
-  if (train) FunctionEmitter(*out.module, out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
-  FunctionEmitter(*out.module, out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
-  std::string problems;
-  llvm::raw_string_ostream os(problems);
-  if (llvm::verifyModule(*out.module, &os)) fail({}, "codegen: the emitted LLVM module is invalid (a gradc bug):\n{}", problems);
+  auto part = [&](const char* which) -> llvm::Module& {
+    ModulePart p{std::make_unique<llvm::LLVMContext>(), nullptr};
+    p.module = std::make_unique<llvm::Module>(fmt::format("{}.{}", name.empty() ? "gradc" : name, which), *p.context);
+    out.parts.push_back(std::move(p));
+    return *out.parts.back().module;
+  };
+  if (train) FunctionEmitter(part("step"), out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
+  FunctionEmitter(part("predict"), out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
+  for (const ModulePart& p : out.parts) {
+    std::string problems;
+    llvm::raw_string_ostream os(problems);
+    if (llvm::verifyModule(*p.module, &os)) fail({}, "codegen: the emitted LLVM module is invalid (a gradc bug):\n{}", problems);
+  }
   return out;
 }
 

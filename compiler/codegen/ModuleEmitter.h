@@ -17,10 +17,15 @@ namespace gradc::codegen {
 inline constexpr const char* kTrainStepSymbol = "gradc_train_step";
 inline constexpr const char* kPredictSymbol = "gradc_predict";
 
-struct EmittedModule {
+// A module with a context of its own, so that the parts of a step compile on separate threads.
+struct ModulePart {
   std::unique_ptr<llvm::LLVMContext> context;
   std::unique_ptr<llvm::Module> module;
-  Program program;  // slots, arena size, errors; entry points still null
+};
+
+struct EmittedModule {
+  std::vector<ModulePart> parts;  // the train step's (when the spec trains), then predict's
+  Program program;                // slots, arena size, errors; entry points still null
 };
 
 // `train` may be null (a spec that minimizes nothing has no train step). Both are planned.
