@@ -39,6 +39,12 @@ std::vector<std::string> specs() {
   s.push_back(weighted(kAB, "div(matmul(transpose(b, perm=[1, 0]), transpose(a, perm=[1, 0])), add(square(s), 1))", "[32, 5]"));
   s.push_back(weighted("param a : f32[2, 3, 7]\nparam b : f32[2, 7, 32]\nparam c : f32[2, 3, 1]\n",
                        "maximum(matmul(a, b), c)", "[2, 3, 32]"));
+  // Narrow or ragged tiles (10 columns; 40 = 32 + 8): their results in row-major vectors, bias
+  // and row operands gathered, stores scattered where a tile's rows are not contiguous.
+  s.push_back(weighted("param a : f32[9, 7]\nparam b : f32[7, 10]\nparam c : f32[10]\n", "tanh(add(matmul(a, b), c))", "[9, 10]"));
+  s.push_back(weighted("param a : f32[9, 7]\nparam b : f32[7, 40]\nparam c : f32[9, 1]\nparam d : f32[40]\n",
+                       "mul(relu(sub(matmul(a, b), c)), d)", "[9, 40]"));
+  s.push_back(weighted("param a : f32[2, 5, 3]\nparam b : f32[2, 3, 6]\n", "sigmoid(matmul(a, b))", "[2, 5, 6]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
   s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));

@@ -33,34 +33,58 @@ llvm::Value* KernelBuilder::lane_mask(int64_t valid) {
   return llvm::ConstantVector::get(bits);
 }
 
-llvm::Value* KernelBuilder::load_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid) {
-  if (buf.constant || stride == 0) return splat(load(buf, first));
+namespace {
+enum class Lanes { Consecutive, Same, Scattered };
+Lanes lanes_kind(const std::vector<int64_t>& offsets, int64_t valid) {
+  bool consecutive = true, same = true;
+  for (int64_t l = 0; l < valid; ++l) {
+    consecutive = consecutive && offsets[static_cast<size_t>(l)] == offsets[0] + l;
+    same = same && offsets[static_cast<size_t>(l)] == offsets[0];
+  }
+  return valid > 1 && consecutive ? Lanes::Consecutive : same ? Lanes::Same : Lanes::Scattered;
+}
+}  // namespace
+
+llvm::Value* KernelBuilder::lane_pointers(llvm::Type* t, llvm::Value* ptr, const std::vector<int64_t>& offsets) {
+  std::vector<llvm::Constant*> c;
+  for (int64_t l = 0; l < lanes_; ++l) c.push_back(b.getInt64(static_cast<uint64_t>(offsets[static_cast<size_t>(l)])));
+  return b.CreateInBoundsGEP(t, ptr, llvm::ConstantVector::get(c));
+}
+
+llvm::Value* KernelBuilder::load_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid) {
+  Lanes kind = lanes_kind(offsets, valid);
+  if (buf.constant || kind == Lanes::Same) return splat(load(buf, b.CreateAdd(first, index(offsets[0]))));
   llvm::Type* t = elem(buf.type.dtype);
   auto* vt = llvm::FixedVectorType::get(t, static_cast<unsigned>(lanes_));
   llvm::Align align(t->getPrimitiveSizeInBits() / 8);
-  llvm::Value* ptr = b.CreateInBoundsGEP(t, buf.ptr, first);
-  if (stride == 1 && valid == lanes_) return b.CreateAlignedLoad(vt, ptr, align);
+  llvm::Value* ptr = b.CreateInBoundsGEP(t, buf.ptr, b.CreateAdd(first, index(offsets[0])));
   llvm::Value* zeros = llvm::Constant::getNullValue(vt);
-  if (stride == 1) return b.CreateMaskedLoad(vt, ptr, align, lane_mask(valid), zeros);
-  std::vector<llvm::Constant*> steps;
-  for (int64_t l = 0; l < lanes_; ++l) steps.push_back(b.getInt64(static_cast<uint64_t>(l * stride)));
-  return b.CreateMaskedGather(vt, b.CreateInBoundsGEP(t, ptr, llvm::ConstantVector::get(steps)), align, lane_mask(valid), zeros);
+  if (kind == Lanes::Consecutive && valid == lanes_) return b.CreateAlignedLoad(vt, ptr, align);
+  if (kind == Lanes::Consecutive) return b.CreateMaskedLoad(vt, ptr, align, lane_mask(valid), zeros);
+  std::vector<int64_t> rel(offsets.size());
+  for (size_t l = 0; l < offsets.size(); ++l) rel[l] = offsets[l] - offsets[0];
+  return b.CreateMaskedGather(vt, lane_pointers(t, ptr, rel), align, lane_mask(valid), zeros);
 }
 
-void KernelBuilder::store_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid, llvm::Value* v) {
-  GRADC_ASSERT(buf.ptr && stride != 0, "a vector store into a constant or a broadcast");
+void KernelBuilder::store_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid,
+                                llvm::Value* v) {
+  GRADC_ASSERT(buf.ptr, "a store into a constant");
+  Lanes kind = lanes_kind(offsets, valid);
   llvm::Type* t = elem(buf.type.dtype);
   llvm::Align align(t->getPrimitiveSizeInBits() / 8);
-  llvm::Value* ptr = b.CreateInBoundsGEP(t, buf.ptr, first);
+  llvm::Value* ptr = b.CreateInBoundsGEP(t, buf.ptr, b.CreateAdd(first, index(offsets[0])));
   v = splat(v);
-  if (stride == 1 && valid == lanes_) {
+  if (kind == Lanes::Same) {
+    GRADC_ASSERT(valid == 1, "several lanes stored to one element");
+    b.CreateAlignedStore(b.CreateExtractElement(v, uint64_t{0}), ptr, align);
+  } else if (kind == Lanes::Consecutive && valid == lanes_) {
     b.CreateAlignedStore(v, ptr, align);
-  } else if (stride == 1) {
+  } else if (kind == Lanes::Consecutive) {
     b.CreateMaskedStore(v, ptr, align, lane_mask(valid));
   } else {
-    std::vector<llvm::Constant*> steps;
-    for (int64_t l = 0; l < lanes_; ++l) steps.push_back(b.getInt64(static_cast<uint64_t>(l * stride)));
-    b.CreateMaskedScatter(v, b.CreateInBoundsGEP(t, ptr, llvm::ConstantVector::get(steps)), align, lane_mask(valid));
+    std::vector<int64_t> rel(offsets.size());
+    for (size_t l = 0; l < offsets.size(); ++l) rel[l] = offsets[l] - offsets[0];
+    b.CreateMaskedScatter(v, lane_pointers(t, ptr, rel), align, lane_mask(valid));
   }
 }
 

@@ -84,13 +84,15 @@ class KernelBuilder {
   void set_lanes(int64_t n) { lanes_ = n; }
   int64_t lanes() const { return lanes_; }
   llvm::Value* splat(llvm::Value* v);  // v broadcast to the lanes, unless it is a vector already
-  // Elements first + l * stride of `buf` for l < valid, the other lanes zero: one vector load
-  // when stride is 1, one scalar load broadcast when it is 0, else a gather.
-  llvm::Value* load_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid);
-  void store_lanes(const Buffer& buf, llvm::Value* first, int64_t stride, int64_t valid, llvm::Value* v);
+  // Elements first + offsets[l] of `buf` for lanes l < valid, the other lanes zero: one vector
+  // load when the offsets are 0, 1, 2, ..., one scalar load broadcast when they are all equal,
+  // else a gather. Stores alike (equal offsets: lane 0 only, and then only one lane may be valid).
+  llvm::Value* load_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid);
+  void store_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid, llvm::Value* v);
 
  private:
   llvm::Value* lane_mask(int64_t valid);
+  llvm::Value* lane_pointers(llvm::Type* t, llvm::Value* ptr, const std::vector<int64_t>& offsets);
   llvm::Instruction* range_loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);  // its branch back
   void keep_rolled(llvm::Instruction* latch_branch);  // llvm.loop.unroll.disable
   int64_t lanes_ = 0;

@@ -81,15 +81,27 @@ class KernelBody {
     if (flat) return k_.load(b, flat);
     const Shape& shape = g_[a].type.shape;
     std::vector<int64_t> s = cg(m).leading_operands ? leading_strides(shape, kernel_.domain) : broadcast_strides(shape, kernel_.domain);
-    return k_.lanes() ? k_.load_lanes(b, k_.offset(idx, s), s.back(), valid_) : k_.load(b, k_.offset(idx, s));
+    return k_.lanes() ? k_.load_lanes(b, k_.offset(idx, s), lane_offsets(s), valid_) : k_.load(b, k_.offset(idx, s));
+  }
+
+  // Vector mode: lane l is the element lane_at_[l] = (rows, columns) away from the current one;
+  // its offset in a buffer read with strides s (the last two being the row's and the column's).
+  std::vector<int64_t> lane_offsets(const std::vector<int64_t>& s) const {
+    int64_t row = s.size() >= 2 ? s[s.size() - 2] : 0, col = s.back();
+    std::vector<int64_t> out;
+    for (auto [dr, dc] : lane_at_) out.push_back(dr * row + dc * col);
+    return out;
   }
 
   // Stores member or input-sized value v at the current element (or lanes).
   void put(ValueId v, const Values& idx, llvm::Value* flat, llvm::Value* value) {
     if (!k_.lanes() || g_[v].type.numel() == 1) return k_.store(buffer(v), at(v, idx, flat), value);
     std::vector<int64_t> s = broadcast_strides(g_[v].type.shape, kernel_.domain);
-    // A last dim of 1 has stride 0, and then only lane 0 is an element.
-    k_.store_lanes(buffer(v), k_.offset(idx, s), std::max<int64_t>(s.back(), 1), valid_, value);
+    k_.store_lanes(buffer(v), k_.offset(idx, s), lane_offsets(s), valid_, value);
+  }
+
+  bool no_reductions() const {
+    return std::none_of(kernel_.members.begin(), kernel_.members.end(), [&](ValueId m) { return is_reduction(m); });
   }
 
   // Can the epilogue run on vectors of consecutive columns? Only f32 values (the tile's), and no
@@ -141,7 +153,7 @@ class KernelBody {
     for (ValueId a : kernel_.inputs)
       if (constant_root(g_, a) < 0 && g_[a].type.shape == kernel_.domain && g_[a].type.numel() > 1) {
         llvm::Value* o = flat ? flat : k_.offset(idx, strides_of(kernel_.domain));
-        loaded_[a] = k_.lanes() ? k_.load_lanes(buffer(a), o, 1, valid_) : k_.load(buffer(a), o);
+        loaded_[a] = k_.lanes() ? k_.load_lanes(buffer(a), o, lane_offsets(strides_of(kernel_.domain)), valid_) : k_.load(buffer(a), o);
       }
     int64_t lanes = k_.lanes();
     for (size_t i = first; i < kernel_.members.size(); ++i) {
@@ -183,7 +195,9 @@ class KernelBody {
     int64_t lanes = k_.lanes();
     if (!lanes) return k_.store(out, o, cg(m).combine(k_, k_.load(out, o), v));
     v = k_.splat(v);
-    if (s.back() != 0) return k_.store_lanes(out, o, s.back(), valid_, cg(m).combine(k_, k_.load_lanes(out, o, s.back(), valid_), v));
+    std::vector<int64_t> offsets = lane_offsets(s);
+    if (offsets[0] != offsets[1])  // lanes to lanes (vector_epilogue: then every lane has its own)
+      return k_.store_lanes(out, o, offsets, valid_, cg(m).combine(k_, k_.load_lanes(out, o, offsets, valid_), v));
     k_.set_lanes(0);
     llvm::Value* acc = k_.load(out, o);
     for (int64_t l = 0; l < valid_; ++l) acc = cg(m).combine(k_, acc, k_.b.CreateExtractElement(v, static_cast<uint64_t>(l)));
@@ -221,11 +235,13 @@ class KernelBody {
     return {d.size() == 3 ? d[0] : 1, d[d.size() - 2], d.back(), kernel_.a_transposed ? as[as.size() - 2] : as.back()};
   }
 
-  // The epilogue at one result: the matmul's value, then the other members. Or, with lanes,
-  // at that many consecutive columns (a vector `value`), of which the first `valid` exist.
-  void epilogue_at(Values idx, llvm::Value* value, int64_t lanes = 0, int64_t valid = 0) {
+  // The epilogue at one result: the matmul's value, then the other members. Or, with lanes, at
+  // that many results (a vector `value`): lane l at lane_at[l] (rows, columns) from idx, the
+  // first `valid` of them results.
+  void epilogue_at(Values idx, llvm::Value* value, const std::vector<std::pair<int64_t, int64_t>>& lane_at = {}, int64_t valid = 0) {
     if (kernel_.domain.size() == 2) idx.erase(idx.begin());
-    k_.set_lanes(lanes);
+    k_.set_lanes(static_cast<int64_t>(lane_at.size()));
+    lane_at_ = lane_at;
     valid_ = valid;
     vals_.clear();
     ValueId mm = kernel_.members[0];
@@ -261,31 +277,56 @@ class KernelBody {
     tasks->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
     KernelBuilder tk(tasks, k_.error_codes());
     KernelBody inner(tk, g_, kernel_, arg_of_, places_);
-    // Whole vectors only: a masked store at the end of one row and the loads of the next one that
-    // overlap its 64 bytes stall the loads until the store retires (measured: the seed's Adam
-    // epilogue over 10 columns got 20% slower than LLVM's gathers down the columns).
-    bool vector = inner.vector_epilogue() && n % plan.lanes == 0;
+    // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
+    // at a time in row-major order (a masked store at the end of one row, then loads of the next
+    // row that overlap its 64 bytes, would wait for the store to retire: measured 20% slower on the
+    // seed's 10 columns than LLVM's gathers down the columns); then reductions, whose lanes could
+    // meet in one element, leave the epilogue to scalars.
+    bool vector = inner.vector_epilogue();
+    bool flat_vectors = vector && inner.no_reductions();
     emit_gemm_tasks(tk, plan, tasks->getArg(arg_of_.at(kernel_.a)), tasks->getArg(arg_of_.at(kernel_.b)),
                     tasks->getArg(places_), tasks->getArg(places_ + 1), tasks->getArg(places_ + 2),
                     [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
                       auto& ir = tk.b;
                       auto* f32 = ir.getFloatTy();
-                      tk.rolled_loop(rows, [&](llvm::Value* r) {
-                        llvm::Value* row = ir.CreateAdd(row0, r);
-                        if (!vector) {
+                      int64_t lanes = plan.lanes;
+                      if (vector && cols % lanes == 0) {  // each tile row as the vectors it was in registers
+                        std::vector<std::pair<int64_t, int64_t>> along_row;
+                        for (int64_t l = 0; l < lanes; ++l) along_row.emplace_back(0, l);
+                        tk.rolled_loop(rows, [&](llvm::Value* r) {
+                          for (int64_t c = 0; c < cols; c += lanes) {
+                            auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+                            llvm::Value* at = ir.CreateInBoundsGEP(f32, tile, ir.CreateAdd(ir.CreateMul(r, tk.index(plan.nr)), tk.index(c)));
+                            llvm::Value* v = ir.CreateAlignedLoad(vt, at, llvm::Align(static_cast<uint64_t>(lanes * 4)));
+                            inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, tk.index(c))}, v, along_row, lanes);
+                          }
+                        });
+                      } else if (vector && flat_vectors) {
+                        // Narrow tiles (the seed's 10 columns): the tile's results in row-major order,
+                        // `lanes` at a time, so that no vector is mostly masked off and a masked store
+                        // at the end of one row does not stall the loads of the next.
+                        Buffer tile_buffer{TensorType{DType::F32, {plan.mr * plan.nr}}, tile, nullptr};
+                        for (int64_t e0 = 0; e0 < rows * cols; e0 += lanes) {
+                          int64_t valid = std::min(lanes, rows * cols - e0), r0 = e0 / cols, c0 = e0 % cols;
+                          std::vector<std::pair<int64_t, int64_t>> lane_at;
+                          std::vector<int64_t> in_tile;
+                          for (int64_t l = 0; l < lanes; ++l) {
+                            int64_t e = e0 + std::min(l, valid - 1);
+                            lane_at.emplace_back(e / cols - r0, e % cols - c0);
+                            in_tile.push_back(e / cols * plan.nr + e % cols);
+                          }
+                          tk.set_lanes(lanes);
+                          llvm::Value* v = tk.load_lanes(tile_buffer, tk.index(0), in_tile, valid);
+                          inner.epilogue_at({batch, ir.CreateAdd(row0, tk.index(r0)), ir.CreateAdd(col0, tk.index(c0))}, v, lane_at, valid);
+                        }
+                      } else {
+                        tk.rolled_loop(rows, [&](llvm::Value* r) {
                           tk.loop(cols, [&](llvm::Value* c) {
                             llvm::Value* v = ir.CreateLoad(f32, ir.CreateInBoundsGEP(f32, tile, tk.offset({r, c}, {plan.nr, 1})));
-                            inner.epilogue_at({batch, row, ir.CreateAdd(col0, c)}, v);
+                            inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, c)}, v);
                           });
-                          return;
-                        }
-                        for (int64_t c = 0; c < cols; c += plan.lanes) {  // a tile row's vectors, as they were in registers
-                          auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(plan.lanes));
-                          llvm::Value* at = ir.CreateInBoundsGEP(f32, tile, ir.CreateAdd(ir.CreateMul(r, tk.index(plan.nr)), tk.index(c)));
-                          llvm::Value* v = ir.CreateAlignedLoad(vt, at, llvm::Align(static_cast<uint64_t>(plan.lanes * 4)));
-                          inner.epilogue_at({batch, row, ir.CreateAdd(col0, tk.index(c))}, v, plan.lanes, std::min(plan.lanes, cols - c));
-                        }
-                      });
+                        });
+                      }
                     });
     tk.b.CreateRet(tk.status());
 
@@ -467,6 +508,7 @@ class KernelBody {
   unsigned places_;
   int64_t scratch_bytes_ = 0;
   int64_t valid_ = 0;  // vector mode: the lanes that are elements of the domain
+  std::vector<std::pair<int64_t, int64_t>> lane_at_;
   std::map<ValueId, Buffer> buf_;
   std::map<ValueId, llvm::Value*> vals_;
   std::map<ValueId, llvm::Value*> loaded_;
