@@ -45,6 +45,12 @@ std::vector<std::string> specs() {
   s.push_back(weighted("param a : f32[9, 7]\nparam b : f32[7, 40]\nparam c : f32[9, 1]\nparam d : f32[40]\n",
                        "mul(relu(sub(matmul(a, b), c)), d)", "[9, 40]"));
   s.push_back(weighted("param a : f32[2, 5, 3]\nparam b : f32[2, 3, 6]\n", "sigmoid(matmul(a, b))", "[2, 5, 6]"));
+  // Narrow products of a transposed A, computed as their transpose (Cᵀ tiles): the epilogue on
+  // vectors, and with column and row sums (then on scalars).
+  const std::string kT = "param a : f32[7, 40]\nparam b : f32[7, 5]\nparam c : f32[5]\n";
+  s.push_back(weighted(kT, "relu(add(matmul(transpose(a, perm=[1, 0]), b), c))", "[40, 5]"));
+  s.push_back(weighted(kT, "sum(mul(matmul(transpose(a, perm=[1, 0]), b), c), axes=[0])", "[5]"));
+  s.push_back(weighted(kT, "sum(matmul(transpose(a, perm=[1, 0]), b), axes=[1])", "[40]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
   s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));

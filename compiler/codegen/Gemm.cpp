@@ -1,6 +1,7 @@
 #include "codegen/Gemm.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/TargetParser/Host.h>
@@ -16,7 +17,13 @@ int64_t host_vector_lanes() {
 }
 
 GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_transposed, bool b_transposed, int64_t lanes) {
-  GemmPlan p{batches, m, n, k, a_transposed, b_transposed, lanes};
+  // A result narrower than a vector from a transposed A (a narrow layer's weight gradient Xᵀ·dY)
+  // is computed as its transpose dYᵀ·X, whose columns are X's rows: whole vectors rather than
+  // n of the lanes, and no copy of X.
+  bool swap = a_transposed && n < lanes && m >= 2 * lanes;
+  GemmPlan p{batches, swap ? n : m, swap ? m : n, k, swap ? !b_transposed : a_transposed, swap ? !a_transposed : b_transposed, lanes};
+  p.swapped = swap;
+  std::tie(m, n, a_transposed, b_transposed) = std::tuple(p.m, p.n, p.a_transposed, p.b_transposed);
   // Accumulators take all but a few of the vector registers (32 with AVX-512, else 16): one or
   // two vectors of B per row of the tile, as many rows as fit.
   int64_t registers = lanes == 16 ? 32 : 16;
@@ -32,7 +39,7 @@ GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_tran
     }
   // A panel read straight from B strides over its rows by n floats: fine while that is short,
   // but wide rows (or B transposed) would put every k in a different page and cache set.
-  p.pack_b = b_transposed || n > 64;
+  p.pack_b = b_transposed || (n > 64 && k > 128);
   // Every panel reads all of A: when there are several, one copy of A in the order the
   // microkernel reads it (mr floats per k, contiguous) saves each a walk over mr rows that may
   // sit 4 KiB apart, in one cache set.
@@ -222,12 +229,14 @@ class GemmEmitter {
 
 }  // namespace
 
-void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* scratch) {
+void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch) {
+  if (p.swapped) std::swap(a, b);
   if (p.pack_a) GemmEmitter(k, p, a, nullptr, scratch).pack_a();
 }
 
 void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
                      llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {
+  if (p.swapped) std::swap(a, b);
   GemmEmitter(k, p, a, b, scratch).tasks(begin, end, epilogue);
 }
 

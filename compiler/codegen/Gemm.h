@@ -27,6 +27,9 @@ struct GemmPlan {
   // while every row block uses it; the panel's sums wait in scratch between chunks, each still
   // summed in k order (so the results are those of one long loop, bit for bit).
   int64_t kc = 0;
+  // The plan computes Cᵀ = Bᵀ·Aᵀ (m, n and the operands above are Cᵀ's): tiles then hold
+  // tile[r * nr + c] = C[col0 + c, row0 + r], and the epilogue must read them so.
+  bool swapped = false;
 
   int64_t panels() const { return (n + nr - 1) / nr; }
   int64_t tasks() const { return batches * panels(); }
@@ -50,9 +53,11 @@ using TileEpilogue = std::function<void(llvm::Value* batch, llvm::Value* row0, i
                                         int64_t cols, llvm::Value* tile)>;
 
 // Emits the copy of A that the tasks read when p.pack_a (before the tasks run; it is shared).
-void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* scratch);
+// a and b are C = A·B's operands, swapped or not.
+void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch);
 
 // Emits tasks [begin, end) of the plan into k's function. `scratch` has p.scratch_bytes().
+// Tiles are passed to the epilogue in the plan's coordinates (see `swapped`).
 void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
                      llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue);
 

@@ -260,7 +260,7 @@ class KernelBody {
     GemmPlan plan = plan_gemm(batches, m, n, kk, kernel_.a_transposed, kernel_.b_transposed, host_vector_lanes());
     scratch_bytes_ = plan.scratch_bytes();
     start_reductions();
-    emit_gemm_pack_a(k_, plan, k_.fn->getArg(arg_of_.at(kernel_.a)), k_.fn->getArg(places_));
+    emit_gemm_pack_a(k_, plan, k_.fn->getArg(arg_of_.at(kernel_.a)), k_.fn->getArg(arg_of_.at(kernel_.b)), k_.fn->getArg(places_));
 
     llvm::LLVMContext& ctx = k_.fn->getContext();
     llvm::Module& mod = *k_.fn->getParent();
@@ -290,7 +290,13 @@ class KernelBody {
                       auto& ir = tk.b;
                       auto* f32 = ir.getFloatTy();
                       int64_t lanes = plan.lanes;
-                      if (vector && cols % lanes == 0) {  // each tile row as the vectors it was in registers
+                      // The tile's element (r, c) of C, from (row0, col0), is at tile[at(r, c)].
+                      auto at = [&](int64_t r, int64_t c) { return plan.swapped ? c * plan.nr + r : r * plan.nr + c; };
+                      if (plan.swapped) {
+                        std::swap(row0, col0);
+                        std::swap(rows, cols);
+                      }
+                      if (vector && !plan.swapped && cols % lanes == 0) {  // each tile row as the vectors it was in registers
                         std::vector<std::pair<int64_t, int64_t>> along_row;
                         for (int64_t l = 0; l < lanes; ++l) along_row.emplace_back(0, l);
                         tk.rolled_loop(rows, [&](llvm::Value* r) {
@@ -313,7 +319,7 @@ class KernelBody {
                           for (int64_t l = 0; l < lanes; ++l) {
                             int64_t e = e0 + std::min(l, valid - 1);
                             lane_at.emplace_back(e / cols - r0, e % cols - c0);
-                            in_tile.push_back(e / cols * plan.nr + e % cols);
+                            in_tile.push_back(at(e / cols, e % cols));
                           }
                           tk.set_lanes(lanes);
                           llvm::Value* v = tk.load_lanes(tile_buffer, tk.index(0), in_tile, valid);
@@ -322,7 +328,7 @@ class KernelBody {
                       } else {
                         tk.rolled_loop(rows, [&](llvm::Value* r) {
                           tk.loop(cols, [&](llvm::Value* c) {
-                            llvm::Value* v = ir.CreateLoad(f32, ir.CreateInBoundsGEP(f32, tile, tk.offset({r, c}, {plan.nr, 1})));
+                            llvm::Value* v = ir.CreateLoad(f32, ir.CreateInBoundsGEP(f32, tile, tk.offset({r, c}, {at(1, 0), at(0, 1)})));
                             inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, c)}, v);
                           });
                         });
@@ -340,7 +346,7 @@ class KernelBody {
       return ir.CreateCall(tasks, all);
     };
     llvm::Value* status;
-    if (parallel_safe() && plan.tasks() > 1 && kernel_.flops >= kParallelFlops) {
+    if (parallel_safe(plan) && plan.tasks() > 1 && kernel_.flops >= kParallelFlops) {
       // ctx: the pointers the tasks take; a task function unpacks them for the pool's threads.
       llvm::Value* ctx_array = k_.local(llvm::ConstantAggregateZero::get(llvm::ArrayType::get(ptr, places_ + 1)));
       for (unsigned i = 0; i <= places_; ++i) ir.CreateStore(args[i], ir.CreateConstInBoundsGEP1_64(ptr, ctx_array, i));
@@ -364,11 +370,12 @@ class KernelBody {
   }
 
   // Tasks split over columns (and batches) only: every reduction in the epilogue must keep
-  // them, so that no two tasks add into one element.
-  bool parallel_safe() const {
+  // them, so that no two tasks add into one element. (A swapped plan's tasks split C's rows.)
+  bool parallel_safe(const GemmPlan& plan) const {
     size_t rank = kernel_.domain.size();
     for (ValueId m : kernel_.members) {
       if (!is_reduction(m)) continue;
+      if (plan.swapped) return false;
       if (g_[g_[m].args[0]].type.shape != kernel_.domain) return false;
       std::vector<int64_t> axes = g_[m].attrs.get("axes").as_ints();
       if (axes != std::vector<int64_t>{static_cast<int64_t>(rank - 2)}) return false;
