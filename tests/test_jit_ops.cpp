@@ -51,6 +51,11 @@ std::vector<std::string> specs() {
   s.push_back(weighted(kT, "relu(add(matmul(transpose(a, perm=[1, 0]), b), c))", "[40, 5]"));
   s.push_back(weighted(kT, "sum(mul(matmul(transpose(a, perm=[1, 0]), b), c), axes=[0])", "[5]"));
   s.push_back(weighted(kT, "sum(matmul(transpose(a, perm=[1, 0]), b), axes=[1])", "[40]"));
+  // Narrow products over a long k as dot products (k = 70: a masked last vector), B copied
+  // transposed or read so.
+  const std::string kD = "param a : f32[5, 70]\nparam b : f32[70, 6]\nparam c : f32[6, 70]\nparam d : f32[6]\n";
+  s.push_back(weighted(kD, "relu(add(matmul(a, b), d))", "[5, 6]"));
+  s.push_back(weighted(kD, "sum(matmul(a, transpose(c, perm=[1, 0])), axes=[0])", "[6]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
   s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));

@@ -24,6 +24,14 @@ GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_tran
   GemmPlan p{batches, swap ? n : m, swap ? m : n, k, swap ? !b_transposed : a_transposed, swap ? !a_transposed : b_transposed, lanes};
   p.swapped = swap;
   std::tie(m, n, a_transposed, b_transposed) = std::tuple(p.m, p.n, p.a_transposed, p.b_transposed);
+  if (!a_transposed && n < lanes && k >= 4 * lanes) {
+    p.dot = true;
+    p.nr = lanes;
+    p.mr = std::clamp<int64_t>(24 / n, 1, m);  // mr × n accumulators
+    while (m % p.mr != 0 && p.mr > 1) --p.mr;   // one copy of the microkernel
+    p.kc = k;
+    return p;
+  }
   // Accumulators take all but a few of the vector registers (32 with AVX-512, else 16): one or
   // two vectors of B per row of the tile, as many rows as fit.
   int64_t registers = lanes == 16 ? 32 : 16;
@@ -80,7 +88,73 @@ class GemmEmitter {
     });
   }
 
+  // scratch[(batch * n + j) * k + p] = B[p, j]: Bᵀ's rows, for a dot plan.
+  void pack_bt() {
+    k_.loop(p_.batches, [&](llvm::Value* batch) {
+      k_.loop(p_.k, [&](llvm::Value* p) {
+        k_.loop(p_.n, [&](llvm::Value* j) {
+          llvm::Value* to = k_.offset({batch, j, p}, {p_.n * p_.k, p_.k, 1});
+          ir_.CreateStore(load_f32(b_, b_at(batch, p, j)), ir_.CreateInBoundsGEP(f32_, scratch_, to));
+        });
+      });
+    });
+  }
+
+  // A dot plan's tasks (one per batch): every block of mr rows, its tile, then the epilogue.
+  void dot_tasks(llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {
+    k_.loop(begin, end, [&](llvm::Value* batch) {
+      int64_t blocks = p_.m / p_.mr, rest = p_.m % p_.mr;
+      auto block = [&](llvm::Value* row0, int64_t rows) {
+        dot_microkernel(batch, row0, rows);
+        epilogue(batch, row0, rows, k_.index(0), p_.n, tile_);
+      };
+      k_.rolled_loop(blocks, [&](llvm::Value* i) { block(ir_.CreateMul(i, k_.index(p_.mr)), p_.mr); });
+      if (rest > 0) block(k_.index(blocks * p_.mr), rest);
+    });
+  }
+
+  // tile[r * nr + c] = sum over p of A[row0 + r, p] * B[p, c]: vectors of lanes along p (the
+  // last one masked when k is not a multiple), then each vector's lanes added up (a fixed tree).
+  void dot_microkernel(llvm::Value* batch, llvm::Value* row0, int64_t rows) {
+    std::vector<llvm::Value*> a_row, bt_row, acc;
+    for (int64_t r = 0; r < rows; ++r)
+      a_row.push_back(ir_.CreateInBoundsGEP(f32_, a_, a_at(batch, ir_.CreateAdd(row0, k_.index(r)), k_.index(0))));
+    for (int64_t c = 0; c < p_.n; ++c)
+      bt_row.push_back(p_.b_transposed ? ir_.CreateInBoundsGEP(f32_, b_, b_at(batch, k_.index(0), k_.index(c)))
+                                       : ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.n * p_.k)), k_.index(c * p_.k))));
+    for (int64_t i = 0; i < rows * p_.n; ++i) acc.push_back(k_.local(llvm::Constant::getNullValue(vec_)));
+    auto step = [&](llvm::Value* at, int64_t valid) {
+      auto load = [&](llvm::Value* row) {
+        llvm::Value* ptr = ir_.CreateInBoundsGEP(f32_, row, at);
+        if (valid == p_.lanes) return static_cast<llvm::Value*>(ir_.CreateAlignedLoad(vec_, ptr, llvm::Align(4)));
+        std::vector<llvm::Constant*> mask;
+        for (int64_t l = 0; l < p_.lanes; ++l) mask.push_back(ir_.getInt1(l < valid));
+        return static_cast<llvm::Value*>(
+            ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), llvm::ConstantVector::get(mask), llvm::Constant::getNullValue(vec_)));
+      };
+      std::vector<llvm::Value*> av, bv;
+      for (llvm::Value* row : a_row) av.push_back(load(row));
+      for (llvm::Value* row : bt_row) bv.push_back(load(row));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < p_.n; ++c) {
+          llvm::Value* slot = acc[static_cast<size_t>(r * p_.n + c)];
+          k_.set(slot, ir_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vec_}, {av[static_cast<size_t>(r)], bv[static_cast<size_t>(c)], k_.get(slot)}));
+        }
+    };
+    k_.rolled_loop(p_.k / p_.lanes, [&](llvm::Value* v) { step(ir_.CreateMul(v, k_.index(p_.lanes)), p_.lanes); });
+    if (p_.k % p_.lanes) step(k_.index(p_.k / p_.lanes * p_.lanes), p_.k % p_.lanes);
+    llvm::FastMathFlags tree;
+    tree.setAllowReassoc();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < p_.n; ++c) {
+        auto* sum = llvm::cast<llvm::Instruction>(ir_.CreateFAddReduce(llvm::ConstantFP::get(f32_, -0.0), k_.get(acc[static_cast<size_t>(r * p_.n + c)])));
+        sum->setFastMathFlags(tree);
+        ir_.CreateStore(sum, ir_.CreateConstInBoundsGEP1_64(f32_, tile_, static_cast<uint64_t>(r * p_.nr + c)));
+      }
+  }
+
   void tasks(llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {
+    if (p_.dot) return dot_tasks(begin, end, epilogue);
     int64_t full = p_.n / p_.nr, rest = p_.n % p_.nr;
     k_.loop(begin, end, [&](llvm::Value* t) {
       llvm::Value* batch = ir_.CreateUDiv(t, k_.index(p_.panels()));
@@ -232,6 +306,7 @@ class GemmEmitter {
 void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch) {
   if (p.swapped) std::swap(a, b);
   if (p.pack_a) GemmEmitter(k, p, a, nullptr, scratch).pack_a();
+  if (p.dot && !p.b_transposed) GemmEmitter(k, p, a, b, scratch).pack_bt();
 }
 
 void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,

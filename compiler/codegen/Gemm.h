@@ -8,6 +8,9 @@
 // (one B row of vectors and one broadcast of A per row, a fused multiply-add each), and hands
 // the finished tile to the caller's epilogue. Tasks share nothing but their inputs, so they may
 // run on any threads in any order with the same results: each result is summed over k in order.
+// Two shapes get plans of their own: a narrow result of a transposed A is computed as its
+// transpose (`swapped`), and a narrow result over a long k as dot products along k (`dot`), so
+// that whole vectors do the work rather than n of their lanes.
 #pragma once
 
 #include <functional>
@@ -30,13 +33,20 @@ struct GemmPlan {
   // The plan computes Cᵀ = Bᵀ·Aᵀ (m, n and the operands above are Cᵀ's): tiles then hold
   // tile[r * nr + c] = C[col0 + c, row0 + r], and the epilogue must read them so.
   bool swapped = false;
+  // Dot products instead (n at most a vector, A not transposed, k long: the seed's X·W1): each
+  // of a tile's mr × n results is a vector of partial sums along k, added up across its lanes at
+  // the end. Bᵀ's rows are read contiguously, from a copy in scratch unless B is stored transposed.
+  bool dot = false;
 
   int64_t panels() const { return (n + nr - 1) / nr; }
   int64_t tasks() const { return batches * panels(); }
   int64_t row_blocks() const { return (m + mr - 1) / mr; }
   int64_t chunks() const { return (k + kc - 1) / kc; }
   // (rounded up to whole cache lines: the regions after it are read with aligned vector loads)
-  int64_t packed_a_floats() const { return pack_a ? (batches * row_blocks() * k * mr + 15) / 16 * 16 : 0; }
+  int64_t packed_a_floats() const {
+    int64_t floats = pack_a ? batches * row_blocks() * k * mr : dot && !b_transposed ? batches * n * k : 0;
+    return (floats + 15) / 16 * 16;
+  }
   int64_t packed_b_floats() const { return pack_b ? tasks() * k * nr : 0; }
   int64_t panel_sum_floats() const { return chunks() > 1 ? tasks() * row_blocks() * mr * nr : 0; }
   int64_t scratch_bytes() const { return (packed_a_floats() + packed_b_floats() + panel_sum_floats()) * 4; }
