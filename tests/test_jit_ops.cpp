@@ -168,3 +168,36 @@ TEST_CASE("jit: every op of the table has a JIT test in this file") {
 }
 
 }  // namespace gradc
+
+namespace gradc {
+
+// The JIT's inline expf (KernelBuilder::exp) against libm's over its whole range, element by
+// element: within 2 ulp where the result is a normal float, and libm's special values.
+TEST_CASE("jit: exp in f32 is within 2 ulp of libm's expf, with its special values") {
+  std::vector<float> xs;
+  for (double x = -87.3; x <= 88.2; x += 0.0173) xs.push_back(static_cast<float>(x));
+  for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 0.5f, -0.5f, 1.0f, 10.0f, -10.0f, 88.0f, -87.0f}) xs.push_back(x);
+  const std::vector<std::pair<float, float>> special = {
+      {-INFINITY, 0.0f}, {-1000.0f, 0.0f}, {-88.0f, 0.0f}, {INFINITY, INFINITY}, {1000.0f, INFINITY}, {NAN, NAN}};
+  for (auto [x, y] : special) xs.push_back(x);
+  int64_t n = static_cast<int64_t>(xs.size());
+  Model m = compile_string(fmt::format("input x : f32[{}]\noutput y = exp(x)\n", n), "exp.gir");
+  Session s(m);
+  const Tensor& y = s.predict({{"x", TensorView(xs.data(), Shape{n})}});
+  int checked = 0;
+  for (int64_t i = 0; i < n - static_cast<int64_t>(special.size()); ++i) {
+    float want = std::exp(xs[static_cast<size_t>(i)]), got = y.as<float>()[i];
+    INFO("x = ", xs[static_cast<size_t>(i)], ": got ", got, ", libm ", want);
+    CHECK(std::fabs(got - want) <= 2 * (std::nextafter(want, INFINITY) - want));
+    ++checked;
+  }
+  CHECK(checked > 10000);
+  for (size_t j = 0; j < special.size(); ++j) {
+    float got = y.as<float>()[n - static_cast<int64_t>(special.size()) + static_cast<int64_t>(j)];
+    INFO("x = ", special[j].first, ": got ", got);
+    if (std::isnan(special[j].second)) CHECK(std::isnan(got));
+    else CHECK(got == special[j].second);
+  }
+}
+
+}  // namespace gradc

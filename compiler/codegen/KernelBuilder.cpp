@@ -238,6 +238,33 @@ llvm::Value* KernelBuilder::min_nan(llvm::Value* a, llvm::Value* c) {
   return b.CreateSelect(b.CreateOr(b.CreateFCmpOLT(a, c), b.CreateFCmpUNO(a, a)), a, c);
 }
 
+llvm::Value* KernelBuilder::exp(llvm::Value* x) {
+  llvm::Type* t = x->getType();
+  if (!t->getScalarType()->isFloatTy()) return unary(llvm::Intrinsic::exp, x);
+  auto c = [&](double v) { return llvm::ConstantFP::get(t, v); };
+  auto fma = [&](llvm::Value* a, llvm::Value* m, llvm::Value* add) {
+    return b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {t}, {a, m, add});
+  };
+  // x = n ln2 + r, |r| <= ln2 / 2, with ln2 in two parts so that r is exact.
+  llvm::Value *lo = c(-87.33654475), *hi = c(88.3);  // (e^88.3 = 2.2e38; libm overflows past 88.72)
+  llvm::Value* clamped = b.CreateMinNum(b.CreateMaxNum(x, lo), hi);
+  llvm::Value* n = unary(llvm::Intrinsic::floor, fma(clamped, c(1.44269504088896341), c(0.5)));
+  llvm::Value* r = fma(n, c(-0.693359375), clamped);
+  r = fma(n, c(2.12194440e-4), r);
+  llvm::Value* p = c(1.9875691500e-4);
+  for (double coefficient : {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1})
+    p = fma(p, r, c(coefficient));
+  llvm::Value* e_r = b.CreateFAdd(fma(p, b.CreateFMul(r, r), r), c(1.0));
+  // 2^n from its exponent bits (n is in [-126, 127] after the clamp).
+  llvm::Type* i32 = t->isVectorTy() ? static_cast<llvm::Type*>(llvm::VectorType::get(b.getInt32Ty(), llvm::cast<llvm::VectorType>(t)->getElementCount()))
+                                    : b.getInt32Ty();
+  llvm::Value* bits = b.CreateShl(b.CreateAdd(b.CreateFPToSI(n, i32), llvm::ConstantInt::get(i32, 127)), llvm::ConstantInt::get(i32, 23));
+  llvm::Value* y = b.CreateFMul(e_r, b.CreateBitCast(bits, t));
+  y = b.CreateSelect(b.CreateFCmpOLT(x, lo), c(0.0), y);
+  y = b.CreateSelect(b.CreateFCmpOGT(x, hi), llvm::ConstantFP::getInfinity(t), y);
+  return b.CreateSelect(b.CreateFCmpUNO(x, x), x, y);
+}
+
 llvm::Value* KernelBuilder::call_libm(const char* f32_name, const char* f64_name, llvm::Value* x) {
   auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(x->getType());
   llvm::Type* t = vt ? vt->getElementType() : x->getType();

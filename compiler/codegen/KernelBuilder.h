@@ -78,6 +78,10 @@ class KernelBuilder {
   llvm::Value* max_nan(llvm::Value* a, llvm::Value* c);
   llvm::Value* min_nan(llvm::Value* a, llvm::Value* c);
   llvm::Value* call_libm(const char* f32_name, const char* f64_name, llvm::Value* x);  // tanh and friends
+  // e^x. f32 (scalars or vectors): inline, Cephes's expf (a degree-7 polynomial on x - n ln 2,
+  // within 2 ulp of libm's expf; 0 below -87.33, +inf above 88.3, NaN kept), so that loops
+  // with it vectorize and no call is made per element. f64: llvm.exp (libm).
+  llvm::Value* exp(llvm::Value* x);
 
   // Vector mode: while lanes() > 0, real() makes splats and call_libm works lane by lane, so that
   // an op's scalar code computes `lanes` consecutive elements at once (GEMM epilogues do this).

@@ -52,7 +52,7 @@ std::pair<llvm::Value*, llvm::Value*> row_stats(KernelBuilder& k, const Buffer& 
   llvm::Value* max = k.get(m);
   llvm::Value* s = k.local(k.real(dt, 0));
   k.loop(len, [&](llvm::Value* kk) {
-    k.set(s, k.b.CreateFAdd(k.get(s), k.unary(llvm::Intrinsic::exp, k.b.CreateFSub(k.load(x, at(kk)), max))));
+    k.set(s, k.b.CreateFAdd(k.get(s), k.exp(k.b.CreateFSub(k.load(x, at(kk)), max))));
   });
   return {max, k.unary(llvm::Intrinsic::log, k.get(s))};
 }
@@ -67,7 +67,7 @@ void softmax_like(KernelBuilder& k, const Node& n, const Args& a, const Buffer& 
       k.loop(r.len, [&](llvm::Value* kk) {
         llvm::Value* at = k.b.CreateAdd(base, k.b.CreateMul(kk, k.index(r.inner)));
         llvm::Value* v = k.b.CreateFSub(k.b.CreateFSub(k.load(a[0], at), max), log_sum);
-        k.store(out, at, exp ? k.unary(llvm::Intrinsic::exp, v) : v);
+        k.store(out, at, exp ? k.exp(v) : v);
       });
     });
   });
@@ -97,13 +97,13 @@ llvm::Value* class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t 
   }                                                                                                      \
   const OpCodegen emit_##name{.scalar = scalar_##name};
 SCALAR(neg, k.b.CreateFNeg(x))
-SCALAR(exp, k.unary(llvm::Intrinsic::exp, x))
+SCALAR(exp, k.exp(x))
 SCALAR(log, k.unary(llvm::Intrinsic::log, x))
 SCALAR(sqrt, k.unary(llvm::Intrinsic::sqrt, x))
 SCALAR(rsqrt, k.b.CreateFDiv(k.real(dt, 1), k.unary(llvm::Intrinsic::sqrt, x)))
 SCALAR(abs, k.unary(llvm::Intrinsic::fabs, x))
 SCALAR(tanh, k.call_libm("tanhf", "tanh", x))
-SCALAR(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.unary(llvm::Intrinsic::exp, k.b.CreateFNeg(x)))))
+SCALAR(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.exp(k.b.CreateFNeg(x)))))
 SCALAR(relu, k.max_nan(x, k.real(dt, 0)))
 SCALAR(square, k.b.CreateFMul(x, x))
 SCALAR(broadcast_to, x)
@@ -205,7 +205,7 @@ static void loops_bce_with_logits(KernelBuilder& k, const Node& n, const Args& a
   pointwise_loss(k, n, a, out, [&](llvm::Value* x, llvm::Value* t) {
     auto& b = k.b;
     llvm::Value* pos = b.CreateSelect(b.CreateFCmpOGT(x, k.real(dt, 0)), x, k.real(dt, 0));
-    llvm::Value* soft = k.call_libm("log1pf", "log1p", k.unary(llvm::Intrinsic::exp, b.CreateFNeg(k.unary(llvm::Intrinsic::fabs, x))));
+    llvm::Value* soft = k.call_libm("log1pf", "log1p", k.exp(b.CreateFNeg(k.unary(llvm::Intrinsic::fabs, x))));
     return b.CreateFAdd(b.CreateFSub(pos, b.CreateFMul(x, t)), soft);
   });
 }
@@ -240,7 +240,7 @@ static llvm::Value* row_log_softmax(KernelBuilder& k, llvm::Value* x, llvm::Valu
   return k.b.CreateFSub(k.b.CreateFSub(x, max), log_sum);
 }
 static llvm::Value* row_softmax(KernelBuilder& k, llvm::Value* x, llvm::Value* max, llvm::Value* log_sum) {
-  return k.unary(llvm::Intrinsic::exp, row_log_softmax(k, x, max, log_sum));
+  return k.exp(row_log_softmax(k, x, max, log_sum));
 }
 const OpCodegen emit_softmax{.loops = loops_softmax, .row = row_softmax};
 const OpCodegen emit_log_softmax{.loops = loops_log_softmax, .row = row_log_softmax};
