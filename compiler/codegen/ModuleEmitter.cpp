@@ -81,7 +81,9 @@ class KernelBody {
     if (flat) return k_.load(b, flat);
     const Shape& shape = g_[a].type.shape;
     std::vector<int64_t> s = cg(m).leading_operands ? leading_strides(shape, kernel_.domain) : broadcast_strides(shape, kernel_.domain);
-    return k_.lanes() ? k_.load_lanes(b, k_.offset(idx, s), lane_offsets(s), valid_) : k_.load(b, k_.offset(idx, s));
+    // (leading operands, one_hot's ids, are read once: the lanes run along the last dim only)
+    return k_.lanes() && !cg(m).leading_operands ? k_.load_lanes(b, k_.offset(idx, s), lane_offsets(s), valid_)
+                                                 : k_.load(b, k_.offset(idx, s));
   }
 
   // Vector mode: lane l is the element lane_at_[l] = (rows, columns) away from the current one;
@@ -106,9 +108,13 @@ class KernelBody {
 
   // Can the epilogue run on vectors of consecutive columns? Only f32 values (the tile's), and no
   // op that needs the element's index.
+  // (A RowWise kernel's own members, its row ops and losses, and one_hot's class ids are fine.)
   bool vector_epilogue() const {
     for (ValueId m : kernel_.members) {
-      if (g_[m].type.dtype != DType::F32 || cg(m).leading_operands || cg(m).row || cg(m).row_loss) return false;
+      if (kernel_.kind == KernelKind::RowWise && (cg(m).row || cg(m).row_loss)) continue;
+      if (g_[m].type.dtype != DType::F32 || cg(m).row || cg(m).row_loss) return false;
+      if (g_[m].op == OpKind::OneHot) continue;  // f32 from i32 ids, read once per row
+      if (cg(m).leading_operands) return false;
       for (ValueId a : g_[m].args)
         if (g_[a].type.dtype != DType::F32) return false;
     }
@@ -178,8 +184,15 @@ class KernelBody {
       // In vector mode a scalar (one element, from scalars) is computed once, as a scalar.
       bool one = lanes && n.type.numel() == 1;
       k_.set_lanes(one ? 0 : lanes);
-      for (llvm::Value*& a : args) a = k_.splat(a);
-      llvm::Value* v = cg(m).scalar(k_, n, args, idx);
+      if (!cg(m).leading_operands)
+        for (llvm::Value*& a : args) a = k_.splat(a);
+      Values index = idx;
+      if (lanes && !one && cg(m).leading_operands) {  // the last index of each lane
+        std::vector<llvm::Constant*> along;
+        for (auto [dr, dc] : lane_at_) along.push_back(k_.b.getInt64(static_cast<uint64_t>(dc)));
+        index.back() = k_.b.CreateAdd(k_.splat(idx.back()), llvm::ConstantVector::get(along));
+      }
+      llvm::Value* v = cg(m).scalar(k_, n, args, index);
       vals_[m] = v;
       if (contains(kernel_.outputs, m)) put(m, idx, flat, v);
       k_.set_lanes(lanes);
@@ -469,6 +482,10 @@ class KernelBody {
       }
     start_reductions();
     auto& ir = k_.b;
+    bool vector = g_[kernel_.rows].type.dtype == DType::F32 && vector_epilogue();
+    int64_t lanes = host_vector_lanes();
+    lane_at_.clear();
+    for (int64_t l = 0; l < lanes; ++l) lane_at_.emplace_back(0, l);
     k_.loop(rows, [&](llvm::Value* r) {
       llvm::Value* base = ir.CreateMul(r, k_.index(cols));
       auto [max, log_sum] = row_max_and_log_sum(k_, x, cols, base);
@@ -479,13 +496,27 @@ class KernelBody {
         const Buffer& out = buffer(m);
         k_.store(out, k_.index(0), ir.CreateFSub(k_.load(out, k_.index(0)), log_p));
       }
-      k_.loop(cols, [&](llvm::Value* c) {
+      if (!vector) {
+        k_.loop(cols, [&](llvm::Value* c) {
+          vals_.clear();
+          llvm::Value* xv = k_.load(x, ir.CreateAdd(base, c));
+          for (ValueId m : kernel_.members)
+            if (cg(m).row) vals_[m] = cg(m).row(k_, xv, max, log_sum);
+          members_at({r, c}, nullptr, 0);
+        });
+        return;
+      }
+      // The row a vector at a time (the last one masked), every member on lanes.
+      for (int64_t c = 0; c < cols; c += lanes) {
+        valid_ = std::min(lanes, cols - c);
+        k_.set_lanes(lanes);
         vals_.clear();
-        llvm::Value* xv = k_.load(x, ir.CreateAdd(base, c));
+        llvm::Value* xv = k_.load_lanes(x, ir.CreateAdd(base, k_.index(c)), lane_offsets({cols, 1}), valid_);
         for (ValueId m : kernel_.members)
-          if (cg(m).row) vals_[m] = cg(m).row(k_, xv, max, log_sum);
-        members_at({r, c}, nullptr, 0);
-      });
+          if (cg(m).row) vals_[m] = cg(m).row(k_, xv, k_.splat(max), k_.splat(log_sum));
+        members_at({r, k_.index(c)}, nullptr, 0);
+        k_.set_lanes(0);
+      }
     });
     for (ValueId m : losses) {
       const Buffer& out = buffer(m);

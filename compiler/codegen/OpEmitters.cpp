@@ -8,6 +8,7 @@
 #include <llvm/IR/Intrinsics.h>
 
 #include "codegen/ConvEmitters.h"
+#include "codegen/Gemm.h"
 #include "codegen/KernelBuilder.h"
 
 namespace gradc::codegen {
@@ -40,9 +41,50 @@ struct Rows {
 
 // For one row of `x` (elements at base + kk * step): its max m and log(sum(exp(x - m))), so that
 // log_softmax = x - m - log_sum. The max skips NaN as std::max does in the interpreter.
+// The same for a contiguous f32 row, a vector of lanes at a time (the last masked): the max is
+// the same number; the sum of exps is added up in another order (lanes, then a fixed tree).
+std::pair<llvm::Value*, llvm::Value*> row_stats_vector(KernelBuilder& k, const Buffer& x, int64_t len, llvm::Value* base) {
+  auto& b = k.b;
+  int64_t lanes = host_vector_lanes();
+  k.set_lanes(lanes);
+  auto* vt = llvm::FixedVectorType::get(b.getFloatTy(), static_cast<unsigned>(lanes));
+  std::vector<int64_t> along(static_cast<size_t>(lanes));
+  for (int64_t l = 0; l < lanes; ++l) along[static_cast<size_t>(l)] = l;
+  auto chunk = [&](int64_t at, llvm::Value* fill) {  // lanes past the row read as `fill`
+    int64_t valid = std::min(lanes, len - at);
+    llvm::Value* v = k.load_lanes(x, b.CreateAdd(base, k.index(at)), along, valid);
+    if (valid == lanes) return v;
+    std::vector<llvm::Constant*> inside;
+    for (int64_t l = 0; l < lanes; ++l) inside.push_back(b.getInt1(l < valid));
+    return b.CreateSelect(llvm::ConstantVector::get(inside), v, fill);
+  };
+  llvm::Value* minus_inf = llvm::ConstantFP::getInfinity(vt, true);
+  llvm::Value* m = minus_inf;
+  for (int64_t at = 0; at < len; at += lanes) {
+    llvm::Value* v = chunk(at, minus_inf);
+    m = b.CreateSelect(b.CreateFCmpOLT(m, v), v, m);
+  }
+  llvm::Value* max = b.CreateExtractElement(m, uint64_t{0});
+  for (int64_t l = 1; l < lanes; ++l) {
+    llvm::Value* v = b.CreateExtractElement(m, static_cast<uint64_t>(l));
+    max = b.CreateSelect(b.CreateFCmpOLT(max, v), v, max);
+  }
+  llvm::Value* sum = llvm::Constant::getNullValue(vt);
+  for (int64_t at = 0; at < len; at += lanes)
+    sum = b.CreateFAdd(sum, k.exp(b.CreateFSub(chunk(at, minus_inf), k.splat(max))));  // exp(-inf) = 0
+  k.set_lanes(0);
+  llvm::FastMathFlags tree;
+  tree.setAllowReassoc();
+  auto* total = llvm::cast<llvm::Instruction>(b.CreateFAddReduce(llvm::ConstantFP::get(b.getFloatTy(), -0.0), sum));
+  total->setFastMathFlags(tree);
+  return {max, k.unary(llvm::Intrinsic::log, total)};
+}
+
 std::pair<llvm::Value*, llvm::Value*> row_stats(KernelBuilder& k, const Buffer& x, int64_t len, llvm::Value* base,
                                                 int64_t step) {
   DType dt = x.type.dtype;
+  if (dt == DType::F32 && step == 1 && len >= 2 && len <= 64 && !x.constant && host_vector_lanes() > 1)
+    return row_stats_vector(k, x, len, base);
   auto at = [&](llvm::Value* kk) { return k.b.CreateAdd(base, k.b.CreateMul(kk, k.index(step))); };
   llvm::Value* m = k.local(k.real(dt, -std::numeric_limits<double>::infinity()));
   k.loop(len, [&](llvm::Value* kk) {
@@ -122,7 +164,7 @@ static llvm::Value* scalar_one_hot(KernelBuilder& k, const Node& n, const Values
   int64_t classes = n.attrs.get("classes").as_int();
   llvm::Value* id = class_id(k, n, v[0], classes, "class id");
   DType dt = n.type.dtype;
-  llvm::Value* hit = k.b.CreateICmpEQ(id, index.back());
+  llvm::Value* hit = k.b.CreateICmpEQ(k.splat(id), index.back());  // (lanes: a vector of last indices)
   return dt == DType::I32 ? k.b.CreateZExt(hit, k.b.getInt32Ty()) : k.b.CreateSelect(hit, k.real(dt, 1), k.real(dt, 0));
 }
 const OpCodegen emit_one_hot{.scalar = scalar_one_hot, .leading_operands = true};
