@@ -1,6 +1,7 @@
 #include "codegen/ModuleEmitter.h"
 
 #include <map>
+#include <numeric>
 
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
@@ -325,8 +326,9 @@ class KernelBody {
                         // `lanes` at a time, so that no vector is mostly masked off and a masked store
                         // at the end of one row does not stall the loads of the next.
                         Buffer tile_buffer{TensorType{DType::F32, {plan.mr * plan.nr}}, tile, nullptr};
-                        for (int64_t e0 = 0; e0 < rows * cols; e0 += lanes) {
-                          int64_t valid = std::min(lanes, rows * cols - e0), r0 = e0 / cols, c0 = e0 % cols;
+                        // The vector of results e0.. (valid of them) from tile row `shift` on.
+                        auto results = [&](int64_t e0, int64_t valid, llvm::Value* shift) {
+                          int64_t r0 = e0 / cols, c0 = e0 % cols;
                           std::vector<std::pair<int64_t, int64_t>> lane_at;
                           std::vector<int64_t> in_tile;
                           for (int64_t l = 0; l < lanes; ++l) {
@@ -335,9 +337,19 @@ class KernelBody {
                             in_tile.push_back(at(e / cols, e % cols));
                           }
                           tk.set_lanes(lanes);
-                          llvm::Value* v = tk.load_lanes(tile_buffer, tk.index(0), in_tile, valid);
-                          inner.epilogue_at({batch, ir.CreateAdd(row0, tk.index(r0)), ir.CreateAdd(col0, tk.index(c0))}, v, lane_at, valid);
-                        }
+                          llvm::Value* v = tk.load_lanes(tile_buffer, ir.CreateMul(shift, tk.index(at(1, 0))), in_tile, valid);
+                          llvm::Value* row = ir.CreateAdd(ir.CreateAdd(row0, shift), tk.index(r0));
+                          inner.epilogue_at({batch, row, ir.CreateAdd(col0, tk.index(c0))}, v, lane_at, valid);
+                        };
+                        // Lanes fall on the same (row, column) pattern every lcm(lanes, cols) results:
+                        // whole periods in a rolled loop, the rest unrolled.
+                        int64_t period = std::lcm(lanes, cols), periods = rows * cols / period;
+                        if (periods < 2) periods = 0;
+                        tk.rolled_loop(periods, [&](llvm::Value* g) {
+                          for (int64_t e0 = 0; e0 < period; e0 += lanes) results(e0, lanes, ir.CreateMul(g, tk.index(period / cols)));
+                        });
+                        for (int64_t e0 = periods * period; e0 < rows * cols; e0 += lanes)
+                          results(e0, std::min(lanes, rows * cols - e0), tk.index(0));
                       } else {
                         tk.rolled_loop(rows, [&](llvm::Value* r) {
                           tk.loop(cols, [&](llvm::Value* c) {
