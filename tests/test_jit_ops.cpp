@@ -56,6 +56,8 @@ std::vector<std::string> specs() {
   const std::string kD = "param a : f32[5, 70]\nparam b : f32[70, 6]\nparam c : f32[6, 70]\nparam d : f32[6]\n";
   s.push_back(weighted(kD, "relu(add(matmul(a, b), d))", "[5, 6]"));
   s.push_back(weighted(kD, "sum(matmul(a, transpose(c, perm=[1, 0])), axes=[0])", "[6]"));
+  // B read transposed and packed through 16 x 16 (or 8 x 8) register transposes, with edges.
+  s.push_back(weighted("param a : f32[5, 37]\nparam b : f32[40, 37]\n", "matmul(a, transpose(b, perm=[1, 0]))", "[5, 40]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
   s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));

@@ -218,7 +218,34 @@ class GemmEmitter {
       ir_.CreateStore(v, ir_.CreateInBoundsGEP(f32_, packed, k_.offset({p, c}, {p_.nr, 1})));
     };
     if (p_.b_transposed) {  // read along B's rows, which are our columns
-      k_.loop(cols, [&](llvm::Value* c) {
+      // Blocks of lanes × lanes through registers: a vector load along each of B's rows, a
+      // transpose in shuffles, a vector store along each packed row; the edges one by one.
+      int64_t L = p_.lanes, c_full = cols / L * L, k_full = p_.k / L * L;
+      k_.rolled_loop(c_full / L, [&](llvm::Value* cb) {
+        llvm::Value* c0 = ir_.CreateMul(cb, k_.index(L));
+        k_.rolled_loop(k_full / L, [&](llvm::Value* pb) {
+          llvm::Value* p0 = ir_.CreateMul(pb, k_.index(L));
+          std::vector<llvm::Value*> rows;
+          for (int64_t i = 0; i < L; ++i) {
+            llvm::Value* c = ir_.CreateAdd(ir_.CreateAdd(col0, c0), k_.index(i));
+            rows.push_back(ir_.CreateAlignedLoad(vec_, ir_.CreateInBoundsGEP(f32_, b_, b_at(batch, p0, c)), llvm::Align(4)));
+          }
+          transpose(rows);
+          for (int64_t j = 0; j < L; ++j)
+            ir_.CreateAlignedStore(rows[static_cast<size_t>(j)],
+                                   ir_.CreateInBoundsGEP(f32_, packed, k_.offset({ir_.CreateAdd(p0, k_.index(j)), c0}, {p_.nr, 1})),
+                                   llvm::Align(static_cast<uint64_t>(L * 4)));
+        });
+        k_.loop(p_.k - k_full, [&](llvm::Value* pr) {
+          llvm::Value* p = ir_.CreateAdd(pr, k_.index(k_full));
+          k_.loop(L, [&](llvm::Value* i) {
+            llvm::Value* c = ir_.CreateAdd(c0, i);
+            store(p, c, load_f32(b_, b_at(batch, p, ir_.CreateAdd(col0, c))));
+          });
+        });
+      });
+      k_.loop(cols - c_full, [&](llvm::Value* cr) {
+        llvm::Value* c = ir_.CreateAdd(cr, k_.index(c_full));
         k_.loop(p_.k, [&](llvm::Value* p) { store(p, c, load_f32(b_, b_at(batch, p, ir_.CreateAdd(col0, c)))); });
       });
     } else {
@@ -230,6 +257,25 @@ class GemmEmitter {
       k_.loop(p_.k, [&](llvm::Value* p) {
         k_.loop(p_.nr - cols, [&](llvm::Value* c) { store(p, ir_.CreateAdd(c, k_.index(cols)), llvm::ConstantFP::get(f32_, 0.0)); });
       });
+  }
+
+  // rows[j][i] = rows[i][j] for lanes × lanes floats: log2(lanes) rounds of shuffles, each
+  // swapping the off-diagonal halves of every block twice its size (blocks of lanes/2 first).
+  void transpose(std::vector<llvm::Value*>& rows) {
+    int64_t L = p_.lanes;
+    for (int64_t h = L / 2; h >= 1; h /= 2)
+      for (int64_t i = 0; i < L; ++i) {
+        if (i & h) continue;
+        std::vector<int> lo, hi;
+        for (int64_t j = 0; j < L; ++j) {
+          int64_t base = j / (2 * h) * (2 * h), o = j - base;
+          lo.push_back(static_cast<int>(o < h ? base + o : L + base + o - h));
+          hi.push_back(static_cast<int>(o < h ? base + h + o : L + base + o));
+        }
+        llvm::Value *a = rows[static_cast<size_t>(i)], *b = rows[static_cast<size_t>(i + h)];
+        rows[static_cast<size_t>(i)] = ir_.CreateShuffleVector(a, b, lo);
+        rows[static_cast<size_t>(i + h)] = ir_.CreateShuffleVector(a, b, hi);
+      }
   }
 
   // The vector v of B's row p within this panel (lanes past `cols` are zero).
