@@ -76,15 +76,25 @@ class GemmEmitter {
   // scratch[((batch * blocks + i / mr) * k + p) * mr + i % mr] = A[i, p]; rows past m stay unset
   // (the microkernel of the last block reads only its rows).
   void pack_a() {
+    // Block by block, the inner loop along A's memory: over p when A is as stored, over the
+    // block's rows when it is read transposed (its rows are then columns in memory).
+    auto block = [&](llvm::Value* batch, llvm::Value* b, int64_t rows) {
+      llvm::Value* at = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), b);
+      llvm::Value* to = ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(at, k_.index(p_.k * p_.mr)));
+      llvm::Value* i0 = ir_.CreateMul(b, k_.index(p_.mr));
+      auto copy = [&](llvm::Value* p, llvm::Value* r) {
+        llvm::Value* v = load_f32(a_, a_at(batch, ir_.CreateAdd(i0, r), p));
+        ir_.CreateStore(v, ir_.CreateInBoundsGEP(f32_, to, k_.offset({p, r}, {p_.mr, 1})));
+      };
+      if (p_.a_transposed)
+        k_.loop(p_.k, [&](llvm::Value* p) { k_.loop(rows, [&](llvm::Value* r) { copy(p, r); }); });
+      else
+        k_.loop(rows, [&](llvm::Value* r) { k_.loop(p_.k, [&](llvm::Value* p) { copy(p, r); }); });
+    };
+    int64_t blocks = p_.m / p_.mr, rest = p_.m % p_.mr;
     k_.loop(p_.batches, [&](llvm::Value* batch) {
-      k_.loop(p_.m, [&](llvm::Value* i) {
-        llvm::Value* block = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), ir_.CreateUDiv(i, k_.index(p_.mr)));
-        llvm::Value* base = ir_.CreateAdd(ir_.CreateMul(block, k_.index(p_.k * p_.mr)), ir_.CreateURem(i, k_.index(p_.mr)));
-        k_.loop(p_.k, [&](llvm::Value* p) {
-          llvm::Value* to = ir_.CreateAdd(base, ir_.CreateMul(p, k_.index(p_.mr)));
-          ir_.CreateStore(load_f32(a_, a_at(batch, i, p)), ir_.CreateInBoundsGEP(f32_, scratch_, to));
-        });
-      });
+      k_.rolled_loop(blocks, [&](llvm::Value* b) { block(batch, b, p_.mr); });
+      if (rest > 0) block(batch, k_.index(blocks), rest);  // rows past m stay unset: never read
     });
   }
 
