@@ -1,8 +1,9 @@
 // From emitted modules to machine code: LLVM's O3 pipeline for the host CPU (its features and
 // vector width), instruction selection to an object file, then ORC's LLJIT links the objects.
-// The step's module and predict's compile on two threads. Objects are cached on disk, keyed by
-// the unoptimized modules and the host, so that compiling the same spec again skips O3 and
-// instruction selection. Also prints the modules and their assembly for `gradc dump`.
+// The two modules (each with about half the kernels) compile on two threads. Objects are
+// cached on disk, keyed by the unoptimized modules and the host, so that compiling the same
+// spec again skips O3 and instruction selection. Also prints the modules and their assembly for
+// `gradc dump`.
 //
 // A cache file is `<dir>/<key>.o`: the parts' objects, each as its size (u64, little-endian)
 // then its bytes; then a 56-byte trailer

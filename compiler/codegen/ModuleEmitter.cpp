@@ -566,8 +566,8 @@ class KernelBody {
 
 class FunctionEmitter {
  public:
-  FunctionEmitter(llvm::Module& m, Program& p, const KernelProgram& kp, uint8_t use, std::string prefix)
-      : m_(m), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {}
+  FunctionEmitter(llvm::Module& m, std::vector<ModulePart>& parts, Program& p, const KernelProgram& kp, uint8_t use, std::string prefix)
+      : m_(m), parts_(parts), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {}
 
   void emit(const char* symbol) {
     llvm::LLVMContext& ctx = m_.getContext();
@@ -672,10 +672,17 @@ class FunctionEmitter {
     };
     for (ValueId v : kernel.inputs) add(v);
     for (ValueId v : kernel.outputs) add(v);
+    // The kernel goes to the part with the least code so far (its own context): the parts then
+    // compile on their threads in about the same time. The entry point calls it by name.
+    llvm::Module& home = lightest_part();
     llvm::LLVMContext& ctx = m_.getContext();
-    std::vector<llvm::Type*> params(places.size() + 2, llvm::PointerType::getUnqual(ctx));
-    auto* fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), params, false),
-                                      llvm::Function::InternalLinkage, name, m_);
+    auto kernel_type = [&](llvm::LLVMContext& c) {
+      std::vector<llvm::Type*> params(places.size() + 2, llvm::PointerType::getUnqual(c));
+      return llvm::FunctionType::get(llvm::Type::getInt32Ty(c), params, false);
+    };
+    bool here = &home == &m_;
+    auto* fn = llvm::Function::Create(kernel_type(home.getContext()), here ? llvm::Function::InternalLinkage : llvm::Function::ExternalLinkage,
+                                      name, home);
     for (unsigned i = 0; i <= places.size(); ++i) fn->addParamAttr(i, llvm::Attribute::NoAlias);
     fn->addFnAttr(llvm::Attribute::NoUnwind);
     // Kept out of the entry point: a call per kernel costs nothing next to its loops, while O3's
@@ -694,7 +701,8 @@ class FunctionEmitter {
     for (const Location& l : places) call_args.push_back(pointer(l));
     call_args.push_back(b_->CreateConstInBoundsGEP1_64(b_->getInt8Ty(), entry_->getArg(1), static_cast<uint64_t>(scratch_offset())));
     call_args.push_back(entry_->getArg(2));
-    llvm::Value* status = b_->CreateCall(fn, call_args);
+    llvm::FunctionCallee callee = here ? llvm::FunctionCallee(fn) : m_.getOrInsertFunction(name, kernel_type(ctx));
+    llvm::Value* status = b_->CreateCall(callee, call_args);
     if (!k.can_fail()) return;
     llvm::BasicBlock* ok = llvm::BasicBlock::Create(ctx, "ok", entry_);
     failures_.emplace_back(b_->GetInsertBlock(), status);
@@ -740,7 +748,15 @@ class FunctionEmitter {
     b_->CreateCall(fn, args);
   }
 
+  llvm::Module& lightest_part() {
+    llvm::Module* best = &m_;
+    for (ModulePart& part : parts_)
+      if (part.module->getInstructionCount() < best->getInstructionCount()) best = part.module.get();
+    return *best;
+  }
+
   llvm::Module& m_;
+  std::vector<ModulePart>& parts_;  // every module of the step (this entry point's is m_)
   Program& p_;
   const KernelProgram& kp_;
   const Graph& g_;
@@ -760,14 +776,15 @@ EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predi
   EmittedModule out;
   const std::string& name = predict.graph.name;
   out.program.name = name;
-  auto part = [&](const char* which) -> llvm::Module& {
+  // Two parts, for two compile threads: the step's entry point in one and predict's in the
+  // other (or both in the first); every kernel in whichever has less code when it is emitted.
+  for (int i = 0; i < 2; ++i) {
     ModulePart p{std::make_unique<llvm::LLVMContext>(), nullptr};
-    p.module = std::make_unique<llvm::Module>(fmt::format("{}.{}", name.empty() ? "gradc" : name, which), *p.context);
+    p.module = std::make_unique<llvm::Module>(fmt::format("{}.part{}", name.empty() ? "gradc" : name, i), *p.context);
     out.parts.push_back(std::move(p));
-    return *out.parts.back().module;
-  };
-  if (train) FunctionEmitter(part("step"), out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
-  FunctionEmitter(part("predict"), out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
+  }
+  if (train) FunctionEmitter(*out.parts[0].module, out.parts, out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
+  FunctionEmitter(*out.parts[train ? 1 : 0].module, out.parts, out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
   for (const ModulePart& p : out.parts) {
     std::string problems;
     llvm::raw_string_ostream os(problems);

@@ -24,7 +24,7 @@ struct ModulePart {
 };
 
 struct EmittedModule {
-  std::vector<ModulePart> parts;  // the train step's (when the spec trains), then predict's
+  std::vector<ModulePart> parts;  // two: the step's entry point, predict's; kernels in either
   Program program;                // slots, arena size, errors; entry points still null
 };
 
