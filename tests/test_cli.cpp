@@ -74,9 +74,10 @@ TEST_CASE("cli: train runs the seed's model on Fashion-MNIST and reports test ac
   double accuracy = std::stod(r.out.substr(at + 14));
   CHECK(accuracy > 65.0);  // 150 Adam steps: about 70%; an untrained model scores about 10%
   CHECK(r.out.find("150 steps") != std::string::npos);
-  // The same seed gives the same run (the epoch's wall time, last on its line, aside).
+  // The same seed gives the same run (the epoch's wall time, last on its line, aside), on one
+  // thread as on every core.
   test::CommandResult again =
-      test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist --steps 150");
+      test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist --steps 150 --threads 1");
   // The epoch summaries, each without its wall time (last on its line).
   auto without_time = [](const std::string& out) {
     std::istringstream lines(out);
@@ -96,6 +97,7 @@ TEST_CASE("cli: train refuses specs it cannot feed") {
   CHECK(r.err.find("needs an input 'y'") != std::string::npos);
   test::CommandResult bad = test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data mnist");
   CHECK(bad.exit_code == 1);
+  CHECK(test::run_gradc("train " + test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist --threads -2").exit_code == 1);
 }
 
 TEST_CASE("cli: train saves and loads checkpoints of params and optimizer state") {

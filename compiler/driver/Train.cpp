@@ -127,7 +127,7 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
 
   Model model = compile(spec);
   if (events.compiled) events.compiled(model.compile_ms);
-  Session session(model, {.seed = options.seed});
+  Session session(model, {.seed = options.seed, .threads = options.threads});
   if (!options.load.empty()) session.load(options.load);
   std::string log = "step,loss\n";
 

@@ -22,6 +22,7 @@ struct TrainOptions {
   std::string load;  // a safetensors checkpoint to start from ("" = initialize from the spec)
   std::string save;  // where to write params and optimizer state at the end ("" = nowhere)
   std::string log;   // a CSV file of `step,loss`, one line per step ("" = none)
+  int threads = 0;   // threads a step may use (0: every core)
 };
 
 struct StepReport {

@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
   train->add_option("--load", train_options.load, "start from this safetensors checkpoint (params, optimizer state)");
   train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
   train->add_option("--log", train_options.log, "write a CSV of step,loss");
+  train->add_option("--threads", train_options.threads, "threads a step may use (0: every core)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   gradc::BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand(

@@ -130,7 +130,7 @@ double measure_fma_peak_gflops(int threads = 1);
 struct BenchOptions {
   int64_t steps = 200;  // calls per timed run
   int runs = 5;
-  int threads = 1;      // the Session's threads (0: every core); the peak is measured on as many
+  int threads = 0;      // the Session's threads (0: every core); the peak is measured on as many
   bool peak = true;     // measure the FMA peak (for percent_of_peak)
 };
 struct BenchReport {
