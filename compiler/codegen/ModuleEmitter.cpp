@@ -251,17 +251,17 @@ class KernelBody {
 
   // The epilogue at one result: the matmul's value, then the other members. Or, with lanes, at
   // that many results (a vector `value`): lane l at lane_at[l] (rows, columns) from idx, the
-  // first `valid` of them results.
+  // first `valid` of them results. members_at stores the matmul (if it is an output) after it
+  // has loaded the inputs at this element, one of which the memory plan may have given the
+  // matmul's bytes.
   void epilogue_at(Values idx, llvm::Value* value, const std::vector<std::pair<int64_t, int64_t>>& lane_at = {}, int64_t valid = 0) {
     if (kernel_.domain.size() == 2) idx.erase(idx.begin());
     k_.set_lanes(static_cast<int64_t>(lane_at.size()));
     lane_at_ = lane_at;
     valid_ = valid;
     vals_.clear();
-    ValueId mm = kernel_.members[0];
-    vals_[mm] = value;
-    if (contains(kernel_.outputs, mm)) put(mm, idx, nullptr, value);
-    members_at(idx, nullptr, 1);
+    vals_[kernel_.members[0]] = value;
+    members_at(idx, nullptr, 0);
     k_.set_lanes(0);
   }
 
