@@ -10,16 +10,26 @@
 // a chunk's position being known here), and rows outside the input read a row of zeros. No
 // im2col buffer: nothing but the output is written, and no scratch memory is used. Sums run in
 // another order than the interpreter's (the tests allow 1e-5 in f32, 1e-12 in f64).
+//
+// conv2d may take an epilogue (a Conv kernel's bias, activation, ...): each finished tile of
+// sums goes through a small buffer on the stack, and the epilogue's code, written once per kind
+// of tile in loops over its channels, rows and lanes, runs on each sum instead of the store.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "codegen/KernelBuilder.h"
 
 namespace gradc::codegen {
 
-// y = conv2d(x, w): args {x [N, C, H, W], w [O, C, KH, KW]}, out [N, O, OH, OW].
-void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
+// Emits the code of one result of conv2d: `sum` at index {n, o, oh, ow} of the output.
+using ConvEpilogue = std::function<void(const std::vector<llvm::Value*>& index, llvm::Value* sum)>;
+
+// y = conv2d(x, w): args {x [N, C, H, W], w [O, C, KH, KW]}, out [N, O, OH, OW]. With an
+// epilogue, out is not written (its pointer may be null): the epilogue takes every sum.
+void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out,
+                   const ConvEpilogue& epilogue = {});
 // dx = conv2d_input_grad(dy, w), a correlation of dy with w that reads dy where conv2d wrote it.
 void vector_conv2d_input_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
 // dw = conv2d_weight_grad(x, dy): one vector accumulator per weight and output row chunk,
