@@ -331,15 +331,23 @@ TileShape tile_shape(const Correlation& c) {
   return best;
 }
 
-// A finished tile through the epilogue: its sums to `tile_sums` (tile t, r at (t·count + r)·lanes),
-// then the epilogue's code once, in loops over the tile's channels, rows and the chunk's lanes
-// (written out per accumulator it would be channels·rows·lanes copies of it per kind of tile).
+// A finished tile through the epilogue: each register of sums as it is; or, for an epilogue of
+// single sums, its sums to `tile_sums` (tile t, r at (t·count + r)·lanes), then the epilogue's
+// code once, in loops over the tile's channels, rows and the chunk's lanes (written out per
+// accumulator it would be channels·rows·lanes copies of it per kind of tile).
 // Every loop stays rolled: LLVM then vectorizes the loop over the lanes, where the elements are
 // contiguous; unrolled, it vectorized the loop over rows instead, with gathers and scatters
 // (conv + bias + relu of the CNN's first layer took three to four times as long as it does now).
 void run_epilogue(KernelBuilder& k, const Vectors& v, const Correlation& c, llvm::Value* tile_sums, const Values& acc,
                   llvm::Value* n, llvm::Value* j0, int64_t channels, const RowTile& rows, const Chunk& ch) {
   auto& b = k.b;
+  if (c.epilogue.lanes) {
+    for (int64_t t = 0; t < channels; ++t)
+      for (int64_t r = 0; r < rows.count; ++r)
+        c.epilogue.lanes({n, b.CreateAdd(j0, k.index(t)), out_row(k, c.rows, rows, r), ch.ow0},
+                         k.get(acc[static_cast<size_t>(t * rows.count + r)]), ch.len);
+    return;
+  }
   for (int64_t i = 0; i < channels * rows.count; ++i)
     b.CreateAlignedStore(k.get(acc[static_cast<size_t>(i)]), b.CreateConstInBoundsGEP1_64(v.elem_, tile_sums, static_cast<uint64_t>(i * v.lanes)),
                          llvm::Align(64));
@@ -350,7 +358,7 @@ void run_epilogue(KernelBuilder& k, const Vectors& v, const Correlation& c, llvm
       llvm::Value* sums = b.CreateMul(b.CreateAdd(b.CreateMul(t, k.index(rows.count)), r), k.index(v.lanes));
       k.rolled_loop(ch.len, [&](llvm::Value* l) {
         llvm::Value* sum = b.CreateLoad(v.elem_, b.CreateInBoundsGEP(v.elem_, tile_sums, b.CreateAdd(sums, l)));
-        c.epilogue({n, b.CreateAdd(j0, t), oh, b.CreateAdd(ch.ow0, l)}, sum);
+        c.epilogue.each({n, b.CreateAdd(j0, t), oh, b.CreateAdd(ch.ow0, l)}, sum);
       });
     });
   });
@@ -373,7 +381,7 @@ void correlate(KernelBuilder& k, const Correlation& c) {
   llvm::Value* zero_row = b.CreateConstInBoundsGEP1_64(v.elem_, zeros, static_cast<uint64_t>(margin));
   // The epilogue's tile: every accumulator of the largest tile, on the stack.
   llvm::Value* tile_sums = nullptr;
-  if (c.epilogue) {
+  if (c.epilogue.each && !c.epilogue.lanes) {
     llvm::IRBuilder<> at_entry(&k.fn->getEntryBlock(), k.fn->getEntryBlock().begin());
     auto* type = llvm::ArrayType::get(v.elem_, static_cast<uint64_t>(tile.channels * tile.rows * v.lanes));
     auto* buffer = at_entry.CreateAlloca(type);
@@ -498,6 +506,8 @@ void pool_grad(KernelBuilder& k, const Node& n, const Buffer& dx, const Shape& y
 }
 
 }  // namespace
+
+int64_t conv_vector_lanes(DType dt) { return host_vectors().bytes / (dt == DType::F64 ? 8 : 4); }
 
 void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out,
                    const ConvEpilogue& epilogue) {

@@ -11,9 +11,10 @@
 // im2col buffer: nothing but the output is written, and no scratch memory is used. Sums run in
 // another order than the interpreter's (the tests allow 1e-5 in f32, 1e-12 in f64).
 //
-// conv2d may take an epilogue (a Conv kernel's bias, activation, ...): each finished tile of
-// sums goes through a small buffer on the stack, and the epilogue's code, written once per kind
-// of tile in loops over its channels, rows and lanes, runs on each sum instead of the store.
+// conv2d may take an epilogue (a Conv kernel's bias, activation, ...) that runs on each finished
+// tile of sums instead of the store: on each register of sums (a vector of consecutive output
+// columns) when it can take vectors, otherwise on each sum, from a small buffer on the stack, in
+// loops over the tile's channels, rows and lanes (its code written once per kind of tile).
 #pragma once
 
 #include <functional>
@@ -23,8 +24,16 @@
 
 namespace gradc::codegen {
 
-// Emits the code of one result of conv2d: `sum` at index {n, o, oh, ow} of the output.
-using ConvEpilogue = std::function<void(const std::vector<llvm::Value*>& index, llvm::Value* sum)>;
+// Emits the code of results of conv2d: `each` of one, `sum` at index {n, o, oh, ow} of the
+// output; or `lanes` of a vector of them, lane l at {n, o, oh, ow + l}, the first `valid` lanes
+// results (the others past the row's end).
+struct ConvEpilogue {
+  std::function<void(const std::vector<llvm::Value*>& index, llvm::Value* sum)> each;
+  std::function<void(const std::vector<llvm::Value*>& index, llvm::Value* sums, int64_t valid)> lanes;
+  explicit operator bool() const { return each || lanes; }
+};
+// The lanes of the vectors an epilogue's `lanes` gets for dtype dt (the host's widest registers).
+int64_t conv_vector_lanes(DType dt);
 
 // y = conv2d(x, w): args {x [N, C, H, W], w [O, C, KH, KW]}, out [N, O, OH, OW]. With an
 // epilogue, out is not written (its pointer may be null): the epilogue takes every sum.

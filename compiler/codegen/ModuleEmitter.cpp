@@ -565,8 +565,16 @@ class KernelBody {
     if (n.type.dtype == DType::I32 || g_[n.args[0]].type.dtype == DType::I32 || g_[n.args[1]].type.dtype == DType::I32)
       fail(n.loc, "codegen: conv2d on i32 tensors is not supported by the JIT yet (the interpreter runs it)");
     Buffer out = contains(kernel_.outputs, m) ? buffer(m) : Buffer{n.type, nullptr, nullptr};
+    ConvEpilogue epilogue;
+    std::vector<std::pair<int64_t, int64_t>> along_row;  // lane l: column l of the register's row
+    if (n.type.dtype == DType::F32 && vector_epilogue()) {  // on the registers of sums as they are
+      for (int64_t l = 0; l < conv_vector_lanes(n.type.dtype); ++l) along_row.emplace_back(0, l);
+      epilogue.lanes = [&](const Values& idx, llvm::Value* sums, int64_t valid) { epilogue_at(idx, sums, along_row, valid); };
+    } else {
+      epilogue.each = [&](const Values& idx, llvm::Value* sum) { epilogue_at(idx, sum); };
+    }
     start_reductions();
-    vector_conv2d(k_, n, op_args(n), out, [&](const Values& idx, llvm::Value* sum) { epilogue_at(idx, sum); });
+    vector_conv2d(k_, n, op_args(n), out, epilogue);
     finish_reductions();
   }
 
