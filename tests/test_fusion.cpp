@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 
 #include "JitUtil.h"
 #include "TestUtil.h"
@@ -18,6 +19,20 @@ void check_sound(const KernelProgram& p, const std::string& what) {
   CHECK(faults.empty());
   CHECK(p.arena_bytes >= p.lower_bound_bytes);
   CHECK(p.lower_bound_bytes <= p.unshared_bytes);
+}
+
+// A MatMul or Conv kernel's head reads its operands from memory: no member of the kernel may
+// compute them (the head would read them before the epilogue wrote them).
+void check_heads(const KernelProgram& p) {
+  for (const Kernel& k : p.kernels) {
+    if (k.kind != KernelKind::MatMul && k.kind != KernelKind::Conv) continue;
+    CAPTURE(k.name);
+    CHECK(p.graph[k.members[0]].op == (k.kind == KernelKind::MatMul ? OpKind::MatMul : OpKind::Conv2d));
+    for (ValueId operand : {k.a, k.b}) {
+      while (p.graph[operand].kind == NodeKind::Op && p.graph[operand].op == OpKind::Reshape) operand = p.graph[operand].args[0];
+      CHECK(std::find(k.members.begin(), k.members.end(), operand) == k.members.end());
+    }
+  }
 }
 
 // A random training spec: a few params and inputs, elementwise ops, matmuls, transposes,
@@ -90,9 +105,40 @@ TEST_CASE("fusion: the planner checker finds every sample's plans sound, fused a
       KernelProgram train = train_kernels(g, fuse), predict = predict_kernels(g, fuse);
       check_sound(train, path + " train");
       check_sound(predict, path + " predict");
+      check_heads(train);
+      check_heads(predict);
       MESSAGE(path, std::string(fuse ? " fused: " : " unfused: "), train.kernels.size(), " kernels, arena ", train.arena_bytes,
               " bytes (naive ", train.naive_bytes, ", lower bound ", train.lower_bound_bytes, ")");
     }
+  }
+}
+
+TEST_CASE("fusion: the CNN's conv2d kernels take the bias, relu and relu's mask as their epilogue") {
+  Graph g = load_spec_file(test::source_path("samples/specs/cnn_fmnist.gir"));
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    KernelProgram p = training ? train_kernels(g) : predict_kernels(g);
+    check_sound(p, training ? "cnn train" : "cnn predict");
+    check_heads(p);
+    int convs = 0;
+    for (const Kernel& k : p.kernels) {
+      for (size_t i = 0; i < k.members.size(); ++i)
+        if (p.graph[k.members[i]].op == OpKind::Conv2d) CHECK((k.kind == KernelKind::Conv && i == 0));
+      if (k.kind != KernelKind::Conv) continue;
+      ++convs;
+      CAPTURE(k.name);
+      std::multiset<OpKind> epilogue;
+      for (size_t i = 1; i < k.members.size(); ++i) epilogue.insert(p.graph[k.members[i]].op);
+      CHECK(epilogue.count(OpKind::Add) == 1);
+      CHECK(epilogue.count(OpKind::Relu) == 1);
+      CHECK(epilogue.count(OpKind::Greater) == (training ? 1 : 0));  // the mask relu's gradient reads
+      // The raw sums go straight into the bias add: they never reach memory.
+      ValueId conv = k.members[0];
+      CHECK(std::find(k.outputs.begin(), k.outputs.end(), conv) == k.outputs.end());
+      CHECK(p.locations[static_cast<size_t>(conv)].kind == Location::None);
+      for (const ArenaBuffer& b : p.buffers) CHECK(b.value != conv);
+    }
+    CHECK(convs == 2);
   }
 }
 
@@ -117,8 +163,11 @@ TEST_CASE("fusion: random graphs plan soundly and their fused JIT step equals th
     std::string text = random_spec(seed);
     CAPTURE(text);
     Graph g = load_spec(text, "random.gir");
-    check_sound(train_kernels(g), "random train");
-    check_sound(predict_kernels(g), "random predict");
+    KernelProgram train_program = train_kernels(g), predict_program = predict_kernels(g);
+    check_sound(train_program, "random train");
+    check_sound(predict_program, "random predict");
+    check_heads(train_program);
+    check_heads(predict_program);
     Model model = compile(g);
     Session session(model, {.seed = seed});
     Graph train = simplified_graph(g);

@@ -7,6 +7,7 @@
 // interpreter's gradient check on the same shapes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "JitUtil.h"
@@ -32,11 +33,30 @@ std::string weighted(const std::string& decls, const std::string& expr, const Sh
                              list(shape), expr);
 }
 
-std::string conv_spec(const Conv& c) {
+// The conv alone, or inside `epilogue` (its "{}"), which reads a param d : [O, 1, 1].
+std::string conv_spec(const Conv& c, const std::string& epilogue = "{}") {
   Shape y{c.n, c.o, out_size(c.h, c.kh, c.stride[0], c.padding[0]), out_size(c.w, c.kw, c.stride[1], c.padding[1])};
-  return weighted(fmt::format("param x : f32[{}, {}, {}, {}]\nparam k : f32[{}, {}, {}, {}]\n", c.n, c.c, c.h, c.w, c.o,
-                              c.c, c.kh, c.kw),
-                  fmt::format("conv2d(x, k, stride={}, padding={})", list(c.stride), list(c.padding)), y);
+  std::string decls = fmt::format("param x : f32[{}, {}, {}, {}]\nparam k : f32[{}, {}, {}, {}]\n", c.n, c.c, c.h, c.w, c.o,
+                                  c.c, c.kh, c.kw);
+  if (epilogue != "{}") decls += fmt::format("param d : f32[{}, 1, 1]\n", c.o);
+  std::string conv = fmt::format("conv2d(x, k, stride={}, padding={})", list(c.stride), list(c.padding));
+  return weighted(decls, fmt::vformat(epilogue, fmt::make_format_args(conv)), y);
+}
+
+// The Conv kernels of the spec's training step: the most members any has (1: no epilogue), and
+// whether any stores its raw conv.
+struct ConvKernels {
+  size_t most_members = 0;
+  bool raw_stored = false;
+};
+ConvKernels conv_kernels(const std::string& spec) {
+  ConvKernels out;
+  for (const Kernel& k : train_kernels(load_spec(spec, "conv.gir")).kernels) {
+    if (k.kind != KernelKind::Conv) continue;
+    out.most_members = std::max(out.most_members, k.members.size());
+    out.raw_stored = out.raw_stored || std::find(k.outputs.begin(), k.outputs.end(), k.members[0]) != k.outputs.end();
+  }
+  return out;
 }
 
 std::vector<Conv> conv_cases() {
@@ -215,10 +235,72 @@ TEST_CASE("jit conv: conv2d equals the interpreter over strides, paddings, chann
   for (const Conv& c : conv_cases()) {
     std::string spec = conv_spec(c);
     CAPTURE(spec);
+    ConvKernels kernels = conv_kernels(spec);  // the conv is the output, the loss its epilogue
+    CHECK(kernels.most_members >= 3);
+    CHECK(kernels.raw_stored);
     worst32 = std::max(worst32, check_against_interpreter(spec, 1e-5));
     worst64 = std::max(worst64, check_against_interpreter(as_f64(spec), 1e-12));
   }
   MESSAGE("conv2d: worst relative error f32 ", worst32, ", f64 ", worst64);
+}
+
+TEST_CASE("jit conv: conv2d with a fused epilogue (bias and relu, a scale and tanh) equals the interpreter") {
+  // relu(conv + d), its mask included; tanh(conv · d), with d's gradient (a sum over the conv's
+  // domain that reads the raw conv). Both also take the weighted loss's product and sum, and
+  // neither stores its raw conv (the plain conv above does: it is the graph's output).
+  double worst32 = 0, worst64 = 0;
+  for (const char* epilogue : {"relu(add({}, d))", "tanh(mul({}, d))"})
+    for (const Conv& c : conv_cases()) {
+      std::string spec = conv_spec(c, epilogue);
+      CAPTURE(spec);
+      ConvKernels kernels = conv_kernels(spec);
+      CHECK(kernels.most_members >= 4);
+      CHECK(!kernels.raw_stored);
+      worst32 = std::max(worst32, check_against_interpreter(spec, 1e-5));
+      worst64 = std::max(worst64, check_against_interpreter(as_f64(spec), 1e-12));
+    }
+  MESSAGE("conv2d with epilogues: worst relative error f32 ", worst32, ", f64 ", worst64);
+}
+
+// A random chain of values over one conv output domain, [2, 4, 7, 9]: convs of earlier values,
+// biases, activations, products and sums over the channels, so that epilogues of many shapes
+// meet convs that read them (fusion must keep each conv's operands out of its own kernel).
+std::string random_conv_spec(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](size_t n) { return static_cast<size_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
+  std::string decls = "param x : f32[2, 3, 7, 9]\nparam k1 : f32[4, 3, 3, 3]\nparam k2 : f32[4, 4, 3, 3]\n"
+                      "param d : f32[4, 1, 1]\nparam v : f32[2, 4, 7, 9]\nc0 = relu(add(conv2d(x, k1, padding=1), d))\n";
+  std::vector<std::string> values = {"c0", "v"};
+  for (int i = 0; i < 6; ++i) {
+    const std::string &a = values[pick(values.size())], &b = values[pick(values.size())];
+    std::string e;
+    switch (pick(6)) {
+      case 0: e = fmt::format("conv2d(tanh({}), k2, padding=1)", a); break;
+      case 1: e = fmt::format("relu(add({}, d))", a); break;
+      case 2: e = fmt::format("tanh(mul({}, d))", a); break;
+      case 3: e = fmt::format("mul({}, sigmoid({}))", a, b); break;
+      case 4: e = fmt::format("tanh(mul({}, sum({}, axes=[1], keepdims=true)))", a, b); break;
+      default: e = fmt::format("sub({}, conv2d(sigmoid({}), k2, stride=1, padding=1))", a, b); break;
+    }
+    decls += fmt::format("h{} = {}\n", i, e);
+    values.push_back(fmt::format("h{}", i));
+  }
+  // A small sgd step rather than weighted()'s Adam: Adam's first steps move each param by about
+  // lr whatever its gradient's size, and gradients through chains this deep reach the hundreds,
+  // so either would let f32 rounding decide which side of a relu's kink a value lands on.
+  return decls + fmt::format("input r : f32[2, 4, 7, 9]\nout = add({}, c0)\nloss = sum(mul(out, r))\noutput out\n"
+                             "minimize loss with sgd(lr=0.0001)\n",
+                             values.back());
+}
+
+TEST_CASE("jit conv: random graphs of convs and epilogues equal the interpreter") {
+  for (uint64_t seed = 0; seed < 12; ++seed) {
+    std::string spec = random_conv_spec(seed);
+    CAPTURE(spec);
+    CHECK(conv_kernels(spec).most_members >= 3);  // c0's conv with its bias and relu, at least
+    check_against_interpreter(spec, 1e-5);
+    check_against_interpreter(as_f64(spec), 1e-12);
+  }
 }
 
 TEST_CASE("jit conv: maxpool2d and avgpool2d equal the interpreter (odd sizes, overlaps, gaps, ties)") {
@@ -253,6 +335,8 @@ TEST_CASE("jit conv: gradients of conv2d, maxpool2d and avgpool2d through the JI
                                              "conv2d(x, k, stride=1, padding=1)", {2, 5, 7, 9}));
   worst = std::max(worst, check_jit_gradient("param x : f32[1, 5, 9, 7]\nparam k : f32[4, 5, 2, 3]\n",
                                              "conv2d(x, k, stride=2, padding=[0, 2])", {1, 4, 4, 5}));
+  worst = std::max(worst, check_jit_gradient("param x : f32[2, 3, 7, 9]\nparam k : f32[5, 3, 3, 3]\nparam d : f32[5, 1, 1]\n",
+                                             "sigmoid(add(conv2d(x, k, stride=1, padding=1), d))", {2, 5, 7, 9}));
   worst = std::max(worst, check_jit_gradient("param x : f32[2, 3, 7, 9]\n", "maxpool2d(x, kernel=3, stride=2)", {2, 3, 3, 4}));
   worst = std::max(worst, check_jit_gradient("param x : f32[2, 3, 7, 9]\n", "maxpool2d(x, kernel=2)", {2, 3, 3, 4}));
   worst = std::max(worst, check_jit_gradient("param x : f32[2, 3, 7, 9]\n", "avgpool2d(x, kernel=[2, 3], stride=[1, 2])",

@@ -305,6 +305,7 @@ struct Correlation {
   int64_t batch = 0, in_ch = 0, out_ch = 0;
   std::array<int64_t, 4> w_strides{};
   AxisMap rows, cols;
+  ConvEpilogue epilogue;  // when set, takes each y[n, j, oh, ow] instead of the store
 };
 
 // The tile of a correlation: output channels × rows in registers (× one chunk of lanes). Per
@@ -330,6 +331,39 @@ TileShape tile_shape(const Correlation& c) {
   return best;
 }
 
+// A finished tile through the epilogue: each register of sums as it is; or, for an epilogue of
+// single sums, its sums to `tile_sums` (tile t, r at (t·count + r)·lanes), then the epilogue's
+// code once, in loops over the tile's channels, rows and the chunk's lanes (written out per
+// accumulator it would be channels·rows·lanes copies of it per kind of tile).
+// Every loop stays rolled: LLVM then vectorizes the loop over the lanes, where the elements are
+// contiguous; unrolled, it vectorized the loop over rows instead, with gathers and scatters
+// (conv + bias + relu of the CNN's first layer took three to four times as long as it does now).
+void run_epilogue(KernelBuilder& k, const Vectors& v, const Correlation& c, llvm::Value* tile_sums, const Values& acc,
+                  llvm::Value* n, llvm::Value* j0, int64_t channels, const RowTile& rows, const Chunk& ch) {
+  auto& b = k.b;
+  if (c.epilogue.lanes) {
+    for (int64_t t = 0; t < channels; ++t)
+      for (int64_t r = 0; r < rows.count; ++r)
+        c.epilogue.lanes({n, b.CreateAdd(j0, k.index(t)), out_row(k, c.rows, rows, r), ch.ow0},
+                         k.get(acc[static_cast<size_t>(t * rows.count + r)]), ch.len);
+    return;
+  }
+  for (int64_t i = 0; i < channels * rows.count; ++i)
+    b.CreateAlignedStore(k.get(acc[static_cast<size_t>(i)]), b.CreateConstInBoundsGEP1_64(v.elem_, tile_sums, static_cast<uint64_t>(i * v.lanes)),
+                         llvm::Align(64));
+  k.rolled_loop(channels, [&](llvm::Value* t) {
+    k.rolled_loop(rows.count, [&](llvm::Value* r) {
+      // out_row() with r known only when the code runs
+      llvm::Value* oh = b.CreateAdd(b.CreateMul(b.CreateAdd(rows.m, r), k.index(c.rows.d)), k.index(rows.phase));
+      llvm::Value* sums = b.CreateMul(b.CreateAdd(b.CreateMul(t, k.index(rows.count)), r), k.index(v.lanes));
+      k.rolled_loop(ch.len, [&](llvm::Value* l) {
+        llvm::Value* sum = b.CreateLoad(v.elem_, b.CreateInBoundsGEP(v.elem_, tile_sums, b.CreateAdd(sums, l)));
+        c.epilogue.each({n, b.CreateAdd(j0, t), oh, b.CreateAdd(ch.ow0, l)}, sum);
+      });
+    });
+  });
+}
+
 void correlate(KernelBuilder& k, const Correlation& c) {
   Vectors v(k, c.y.type.dtype);
   auto& b = k.b;
@@ -345,6 +379,15 @@ void correlate(KernelBuilder& k, const Correlation& c) {
                                          llvm::ConstantAggregateZero::get(zeros_type), "conv.zero_row");
   zeros->setAlignment(llvm::Align(64));
   llvm::Value* zero_row = b.CreateConstInBoundsGEP1_64(v.elem_, zeros, static_cast<uint64_t>(margin));
+  // The epilogue's tile: every accumulator of the largest tile, on the stack.
+  llvm::Value* tile_sums = nullptr;
+  if (c.epilogue.each && !c.epilogue.lanes) {
+    llvm::IRBuilder<> at_entry(&k.fn->getEntryBlock(), k.fn->getEntryBlock().begin());
+    auto* type = llvm::ArrayType::get(v.elem_, static_cast<uint64_t>(tile.channels * tile.rows * v.lanes));
+    auto* buffer = at_entry.CreateAlloca(type);
+    buffer->setAlignment(llvm::Align(64));
+    tile_sums = buffer;
+  }
   k.rolled_loop(c.batch, [&](llvm::Value* n) {
     llvm::Value* x_n = b.CreateMul(n, k.index(c.in_ch * H * W));
     for_blocks(k, c.out_ch, tile.channels, [&](llvm::Value* j0, int64_t channels) {
@@ -390,6 +433,7 @@ void correlate(KernelBuilder& k, const Correlation& c) {
             }
           });
           LaneMap out = contiguous(v.lanes, ch.len);
+          if (c.epilogue) return run_epilogue(k, v, c, tile_sums, acc, n, j0, channels, rows, ch);
           for (int64_t t = 0; t < channels; ++t)
             for (int64_t r = 0; r < rows.count; ++r) {
               llvm::Value* plane = b.CreateAdd(b.CreateMul(n, k.index(c.out_ch)), b.CreateAdd(j0, k.index(t)));
@@ -463,10 +507,13 @@ void pool_grad(KernelBuilder& k, const Node& n, const Buffer& dx, const Shape& y
 
 }  // namespace
 
-void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out) {
+int64_t conv_vector_lanes(DType dt) { return host_vectors().bytes / (dt == DType::F64 ? 8 : 4); }
+
+void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out,
+                   const ConvEpilogue& epilogue) {
   const Shape &xs = args[0].type.shape, &ws = args[1].type.shape, &ys = out.type.shape;
   auto [rows, cols] = forward_maps(n, xs, ws, ys);
-  correlate(k, {args[0], args[1], out, ys[0], xs[1], ys[1], {ws[1] * ws[2] * ws[3], ws[2] * ws[3], ws[3], 1}, rows, cols});
+  correlate(k, {args[0], args[1], out, ys[0], xs[1], ys[1], {ws[1] * ws[2] * ws[3], ws[2] * ws[3], ws[3], 1}, rows, cols, epilogue});
 }
 
 // dx[n, c, iy, ix] = sum of w[o, c, kh, kw] · dy[n, o, (iy − kh + p) / s, (ix − kw + p) / s].
@@ -475,7 +522,7 @@ void vector_conv2d_input_grad(KernelBuilder& k, const Node& n, const std::vector
   const std::vector<int64_t>& s = n.attrs.get("stride").as_ints();
   const std::vector<int64_t>& p = n.attrs.get("padding").as_ints();
   AxisMap rows{1, -1, p[0], s[0], dys[2], xs[2], ws[2]}, cols{1, -1, p[1], s[1], dys[3], xs[3], ws[3]};
-  correlate(k, {args[0], args[1], out, xs[0], dys[1], xs[1], {ws[2] * ws[3], ws[1] * ws[2] * ws[3], ws[3], 1}, rows, cols});
+  correlate(k, {args[0], args[1], out, xs[0], dys[1], xs[1], {ws[2] * ws[3], ws[1] * ws[2] * ws[3], ws[3], 1}, rows, cols, {}});
 }
 
 // dw[o, c, kh, kw] = sum over n, oh, ow of dy[n, o, oh, ow] · x[n, c, s·oh + kh − p, s·ow + kw − p]:

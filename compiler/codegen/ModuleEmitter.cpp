@@ -6,6 +6,7 @@
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
+#include "codegen/ConvEmitters.h"
 #include "codegen/Gemm.h"
 #include "codegen/KernelBuilder.h"
 
@@ -62,6 +63,7 @@ class KernelBody {
     switch (kernel_.kind) {
       case KernelKind::Loop: return loop();
       case KernelKind::MatMul: return matmul();
+      case KernelKind::Conv: return conv();
       case KernelKind::RowWise: return rowwise();
       case KernelKind::Op: return op();
     }
@@ -249,19 +251,19 @@ class KernelBody {
     return {d.size() == 3 ? d[0] : 1, d[d.size() - 2], d.back(), kernel_.a_transposed ? as[as.size() - 2] : as.back()};
   }
 
-  // The epilogue at one result: the matmul's value, then the other members. Or, with lanes, at
+  // The epilogue at one result: the head's value, then the other members. Or, with lanes, at
   // that many results (a vector `value`): lane l at lane_at[l] (rows, columns) from idx, the
-  // first `valid` of them results.
+  // first `valid` of them results. members_at stores the head (if it is an output) after it has
+  // loaded the inputs at this element, one of which the memory plan may have given the head's
+  // bytes.
   void epilogue_at(Values idx, llvm::Value* value, const std::vector<std::pair<int64_t, int64_t>>& lane_at = {}, int64_t valid = 0) {
-    if (kernel_.domain.size() == 2) idx.erase(idx.begin());
+    if (kernel_.kind == KernelKind::MatMul && kernel_.domain.size() == 2) idx.erase(idx.begin());  // the GEMM's batch 0
     k_.set_lanes(static_cast<int64_t>(lane_at.size()));
     lane_at_ = lane_at;
     valid_ = valid;
     vals_.clear();
-    ValueId mm = kernel_.members[0];
-    vals_[mm] = value;
-    if (contains(kernel_.outputs, mm)) put(mm, idx, nullptr, value);
-    members_at(idx, nullptr, 1);
+    vals_[kernel_.members[0]] = value;
+    members_at(idx, nullptr, 0);
     k_.set_lanes(0);
   }
 
@@ -537,15 +539,43 @@ class KernelBody {
     finish_reductions();
   }
 
-  void op() {
-    ValueId m = kernel_.members[0];
-    const Node& n = g_[m];
-    GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
+  // The operands of an op that reads whole buffers (a constant as a Buffer that holds it).
+  std::vector<Buffer> op_args(const Node& n) const {
     std::vector<Buffer> args;
     for (ValueId a : n.args)
       args.push_back(constant_root(g_, a) >= 0 ? Buffer{g_[a].type, nullptr, constant_of(k_.fn->getContext(), g_[constant_root(g_, a)])}
                                                : buffer(a));
-    cg(m).loops(k_, n, args, buffer(m));
+    return args;
+  }
+
+  void op() {
+    ValueId m = kernel_.members[0];
+    const Node& n = g_[m];
+    GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
+    cg(m).loops(k_, n, op_args(n), buffer(m));
+  }
+
+  // The vector convolution (codegen/ConvEmitters.cpp) with the other members as the epilogue of
+  // each result; the raw conv is stored only if it is an output of the kernel. Without an
+  // epilogue it is the conv2d op's own loop nest.
+  void conv() {
+    if (kernel_.members.size() == 1) return op();
+    ValueId m = kernel_.members[0];
+    const Node& n = g_[m];
+    if (n.type.dtype == DType::I32 || g_[n.args[0]].type.dtype == DType::I32 || g_[n.args[1]].type.dtype == DType::I32)
+      fail(n.loc, "codegen: conv2d on i32 tensors is not supported by the JIT yet (the interpreter runs it)");
+    Buffer out = contains(kernel_.outputs, m) ? buffer(m) : Buffer{n.type, nullptr, nullptr};
+    ConvEpilogue epilogue;
+    std::vector<std::pair<int64_t, int64_t>> along_row;  // lane l: column l of the register's row
+    if (n.type.dtype == DType::F32 && vector_epilogue()) {  // on the registers of sums as they are
+      for (int64_t l = 0; l < conv_vector_lanes(n.type.dtype); ++l) along_row.emplace_back(0, l);
+      epilogue.lanes = [&](const Values& idx, llvm::Value* sums, int64_t valid) { epilogue_at(idx, sums, along_row, valid); };
+    } else {
+      epilogue.each = [&](const Values& idx, llvm::Value* sum) { epilogue_at(idx, sum); };
+    }
+    start_reductions();
+    vector_conv2d(k_, n, op_args(n), out, epilogue);
+    finish_reductions();
   }
 
   // A kernel this large is worth the threads' wake-up (a few µs).

@@ -12,6 +12,7 @@ const char* kind_name(KernelKind k) {
   switch (k) {
     case KernelKind::Loop: return "loop";
     case KernelKind::MatMul: return "matmul";
+    case KernelKind::Conv: return "conv";
     case KernelKind::RowWise: return "rowwise";
     case KernelKind::Op: return "op";
   }
@@ -51,7 +52,7 @@ std::string print_kernels(const KernelProgram& p) {
     std::vector<std::string> members;
     for (ValueId m : k.members) members.push_back(fmt::format("{} = {}", names[static_cast<size_t>(m)], op_info(p.graph[m].op).name));
     out += fmt::format("  members: {}\n", fmt::join(members, ", "));
-    if (k.kind == KernelKind::MatMul)
+    if (k.kind == KernelKind::MatMul || k.kind == KernelKind::Conv)
       out += fmt::format("  operands: {}{}, {}{}\n", names[static_cast<size_t>(k.a)], k.a_transposed ? " (read transposed)" : "",
                          names[static_cast<size_t>(k.b)], k.b_transposed ? " (read transposed)" : "");
     if (k.kind == KernelKind::RowWise) out += fmt::format("  rows of: {}\n", names[static_cast<size_t>(k.rows)]);
@@ -59,6 +60,10 @@ std::string print_kernels(const KernelProgram& p) {
     out += fmt::format("  outputs: {}\n", values(p, names, k.outputs));
     std::string loops = fmt::format("{}", fmt::join(k.domain, " x "));
     if (k.kind == KernelKind::MatMul) loops += fmt::format(" x {} (sum)", p.graph[k.a].type.shape[k.a_transposed ? p.graph[k.a].type.rank() - 2 : p.graph[k.a].type.rank() - 1]);
+    if (k.kind == KernelKind::Conv) {
+      const Shape& w = p.graph[k.b].type.shape;  // [O, C, KH, KW]: each result sums over C x KH x KW
+      loops += fmt::format(" x {} x {} x {} (sum)", w[1], w[2], w[3]);
+    }
     out += fmt::format("  loops: {}\n", k.domain.empty() ? "(one element)" : loops);
     out += fmt::format("  flops: {}, bytes: {}\n", k.flops, k.bytes);
   }

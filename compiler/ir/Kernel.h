@@ -8,10 +8,16 @@
 //   - MatMul: a matmul whose operands may be read transposed (a transpose folded into the
 //             operand's layout, never materialized), then an epilogue of Loop members over the
 //             result's domain (bias, activation, the activation's mask, a column sum).
+//   - Conv:   a conv2d (its vector loop nest, codegen/ConvEmitters.cpp), then an epilogue of
+//             Loop members over the result's domain [N, O, OH, OW] (the bias, the activation,
+//             its mask) run on each finished tile of sums, so that the raw conv is stored only
+//             when something outside the kernel reads it.
 //   - RowWise: softmax, log_softmax and cross-entropy with class ids over the rows of one
 //             matrix in memory, each row's max and log-sum-exp computed once, then an epilogue
 //             of Loop members over the matrix's domain (the loss's gradient, a column sum).
-//   - Op:     a single op with a loop nest of its own (conv, pooling, softmax, losses, ...).
+//   - Op:     a single op with a loop nest of its own (conv gradients, pooling, losses, ...).
+// MatMul, Conv and RowWise kernels are headed: the head (members[0], or the row ops) reads its
+// operands from memory, and no epilogue member may feed it.
 // Members of a Graph that are views (reshape) or folded transposes are in no kernel.
 //
 // Fusion (passes/Fusion.cpp) builds the kernels, in an order that respects their dependences;
@@ -25,16 +31,17 @@
 
 namespace gradc {
 
-enum class KernelKind : uint8_t { Loop, MatMul, RowWise, Op };
+enum class KernelKind : uint8_t { Loop, MatMul, Conv, RowWise, Op };
 
 struct Kernel {
   std::string name;
   KernelKind kind = KernelKind::Loop;
   Shape domain;                  // the index space of the (non-reduction) members
-  std::vector<ValueId> members;  // in graph order; MatMul: members[0] is the matmul
+  std::vector<ValueId> members;  // in graph order; MatMul, Conv: members[0] is the matmul or conv2d
   std::vector<ValueId> inputs;   // values read from memory, as the members use them (no constants)
   std::vector<ValueId> outputs;  // members stored to memory
   // MatMul: the stored operands, and whether each is read transposed (last two dims swapped).
+  // Conv: x and w (never transposed).
   ValueId a = -1, b = -1;
   bool a_transposed = false, b_transposed = false;
   ValueId rows = -1;  // RowWise: the matrix whose rows are normalized

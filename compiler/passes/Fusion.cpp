@@ -53,11 +53,13 @@ class Fuser {
   bool is_reduction(ValueId id) const {
     return g_[id].kind == NodeKind::Op && ((op_info(g_[id].op).traits & kReduction) || g_[id].op == OpKind::SoftmaxCrossEntropy);
   }
-  // How codegen computes an op: per element (Loop kernels), as a reduction, a matmul, or alone.
-  enum class Form { Scalar, Reduction, MatMul, Row, Alone };
+  // How codegen computes an op: per element (Loop kernels), as a reduction, a matmul, a
+  // convolution, or alone.
+  enum class Form { Scalar, Reduction, MatMul, Conv, Row, Alone };
   static Form op_codegen_kind(OpKind op) {
     uint32_t t = op_info(op).traits;
     if (op == OpKind::MatMul) return Form::MatMul;
+    if (op == OpKind::Conv2d) return Form::Conv;
     if (t & kReduction) return Form::Reduction;
     if ((t & kElementwise) || op == OpKind::BroadcastTo || op == OpKind::OneHot) return Form::Scalar;
     return Form::Alone;
@@ -107,11 +109,17 @@ class Fuser {
       for (ValueId a : g_[id].args) sources(a, out);
   }
 
-  // Members in graph order, a MatMul kernel's matmul first (its epilogue runs after it).
+  // A MatMul or Conv kernel's head (members[0]): an op that reads its operands, k.a and k.b,
+  // from memory, and whose epilogue runs on its results.
+  static bool has_head_operands(const Kernel& k) { return k.kind == KernelKind::MatMul || k.kind == KernelKind::Conv; }
+  static bool is_head(const Kernel& k, ValueId m) { return has_head_operands(k) && m == k.members[0]; }
+
+  // Members in graph order, a MatMul or Conv kernel's head first (its epilogue runs after it).
   void sort_members(Kernel& k) const {
     std::sort(k.members.begin(), k.members.end());
-    if (k.kind == KernelKind::MatMul) {
-      auto mm = std::find_if(k.members.begin(), k.members.end(), [&](ValueId m) { return is_op(m, OpKind::MatMul); });
+    if (has_head_operands(k)) {
+      OpKind head = k.kind == KernelKind::MatMul ? OpKind::MatMul : OpKind::Conv2d;
+      auto mm = std::find_if(k.members.begin(), k.members.end(), [&](ValueId m) { return is_op(m, head); });
       std::rotate(k.members.begin(), mm, mm + 1);
     }
   }
@@ -154,6 +162,13 @@ class Fuser {
         add_member(k, id);
         return;
       }
+      case Form::Conv: {
+        int k = new_kernel(KernelKind::Conv, n.type.shape);
+        kernels_[static_cast<size_t>(k)].a = n.args[0];
+        kernels_[static_cast<size_t>(k)].b = n.args[1];
+        add_member(k, id);
+        return;
+      }
       case Form::Reduction: add_member(new_kernel(KernelKind::Loop, g_[n.args[0]].type.shape), id); return;
       case Form::Scalar: add_member(new_kernel(KernelKind::Loop, n.type.shape), id); return;
       case Form::Alone: add_member(new_kernel(KernelKind::Op, n.type.shape), id); return;
@@ -167,7 +182,7 @@ class Fuser {
       if (static_cast<int>(j) == k || kernels_[j].members.empty()) continue;
       std::set<int> from;
       for (ValueId m : kernels_[j].members) {
-        if (kernels_[j].kind == KernelKind::MatMul && m == kernels_[j].members[0]) {
+        if (is_head(kernels_[j], m)) {
           sources(kernels_[j].a, from);
           sources(kernels_[j].b, from);
         } else if (kernels_[j].kind == KernelKind::RowWise && form_of(m) == Form::Row) {
@@ -206,14 +221,14 @@ class Fuser {
     return false;
   }
 
-  // A MatMul or RowWise kernel starts from operands in memory (its head), then runs the
+  // A MatMul, Conv or RowWise kernel starts from operands in memory (its head), then runs the
   // elementwise members of the others as an epilogue.
-  static bool headed(const Kernel& k) { return k.kind == KernelKind::MatMul || k.kind == KernelKind::RowWise; }
+  static bool headed(const Kernel& k) { return has_head_operands(k) || k.kind == KernelKind::RowWise; }
 
   // Does kernel `from` produce what kernel k's head reads?
   bool feeds_head(int from, const Kernel& k) const {
     std::set<int> src;
-    if (k.kind == KernelKind::MatMul) sources(k.a, src), sources(k.b, src);
+    if (has_head_operands(k)) sources(k.a, src), sources(k.b, src);
     if (k.kind == KernelKind::RowWise) sources(k.rows, src);
     return src.count(from) > 0;
   }
@@ -268,7 +283,7 @@ class Fuser {
       for (ValueId m : kernels_[k].members) kernel_of_[at(m)] = static_cast<int>(k);
   }
 
-  // Scalars go into every Loop or MatMul kernel with a member that reads them (with the scalars
+  // Scalars go into every Loop, MatMul or Conv kernel with a member that reads them (with the scalars
   // they read in turn). One kernel stores a scalar that something else needs; if no kernel
   // computes it, it gets a kernel of its own.
   void add_scalar(Kernel& k, ValueId id) {
@@ -284,7 +299,7 @@ class Fuser {
       std::vector<ValueId> members = k.members;
       for (ValueId m : members)
         for (ValueId a : g_[m].args)
-          if (is_scalar(a) && !(k.kind == KernelKind::MatMul && m == k.members[0])) add_scalar(k, a);
+          if (is_scalar(a) && !is_head(k, m)) add_scalar(k, a);
       sort_members(k);
     }
     for (ValueId id = 0; id < g_.size(); ++id) {
@@ -301,7 +316,7 @@ class Fuser {
     }
   }
 
-  // A scalar that an output, an assign or a node outside Loop and MatMul epilogues reads.
+  // A scalar that an output, an assign or a node outside Loop kernels and epilogues reads.
   bool needs_store(ValueId id) const {
     for (const Output& o : g_.outputs)
       if (o.value == id) return true;
@@ -335,7 +350,7 @@ class Fuser {
       if (g_[r].kind != NodeKind::Constant && !has(k.members, a) && !has(k.inputs, a)) k.inputs.push_back(a);
     };
     for (ValueId m : k.members) {
-      if (k.kind == KernelKind::MatMul && m == k.members[0]) {
+      if (is_head(k, m)) {
         read(k.a);
         read(k.b);
         continue;
@@ -350,7 +365,7 @@ class Fuser {
       if (k.kind == KernelKind::MatMul && m == k.members[0]) {
         const Shape& as = g_[n.args[0]].type.shape;
         k.flops += 2 * n.type.numel() * as.back();
-      } else if (k.kind == KernelKind::Op) {
+      } else if (k.kind == KernelKind::Op || is_head(k, m)) {
         k.flops += op_flops(n);
       } else if (n.type.numel() != 1 || domain == 1) {
         k.flops += domain;  // an elementwise op or a reduction step per element (scalars: hoisted)

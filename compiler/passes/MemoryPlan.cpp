@@ -142,7 +142,7 @@ void plan_memory(KernelProgram& p) {
 
   // May kernel k write the new value of `target` over the old one? Only if no other kernel reads
   // the old value later, no copy reads it, and k itself reads it (if at all) at the very
-  // element it writes: a Loop kernel or a matmul's epilogue over the target's shape.
+  // element it writes: a Loop kernel or a matmul's or conv's epilogue over the target's shape.
   auto in_place = [&](ValueId target, int32_t k) {
     if (read_by_copy[static_cast<size_t>(target)]) return false;
     for (int32_t j = 0; j < end; ++j) {
@@ -150,7 +150,8 @@ void plan_memory(KernelProgram& p) {
       bool reads = std::any_of(kernel.inputs.begin(), kernel.inputs.end(), [&](ValueId v) { return root(g, v) == target; });
       if (!reads || j < k) continue;
       if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
-      if (kernel.kind == KernelKind::MatMul && (root(g, kernel.a) == target || root(g, kernel.b) == target)) return false;
+      bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;  // the head reads a and b whole
+      if (headed && (root(g, kernel.a) == target || root(g, kernel.b) == target)) return false;
       if (kernel.kind == KernelKind::RowWise && root(g, kernel.rows) == target) return false;
       for (ValueId m : kernel.members)
         for (ValueId a : g[m].args)
