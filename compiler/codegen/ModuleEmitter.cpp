@@ -474,10 +474,8 @@ class KernelBody {
       k_.loop(n, [&](llvm::Value* j) {
         Values idx = batched ? Values{bb, i, j} : Values{i, j};
         vals_.clear();
-        ValueId mm = kernel_.members[0];
-        vals_[mm] = k_.load(row, j);
-        if (contains(kernel_.outputs, mm)) k_.store(buffer(mm), at(mm, idx, nullptr), vals_[mm]);
-        members_at(idx, nullptr, 1);
+        vals_[kernel_.members[0]] = k_.load(row, j);
+        members_at(idx, nullptr, 0);  // stores the product after loading the inputs (see epilogue_at)
       });
     });
     finish_reductions();
