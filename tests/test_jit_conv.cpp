@@ -106,52 +106,7 @@ std::string as_f64(std::string spec) {
   return spec;
 }
 
-void random_params(Session& s, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  for (const Slot& slot : s.program().slots) {
-    if (slot.kind != SlotKind::Param) continue;  // optimizer state stays zero
-    Tensor& t = s.param(slot.name);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      double v = std::normal_distribution<double>()(rng);
-      if (t.dtype() == DType::F32) t.as<float>()[i] = static_cast<float>(v);
-      else t.as<double>()[i] = v;
-    }
-  }
-}
-
-// The worst relative error of the JIT against the interpreter: predict's output, three steps'
-// losses, and the params and optimizer state after them.
-double check_against_interpreter(const std::string& text, double tol) {
-  Model model = compile_string(text, "conv.gir");
-  Session session(model);
-  random_params(session, 1);
-  interp::Feeds feeds;
-  for (const std::string& name : session.param_names()) feeds[name] = test::to_interp(session.param(name));
-  auto inputs = random_inputs(model.spec, 2);
-  for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
-  double worst = 0;
-  auto record = [&](double err, const std::string& what) {
-    INFO(what, ": relative error ", err);
-    CHECK(err <= tol);
-    worst = std::max(worst, err);
-  };
-
-  Graph forward = predict_graph(model.spec);
-  std::vector<interp::Tensor> ref = interp::evaluate(forward, feeds);
-  session.predict(test::views(inputs));
-  for (const Output& o : forward.outputs)
-    record(test::relative_error(session.output(forward[o.value].name), ref[static_cast<size_t>(o.value)]), "predict");
-  if (!model.train_step) return worst;
-  Graph train = simplified_graph(model.spec);
-  for (int s = 0; s < 3; ++s) {
-    double loss = session.step(test::views(inputs));
-    double expected = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
-    record(std::fabs(loss - expected) / std::max(std::fabs(expected), 1e-30), fmt::format("loss of step {}", s + 1));
-  }
-  for (const std::string& name : session.param_names())
-    record(test::relative_error(session.param(name), feeds.at(name)), name);
-  return worst;
-}
+double check_against_interpreter(const std::string& text, double tol) { return test::check_against_interpreter(text, tol, "conv.gir"); }
 
 // The gradient of every param through the JIT (a step of sgd with lr = 1 moves p to p - g)
 // against central differences of the JIT's loss (steps with lr = 0), in f64: a few elements
@@ -162,7 +117,7 @@ double check_jit_gradient(const std::string& decls, const std::string& expr, con
                                                 list(shape), expr));
   Model model = compile_string(text, "grad.gir");
   Session session(model);
-  random_params(session, 3);
+  test::random_params(session, 3);
   std::map<std::string, Tensor> inputs = random_inputs(model.spec, 4);
   auto loss_at = [&](double lr) {
     inputs["lr"] = Tensor::of<double>({}, {lr});

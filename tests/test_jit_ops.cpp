@@ -86,58 +86,7 @@ std::vector<std::string> specs() {
   return s;
 }
 
-void random_params(Session& s, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  for (const Slot& slot : s.program().slots) {
-    if (slot.kind != SlotKind::Param) continue;
-    Tensor& t = s.param(slot.name);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      double v = std::normal_distribution<double>()(rng);
-      if (t.dtype() == DType::F32) t.as<float>()[i] = static_cast<float>(v);
-      else t.as<double>()[i] = v;
-    }
-  }
-}
-
-// The worst relative error of the JIT against the interpreter over predict's outputs, three
-// steps' losses and the params and state after them.
-double check_spec(const std::string& text, double tol) {
-  Model model = compile_string(text, "op.gir");
-  Session session(model);
-  random_params(session, 1);
-  interp::Feeds feeds;
-  for (const std::string& name : session.param_names()) feeds[name] = test::to_interp(session.param(name));
-  double worst = 0;
-  auto inputs = random_inputs(model.spec, 2);
-  for (const auto& [name, t] : inputs) feeds[name] = test::to_interp(t);
-
-  Graph forward = predict_graph(model.spec);
-  std::vector<interp::Tensor> ref = interp::evaluate(forward, feeds);
-  if (!forward.outputs.empty()) session.predict(test::views(inputs));
-  for (const Output& o : forward.outputs) {
-    double err = test::relative_error(session.output(forward[o.value].name), ref[static_cast<size_t>(o.value)]);
-    INFO("predict output ", forward[o.value].name, ": relative error ", err);
-    CHECK(err <= tol);
-    worst = std::max(worst, err);
-  }
-  if (!model.train_step) return worst;
-  Graph train = simplified_graph(model.spec);
-  for (int s = 0; s < 3; ++s) {
-    double loss = session.step(test::views(inputs));
-    double expected = interp::step(train, feeds)[static_cast<size_t>(train.outputs[0].value)].data[0];
-    double err = std::fabs(loss - expected) / std::max(std::fabs(expected), 1e-30);
-    INFO("step ", s + 1, ": loss ", loss, " vs ", expected);
-    CHECK(err <= tol);
-    worst = std::max(worst, err);
-  }
-  for (const std::string& name : session.param_names()) {
-    double err = test::relative_error(session.param(name), feeds.at(name));
-    INFO(name, ": relative error ", err);
-    CHECK(err <= tol);
-    worst = std::max(worst, err);
-  }
-  return worst;
-}
+double check_spec(const std::string& text, double tol) { return test::check_against_interpreter(text, tol, "op.gir"); }
 
 }  // namespace
 

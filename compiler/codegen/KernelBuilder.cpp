@@ -175,16 +175,7 @@ void KernelBuilder::loops(const Shape& shape, const std::function<void(const std
   level(0);
 }
 
-void KernelBuilder::if_then(llvm::Value* cond, const std::function<void()>& body) {
-  llvm::LLVMContext& ctx = fn->getContext();
-  llvm::BasicBlock* then = llvm::BasicBlock::Create(ctx, "then", fn);
-  llvm::BasicBlock* done = llvm::BasicBlock::Create(ctx, "endif", fn);
-  b.CreateCondBr(cond, then, done);
-  b.SetInsertPoint(then);
-  body();
-  b.CreateBr(done);
-  b.SetInsertPoint(done);
-}
+void KernelBuilder::if_then(llvm::Value* cond, const std::function<void()>& body) { if_else(cond, body, [] {}); }
 
 void KernelBuilder::if_else(llvm::Value* cond, const std::function<void()>& then, const std::function<void()>& otherwise) {
   llvm::LLVMContext& ctx = fn->getContext();
