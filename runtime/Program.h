@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,11 +44,16 @@ struct Program {
   std::vector<Slot> slots;
   int64_t arena_bytes = 0;
   EntryPoint train_step = nullptr;     // null when the spec minimizes nothing
-  EntryPoint predict = nullptr;
+  // Predict's entry point. When the spec trains, predict compiles on a thread of its own after
+  // the train step is callable: the first call of predict_entry() waits for it (and rethrows
+  // the error if it failed).
+  std::shared_future<EntryPoint> predict;
   int32_t loss_slot = -1;              // the train step's loss (its first output)
   std::vector<int32_t> predict_outputs;  // the spec's outputs, as predict writes them
   std::vector<std::string> errors;     // messages of the non-zero return codes
   std::shared_ptr<const void> code;    // keeps the machine code alive while any copy lives
+
+  EntryPoint predict_entry() const { return predict.valid() ? predict.get() : nullptr; }
 };
 
 }  // namespace gradc

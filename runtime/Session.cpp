@@ -92,7 +92,7 @@ double Session::step(const Feeds& inputs) {
 
 const Tensor& Session::predict(const Feeds& inputs) {
   bind_inputs(inputs, kUsedByPredict);
-  run(program_.predict, "predict");
+  run(program_.predict_entry(), "predict");
   if (program_.predict_outputs.empty()) fail({}, "model '{}' declares no output to predict", program_.name);
   return storage_[static_cast<size_t>(program_.predict_outputs[0])];
 }

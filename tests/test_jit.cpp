@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <sstream>
 
 #include "JitUtil.h"
 #include "TestUtil.h"
@@ -56,6 +57,37 @@ TEST_CASE("jit: the train step equals the interpreter's on every sample spec (5 
 // order of the f32 sums, and a flipped sign moves that weight 2 * lr apart, far past 1e-5. So
 // the CNN's params are compared under SGD, whose update is proportional to the gradient; under
 // its own Adam the losses of 5 steps (checked in jit_vs_interpreter) must still agree.
+// The step is callable once its own code is compiled: predict's entry point and kernels are in a
+// module of their own (the last), which the JIT compiles afterwards, on another thread.
+TEST_CASE("jit: predict's code is a module of its own, compiled after the step's") {
+  auto functions_by_module = [](const std::string& ir) {
+    std::vector<std::vector<std::string>> modules;
+    std::istringstream lines(ir.substr(0, ir.find("; ---- after LLVM's O3")));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("; ModuleID", 0) == 0) modules.emplace_back();
+      if (line.rfind("define ", 0) == 0 && !modules.empty()) {
+        size_t at = line.find('@'), end = line.find('(', at);
+        modules.back().push_back(line.substr(at + 1, end - at - 1));
+      }
+    }
+    return modules;
+  };
+  auto is_predict = [](const std::string& f) { return f.rfind("predict.", 0) == 0 || f == "gradc_predict"; };
+  Graph g = load_spec_file(test::source_path("samples/specs/seed_mlp.gir"));
+  auto modules = functions_by_module(dump(g, Stage::Llvm));
+  REQUIRE(modules.size() == 3);
+  for (size_t i = 0; i < modules.size(); ++i) {
+    CHECK_FALSE(modules[i].empty());
+    for (const std::string& f : modules[i]) {
+      INFO("module ", i, ": ", f);
+      CHECK(is_predict(f) == (i == 2));
+    }
+  }
+  Model model = compile_file(test::source_path("samples/specs/seed_mlp.gir"));
+  CHECK(static_cast<bool>(model.train_step));
+  CHECK(static_cast<bool>(model.predict_entry()));  // waits for predict's module
+}
+
 TEST_CASE("jit: the CNN's train step equals the interpreter's (5 steps, f32)") {
   const std::string path = "samples/specs/cnn_fmnist.gir";
   std::string text = test::read_file(test::source_path(path));

@@ -89,6 +89,9 @@ TEST_CASE("jit cache: a second compile of a spec is a hit and trains bit for bit
   Model first = compile_file(test::source_path(kSeed), options);
   CHECK_FALSE(first.cached);
   CHECK(has_phase(first, "O3"));
+  // The step is callable now; predict compiles on another thread, and the cache file (the
+  // whole program's objects) is written when it is done.
+  REQUIRE(static_cast<bool>(first.predict_entry()));
   REQUIRE(cached_files(*options.cache_dir).size() == 1);
 
   Model second = compile_file(test::source_path(kSeed), options);

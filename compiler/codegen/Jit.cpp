@@ -5,7 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <optional>
+
+#include <unistd.h>
 
 #include <llvm/ADT/StringExtras.h>
 #include <llvm/Bitcode/BitcodeWriter.h>
@@ -13,7 +16,9 @@
 #include <llvm/ExecutionEngine/Orc/CompileUtils.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/Endian.h>
@@ -32,7 +37,7 @@ namespace {
 
 // The cache's format: bump it whenever what jit() makes of a module changes other than through
 // the key's other parts (the pipeline below, the attributes optimize() adds, the trailer).
-constexpr const char* kCacheFormat = "gradc object cache 2";  // 2: a bundle of the parts' objects
+constexpr const char* kCacheFormat = "gradc object cache 3";  // 2: a bundle of the parts' objects; 3: predict a part of its own
 constexpr llvm::CodeGenOptLevel kCodeGenLevel = llvm::CodeGenOptLevel::Aggressive;
 constexpr char kMagic[8] = {'g', 'r', 'a', 'd', 'c', 'o', 'b', 'j'};
 using Key = std::array<uint8_t, 32>;
@@ -248,48 +253,138 @@ llvm::Expected<llvm::orc::JITDylibSP> external_symbols(llvm::orc::LLJIT& jit) {
   return llvm::orc::JITDylibSP(&jd);
 }
 
-struct Linked {
-  std::unique_ptr<llvm::orc::LLJIT> jit;
-  EntryPoint train_step = nullptr, predict = nullptr;
+// GRADC_PERF_MAP=1: every function the JIT links is listed in /tmp/perf-<pid>.map (the format
+// `perf report` and `perf script` read), so a profile of a step names its kernels. The names are
+// taken before JITLink prunes them (calls within a section need no relocation, so a called kernel
+// looks unreferenced and loses its symbol, not its code) and written once addresses are known.
+class PerfMap : public llvm::orc::ObjectLinkingLayer::Plugin {
+ public:
+  static bool wanted() {
+    const char* v = std::getenv("GRADC_PERF_MAP");
+    return v && *v && std::string_view(v) != "0";
+  }
+  void modifyPassConfig(llvm::orc::MaterializationResponsibility&, llvm::jitlink::LinkGraph&,
+                        llvm::jitlink::PassConfiguration& config) override {
+    auto functions = std::make_shared<std::vector<Function>>();
+    config.PrePrunePasses.emplace_back(Collect{functions});
+    config.PostFixupPasses.emplace_back(Write{functions});
+  }
+  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility&) override { return llvm::Error::success(); }
+  llvm::Error notifyRemovingResources(llvm::orc::JITDylib&, llvm::orc::ResourceKey) override { return llvm::Error::success(); }
+  void notifyTransferringResources(llvm::orc::JITDylib&, llvm::orc::ResourceKey, llvm::orc::ResourceKey) override {}
+
+ private:
+  struct Function {
+    llvm::jitlink::Block* block;
+    uint64_t offset, size;
+    std::string name;
+  };
+  struct Collect {
+    std::shared_ptr<std::vector<Function>> functions;
+    llvm::Error operator()(llvm::jitlink::LinkGraph& g) const {
+      for (llvm::jitlink::Symbol* s : g.defined_symbols())
+        if (s->isCallable() && s->hasName() && s->getSize() > 0)
+          functions->push_back({&s->getBlock(), s->getOffset(), s->getSize(), s->getName().str()});
+      return llvm::Error::success();
+    }
+  };
+  struct Write {
+    std::shared_ptr<std::vector<Function>> functions;
+    llvm::Error operator()(llvm::jitlink::LinkGraph&) const {
+      std::error_code error;
+      llvm::raw_fd_ostream os(fmt::format("/tmp/perf-{}.map", ::getpid()), error, llvm::sys::fs::OF_Append);
+      if (error) return llvm::Error::success();  // a profiling aid: no map, no harm
+      for (const Function& f : *functions)
+        os << fmt::format("{:x} {:x} {}\n", f.block->getAddress().getValue() + f.offset, f.size, f.name);
+      return llvm::Error::success();
+    }
+  };
 };
 
-// A JIT holding the object, and its entry points.
-llvm::Expected<Linked> link(std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects, const llvm::DataLayout& layout, bool trains) {
-  auto jit = llvm::orc::LLJITBuilder()
-                 .setJITTargetMachineBuilder(host_machine())
-                 .setDataLayout(layout)  // or LLJIT makes a target machine to learn it
-                 .setProcessSymbolsJITDylibSetup(external_symbols)
-                 // We add objects, never IR: this compiler, unlike the default one, makes no
-                 // target machine unless it is used.
-                 .setCompileFunctionCreator([](llvm::orc::JITTargetMachineBuilder jtmb)
-                                                -> llvm::Expected<std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
-                   return std::make_unique<llvm::orc::ConcurrentIRCompiler>(std::move(jtmb));
-                 })
-                 .create();
-  if (!jit) return jit.takeError();
-  // A failed link says why (a symbol not found, say) to the session's reporter, and only "failed
-  // to materialize" to the lookup: keep the why for the lookup's error instead of printing it.
-  auto reported = std::make_shared<std::string>();
-  (*jit)->getExecutionSession().setErrorReporter([reported](llvm::Error e) { *reported += "; " + message(std::move(e)); });
-  for (auto& object : objects)
-    if (llvm::Error e = (*jit)->addObjectFile(std::move(object))) return e;
-  Linked linked;
-  for (auto [symbol, entry] : {std::pair{kTrainStepSymbol, &linked.train_step}, std::pair{kPredictSymbol, &linked.predict}}) {
-    if (entry == &linked.train_step && !trains) continue;
-    auto address = (*jit)->lookup(symbol);
-    if (!address)
-      return llvm::createStringError(fmt::format("looking up {}: {}{}", symbol, message(address.takeError()), *reported));
-    *entry = address->toPtr<EntryPoint>();
+// A JIT holding a program's objects (the step's, then predict's as they come), and their symbols.
+class LinkedCode {
+ public:
+  static llvm::Expected<std::shared_ptr<LinkedCode>> create(const llvm::DataLayout& layout) {
+    auto jit = llvm::orc::LLJITBuilder()
+                   .setJITTargetMachineBuilder(host_machine())
+                   .setDataLayout(layout)  // or LLJIT makes a target machine to learn it
+                   .setProcessSymbolsJITDylibSetup(external_symbols)
+                   // We add objects, never IR: this compiler, unlike the default one, makes no
+                   // target machine unless it is used.
+                   .setCompileFunctionCreator([](llvm::orc::JITTargetMachineBuilder jtmb)
+                                                  -> llvm::Expected<std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
+                     return std::make_unique<llvm::orc::ConcurrentIRCompiler>(std::move(jtmb));
+                   })
+                   .create();
+    if (!jit) return jit.takeError();
+    if (PerfMap::wanted())
+      if (auto* linker = llvm::dyn_cast<llvm::orc::ObjectLinkingLayer>(&(*jit)->getObjLinkingLayer()))
+        linker->addPlugin(std::make_unique<PerfMap>());
+    auto code = std::make_shared<LinkedCode>();
+    // A failed link says why (a symbol not found, say) to the session's reporter, and only
+    // "failed to materialize" to the lookup: keep the why for the lookup's error.
+    (*jit)->getExecutionSession().setErrorReporter([reported = code->reported_](llvm::Error e) {
+      std::lock_guard lock(reported->mutex);
+      reported->text += "; " + message(std::move(e));
+    });
+    code->jit_ = std::move(*jit);
+    return code;
   }
-  linked.jit = std::move(*jit);
-  return linked;
+
+  llvm::Error add(std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects) {
+    for (auto& object : objects)
+      if (llvm::Error e = jit_->addObjectFile(std::move(object))) return e;
+    return llvm::Error::success();
+  }
+
+  llvm::Expected<EntryPoint> entry(const char* symbol) {
+    auto address = jit_->lookup(symbol);
+    if (address) return address->toPtr<EntryPoint>();
+    std::lock_guard lock(reported_->mutex);
+    return llvm::createStringError(fmt::format("looking up {}: {}{}", symbol, message(address.takeError()), reported_->text));
+  }
+
+ private:
+  struct Reported {
+    std::mutex mutex;
+    std::string text;
+  };
+  std::unique_ptr<llvm::orc::LLJIT> jit_;
+  std::shared_ptr<Reported> reported_ = std::make_shared<Reported>();
+};
+
+std::shared_future<EntryPoint> ready(EntryPoint entry) {
+  std::promise<EntryPoint> p;
+  p.set_value(entry);
+  return p.get_future().share();
 }
 
-Program finish(Program p, Linked linked) {
-  p.train_step = linked.train_step;
-  p.predict = linked.predict;
-  p.code = std::shared_ptr<const llvm::orc::LLJIT>(std::move(linked.jit));
-  return p;
+// The entry points of objects linked into a new JIT: the step's (when it trains) and predict's.
+llvm::Error link_all(Program& p, std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects, const llvm::DataLayout& layout, bool trains) {
+  auto code = LinkedCode::create(layout);
+  if (!code) return code.takeError();
+  if (llvm::Error e = (*code)->add(std::move(objects))) return e;
+  if (trains) {
+    auto step = (*code)->entry(kTrainStepSymbol);
+    if (!step) return step.takeError();
+    p.train_step = *step;
+  }
+  auto predict = (*code)->entry(kPredictSymbol);
+  if (!predict) return predict.takeError();
+  p.predict = ready(*predict);
+  p.code = *code;
+  return llvm::Error::success();
+}
+
+// O3 and instruction selection of one part, on the calling thread.
+std::unique_ptr<llvm::MemoryBuffer> compile_part(ModulePart& part, JitReport& report) {
+  Stopwatch watch(report);
+  std::unique_ptr<llvm::TargetMachine> tm = target_machine();
+  optimize(*part.module, *tm);
+  watch.lap("O3");
+  std::unique_ptr<llvm::MemoryBuffer> object = compile_object(*part.module, *tm);
+  watch.lap("codegen");
+  return object;
 }
 
 }  // namespace
@@ -323,49 +418,58 @@ Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
     if (std::unique_ptr<llvm::MemoryBuffer> blob = cache->load()) {
       watch.lap("cache read");
       std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects = unbundle(blob->getBuffer(), m.parts.size());
-      llvm::Expected<Linked> linked = objects.empty() ? llvm::createStringError("not a bundle of the parts' objects")
-                                                      : link(std::move(objects), layout, trains);
+      llvm::Error linked = objects.empty() ? llvm::createStringError("not a bundle of the parts' objects")
+                                           : link_all(m.program, std::move(objects), layout, trains);
       watch.lap("link");
-      if (linked) {
+      if (!linked) {
         r.cached = true;
-        return finish(std::move(m.program), std::move(*linked));
+        return std::move(m.program);
       }
-      llvm::consumeError(linked.takeError());  // an object we cannot use: make it afresh
+      llvm::consumeError(std::move(linked));  // an object we cannot use: make it afresh
       cache->drop();
     }
   }
 
-  // Each part (the step, predict) on a thread of its own, with its own target machine: the
-  // step is callable after the longer of the two rather than after both.
-  std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects(m.parts.size());
-  std::vector<JitReport> part_reports(m.parts.size());
-  auto compile_part = [&](size_t i) {
-    Stopwatch part_watch(part_reports[i]);
-    std::unique_ptr<llvm::TargetMachine> part_tm = i == 0 ? std::move(tm) : target_machine();
-    optimize(*m.parts[i].module, *part_tm);
-    part_watch.lap("O3");
-    objects[i] = compile_object(*m.parts[i].module, *part_tm);
-    part_watch.lap("codegen");
-  };
+  // The parts the step needs, each on a thread of its own; the step is callable after the
+  // longest. Predict's part (`later`) then compiles on a thread of its own while the caller goes on.
+  size_t now = 0;
+  while (now < m.parts.size() && !m.parts[now].later) ++now;
+  std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects(now);
+  std::vector<JitReport> part_reports(now);
   std::vector<std::future<void>> others;
-  for (size_t i = 1; i < m.parts.size(); ++i) others.push_back(std::async(std::launch::async, compile_part, i));
-  compile_part(0);
+  for (size_t i = 1; i < now; ++i)
+    others.push_back(std::async(std::launch::async, [&, i] { objects[i] = compile_part(m.parts[i], part_reports[i]); }));
+  objects[0] = compile_part(m.parts[0], part_reports[0]);
   for (std::future<void>& f : others) f.get();  // rethrows a part's error
-  watch.lap(fmt::format("O3 + codegen of {} parts in parallel", m.parts.size()));
-  for (size_t i = 0; i < m.parts.size(); ++i)
+  watch.lap(fmt::format("O3 + codegen of {} parts in parallel", now));
+  for (size_t i = 0; i < now; ++i)
     for (const auto& [phase, ms] : part_reports[i].phases)
       r.phases.emplace_back(i == 0 ? phase : fmt::format("{} ({})", phase, m.parts[i].module->getModuleIdentifier()), ms);
-  if (cache) {
-    cache->store(bundle(objects));
-    watch.lap("cache write");
+
+  std::string blob = cache ? bundle(objects) : std::string();
+  if (now == m.parts.size()) {
+    if (llvm::Error e = link_all(m.program, std::move(objects), layout, trains))
+      fail({}, "JIT: linking the step: {}", message(std::move(e)));
+    if (cache) cache->store(blob);
+    watch.lap("link");
+    return std::move(m.program);
   }
-  llvm::Expected<Linked> linked = link(std::move(objects), layout, trains);
-  if (!linked) {
-    if (cache) cache->drop();
-    fail({}, "JIT: linking the step: {}", message(linked.takeError()));
-  }
+  std::shared_ptr<LinkedCode> code = unwrap(LinkedCode::create(layout), "creating the JIT");
+  if (llvm::Error e = code->add(std::move(objects))) fail({}, "JIT: linking the step: {}", message(std::move(e)));
+  m.program.train_step = unwrap(code->entry(kTrainStepSymbol), "linking the step");
+  m.program.code = code;
   watch.lap("link");
-  return finish(std::move(m.program), std::move(*linked));
+  std::vector<ModulePart> later(std::make_move_iterator(m.parts.begin() + static_cast<ptrdiff_t>(now)),
+                                std::make_move_iterator(m.parts.end()));
+  m.program.predict = std::async(std::launch::async, [code, later = std::move(later), cache, blob = std::move(blob)]() mutable {
+                        JitReport unused;
+                        std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects;
+                        for (ModulePart& part : later) objects.push_back(compile_part(part, unused));
+                        if (cache) cache->store(blob + bundle(objects));
+                        if (llvm::Error e = code->add(std::move(objects))) fail({}, "JIT: linking predict: {}", message(std::move(e)));
+                        return unwrap(code->entry(kPredictSymbol), "linking predict");
+                      }).share();
+  return std::move(m.program);
 }
 
 std::string print_module(const EmittedModule& m) {

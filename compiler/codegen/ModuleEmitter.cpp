@@ -3,6 +3,7 @@
 #include <map>
 #include <numeric>
 
+#include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
@@ -30,6 +31,37 @@ std::vector<int64_t> leading_strides(const Shape& operand, const Shape& domain) 
   std::vector<int64_t> s = strides_of(operand);
   s.resize(domain.size(), 0);
   return s;
+}
+
+// Generated code runs with subnormal floats flushed to zero (x86: MXCSR's FTZ and DAZ bits), as
+// XLA's and TensorFlow's CPU kernels do: an operation that meets a subnormal takes a microcode
+// assist of a hundred cycles or more, and a model trained long on one batch is full of them (the
+// seed's bench step lost 10% to them in one GEMM). The entry points and the function the pool's
+// workers call set the mode and put the caller's back before they return, so every thread runs
+// the same arithmetic. `enter_fp_mode` returns the caller's mode (null off x86).
+llvm::Value* enter_fp_mode(llvm::IRBuilder<>& b) {
+#if defined(__x86_64__) || defined(__i386__)
+  llvm::Function* fn = b.GetInsertBlock()->getParent();
+  llvm::IRBuilder<> at_entry(&fn->getEntryBlock(), fn->getEntryBlock().begin());
+  llvm::Value* saved = at_entry.CreateAlloca(b.getInt32Ty(), nullptr, "mxcsr.caller");
+  llvm::Value* ours = at_entry.CreateAlloca(b.getInt32Ty(), nullptr, "mxcsr.ours");
+  b.CreateIntrinsic(llvm::Intrinsic::x86_sse_stmxcsr, {}, {saved});
+  constexpr uint32_t kFlushToZero = 1u << 15, kDenormalsAreZero = 1u << 6;
+  b.CreateStore(b.CreateOr(b.CreateLoad(b.getInt32Ty(), saved), b.getInt32(kFlushToZero | kDenormalsAreZero)), ours);
+  b.CreateIntrinsic(llvm::Intrinsic::x86_sse_ldmxcsr, {}, {ours});
+  return saved;
+#else
+  (void)b;
+  return nullptr;
+#endif
+}
+
+void leave_fp_mode(llvm::IRBuilder<>& b, llvm::Value* saved) {
+#if defined(__x86_64__) || defined(__i386__)
+  b.CreateIntrinsic(llvm::Intrinsic::x86_sse_ldmxcsr, {}, {saved});
+#else
+  (void)b, (void)saved;
+#endif
 }
 
 // The Constant node behind `id` (through reshapes), or -1.
@@ -154,6 +186,29 @@ class KernelBody {
       }
   }
 
+  // Scalars computed from scalars alone (Adam's bias corrections: powers of beta by the step
+  // count, their square root, lr over one of them) do not change from element to element: they
+  // are computed once, where the builder stands (before the kernel's loops), and every element
+  // uses them. Their stores, if they are outputs, stay with the elements: an output may share an
+  // input's bytes, and must not be written before that input has been read.
+  void hoist_scalars() {
+    k_.set_lanes(0);
+    for (ValueId m : kernel_.members) {
+      const Node& n = g_[m];
+      if (m == kernel_.members[0] && kernel_.kind != KernelKind::Loop) continue;  // the head
+      if (n.type.numel() != 1 || n.type.dtype == DType::I32 || is_reduction(m) || cg(m).row || cg(m).row_loss || cg(m).leading_operands)
+        continue;
+      bool from_scalars = true;
+      for (ValueId a : n.args)
+        from_scalars = from_scalars && g_[a].type.numel() == 1 && g_[a].type.dtype != DType::I32 &&
+                       (hoisted_.count(a) || constant_root(g_, a) >= 0 || (buf_.count(a) && contains(kernel_.inputs, a)));
+      if (!from_scalars) continue;
+      Values args;
+      for (ValueId a : n.args) args.push_back(hoisted_.count(a) ? hoisted_[a] : operand(m, a, {}, nullptr));
+      hoisted_[m] = cg(m).scalar(k_, n, args, {});
+    }
+  }
+
   // Every member at one element of the domain (idx, or flat in a flat loop), in graph order.
   void members_at(const Values& idx, llvm::Value* flat, size_t first) {
     // Inputs read at this very element are loaded before anything is stored: an output may
@@ -168,7 +223,8 @@ class KernelBody {
     for (size_t i = first; i < kernel_.members.size(); ++i) {
       ValueId m = kernel_.members[i];
       const Node& n = g_[m];
-      if (vals_.count(m)) {  // computed by the kernel's head
+      if (auto h = hoisted_.find(m); h != hoisted_.end()) vals_[m] = h->second;
+      if (vals_.count(m)) {  // computed by the kernel's head, or hoisted
         if (contains(kernel_.outputs, m)) put(m, idx, flat, vals_[m]);
         continue;
       }
@@ -228,6 +284,7 @@ class KernelBody {
     for (ValueId m : kernel_.members) flat = flat && !is_reduction(m) && !cg(m).leading_operands;
     for (ValueId v : kernel_.inputs) flat = flat && (g_[v].type.numel() == count || g_[v].type.numel() == 1);
     start_reductions();
+    hoist_scalars();
     if (flat) {
       k_.loop(count, [&](llvm::Value* i) {
         vals_.clear();
@@ -293,6 +350,7 @@ class KernelBody {
     tasks->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
     KernelBuilder tk(tasks, k_.error_codes());
     KernelBody inner(tk, g_, kernel_, arg_of_, places_);
+    inner.hoist_scalars();
     // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
     // at a time in row-major order (a masked store at the end of one row, then loads of the next
     // row that overlap its 64 bytes, would wait for the store to retire: measured 20% slower on the
@@ -386,7 +444,10 @@ class KernelBody {
           unpacked.push_back(tb.CreateLoad(ptr, tb.CreateConstInBoundsGEP1_64(ptr, task->getArg(0), i)));
         unpacked.push_back(task->getArg(1));
         unpacked.push_back(task->getArg(2));
-        tb.CreateRet(tb.CreateCall(tasks, unpacked));
+        llvm::Value* caller_mode = enter_fp_mode(tb);
+        llvm::Value* status = tb.CreateCall(tasks, unpacked);
+        leave_fp_mode(tb, caller_mode);
+        tb.CreateRet(status);
       }
       status = parallel_for(task, ctx_array, plan.tasks(), all_tasks_here);
     } else {
@@ -590,12 +651,14 @@ class KernelBody {
   std::map<ValueId, Buffer> buf_;
   std::map<ValueId, llvm::Value*> vals_;
   std::map<ValueId, llvm::Value*> loaded_;
+  std::map<ValueId, llvm::Value*> hoisted_;  // see hoist_scalars
 };
 
 class FunctionEmitter {
  public:
-  FunctionEmitter(llvm::Module& m, std::vector<ModulePart>& parts, Program& p, const KernelProgram& kp, uint8_t use, std::string prefix)
-      : m_(m), parts_(parts), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {}
+  // The entry point goes into parts[0], its kernels into whichever of `parts` has least code.
+  FunctionEmitter(std::vector<ModulePart*> parts, Program& p, const KernelProgram& kp, uint8_t use, std::string prefix)
+      : m_(*parts.at(0)->module), parts_(std::move(parts)), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {}
 
   void emit(const char* symbol) {
     llvm::LLVMContext& ctx = m_.getContext();
@@ -608,6 +671,7 @@ class FunctionEmitter {
     entry_->addParamAttr(1, llvm::Attribute::NoAlias);
     b_ = std::make_unique<llvm::IRBuilder<>>(llvm::BasicBlock::Create(ctx, "entry", entry_));
     fail_ = llvm::BasicBlock::Create(ctx, "fail", entry_);
+    llvm::Value* caller_mode = enter_fp_mode(*b_);
 
     // Every param and state has a slot, used or not, so that checkpoints hold all the spec declares.
     for (const Node& n : g_.nodes)
@@ -627,6 +691,7 @@ class FunctionEmitter {
     }
     for (const FinalCopy& c : kp_.copies) emit_copy(c);
 
+    leave_fp_mode(*b_, caller_mode);
     b_->CreateRet(b_->getInt32(0));
     p_.arena_bytes = std::max(p_.arena_bytes, scratch_offset() + scratch_bytes_);
     if (failures_.empty()) {
@@ -637,6 +702,7 @@ class FunctionEmitter {
     b_->SetInsertPoint(fail_);
     llvm::PHINode* code = b_->CreatePHI(b_->getInt32Ty(), static_cast<unsigned>(failures_.size()));
     for (auto [block, status] : failures_) code->addIncoming(status, block);
+    leave_fp_mode(*b_, caller_mode);
     b_->CreateRet(code);
   }
 
@@ -778,13 +844,13 @@ class FunctionEmitter {
 
   llvm::Module& lightest_part() {
     llvm::Module* best = &m_;
-    for (ModulePart& part : parts_)
-      if (part.module->getInstructionCount() < best->getInstructionCount()) best = part.module.get();
+    for (ModulePart* part : parts_)
+      if (part->module->getInstructionCount() < best->getInstructionCount()) best = part->module.get();
     return *best;
   }
 
   llvm::Module& m_;
-  std::vector<ModulePart>& parts_;  // every module of the step (this entry point's is m_)
+  std::vector<ModulePart*> parts_;  // the modules this entry point's code may go into (m_ first)
   Program& p_;
   const KernelProgram& kp_;
   const Graph& g_;
@@ -804,15 +870,20 @@ EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predi
   EmittedModule out;
   const std::string& name = predict.graph.name;
   out.program.name = name;
-  // Two parts, for two compile threads: the step's entry point in one and predict's in the
-  // other (or both in the first); every kernel in whichever has less code when it is emitted.
-  for (int i = 0; i < 2; ++i) {
-    ModulePart p{std::make_unique<llvm::LLVMContext>(), nullptr};
-    p.module = std::make_unique<llvm::Module>(fmt::format("{}.part{}", name.empty() ? "gradc" : name, i), *p.context);
+  // Two parts for two compile threads: the step's entry point in one, its kernels in whichever
+  // has less code. Predict has a third part of its own, which the JIT compiles after the step is
+  // callable (a spec that trains nothing: predict's code in the first two).
+  auto part = [&](bool later) {
+    ModulePart p{std::make_unique<llvm::LLVMContext>(), nullptr, later};
+    p.module = std::make_unique<llvm::Module>(fmt::format("{}.part{}", name.empty() ? "gradc" : name, out.parts.size()), *p.context);
     out.parts.push_back(std::move(p));
-  }
-  if (train) FunctionEmitter(*out.parts[0].module, out.parts, out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
-  FunctionEmitter(*out.parts[train ? 1 : 0].module, out.parts, out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
+  };
+  part(false);
+  part(false);
+  if (train) part(true);
+  std::vector<ModulePart*> now{&out.parts[0], &out.parts[1]};
+  if (train) FunctionEmitter(now, out.program, *train, kUsedByTrainStep, "step.").emit(kTrainStepSymbol);
+  FunctionEmitter(train ? std::vector<ModulePart*>{&out.parts[2]} : now, out.program, predict, kUsedByPredict, "predict.").emit(kPredictSymbol);
   for (const ModulePart& p : out.parts) {
     std::string problems;
     llvm::raw_string_ostream os(problems);

@@ -1,6 +1,6 @@
-// Lowers Kernel programs to one LLVM module: `gradc_train_step` for the training graph's and
-// `gradc_predict` for the forward graph's, each kernel a function of its own (inlined by O3)
-// over the buffers its memory plan gives it. Fills the Program's slot table; its entry points
+// Lowers Kernel programs to LLVM modules: `gradc_train_step` for the training graph's and
+// `gradc_predict` for the forward graph's, each kernel a function of its own over the buffers
+// its memory plan gives it. Fills the Program's slot table; its entry points
 // are filled once the JIT has linked the module.
 #pragma once
 
@@ -21,10 +21,11 @@ inline constexpr const char* kPredictSymbol = "gradc_predict";
 struct ModulePart {
   std::unique_ptr<llvm::LLVMContext> context;
   std::unique_ptr<llvm::Module> module;
+  bool later = false;  // compiled after the others are linked and callable (predict's, when training)
 };
 
 struct EmittedModule {
-  std::vector<ModulePart> parts;  // two: the step's entry point, predict's; kernels in either
+  std::vector<ModulePart> parts;  // the step's code in two, then predict's (see emit_module)
   Program program;                // slots, arena size, errors; entry points still null
 };
 
