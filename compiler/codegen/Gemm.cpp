@@ -153,14 +153,44 @@ class GemmEmitter {
     };
     k_.rolled_loop(p_.k / p_.lanes, [&](llvm::Value* v) { step(ir_.CreateMul(v, k_.index(p_.lanes)), p_.lanes); });
     if (p_.k % p_.lanes) step(k_.index(p_.k / p_.lanes * p_.lanes), p_.k % p_.lanes);
-    llvm::FastMathFlags tree;
-    tree.setAllowReassoc();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < p_.n; ++c) {
-        auto* sum = llvm::cast<llvm::Instruction>(ir_.CreateFAddReduce(llvm::ConstantFP::get(f32_, -0.0), k_.get(acc[static_cast<size_t>(r * p_.n + c)])));
-        sum->setFastMathFlags(tree);
-        ir_.CreateStore(sum, ir_.CreateConstInBoundsGEP1_64(f32_, tile_, static_cast<uint64_t>(r * p_.nr + c)));
+    std::vector<llvm::Constant*> first_n;
+    for (int64_t l = 0; l < p_.lanes; ++l) first_n.push_back(ir_.getInt1(l < p_.n));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<llvm::Value*> row;
+      for (int64_t c = 0; c < p_.n; ++c) row.push_back(k_.get(acc[static_cast<size_t>(r * p_.n + c)]));
+      ir_.CreateMaskedStore(lane_sums(row), ir_.CreateConstInBoundsGEP1_64(f32_, tile_, static_cast<uint64_t>(r * p_.nr)), llvm::Align(4),
+                            llvm::ConstantVector::get(first_n));
+    }
+  }
+
+  // One vector whose lane i is the sum of the lanes of vs[i] (at most `lanes` of them): halves
+  // of pairs of vectors added, then quarters, ..., in a fixed tree (a transpose as it adds up:
+  // log2(lanes) rounds of two shuffles and an add per pair, not a reduction per vector).
+  llvm::Value* lane_sums(std::vector<llvm::Value*> vs) {
+    const int64_t lanes = p_.lanes;
+    llvm::Constant* none = llvm::ConstantFP::get(vec_, -0.0);  // x + -0.0 == x: missing inputs fold away
+    vs.resize(static_cast<size_t>(lanes), none);
+    // Before a round, each vector holds segments of 2 * width lanes, the partial sums of one input
+    // each, in order; the round halves the segments and pairs the vectors.
+    for (int64_t width = lanes / 2; width >= 1; width /= 2) {
+      std::vector<llvm::Value*> next;
+      for (size_t i = 0; i < vs.size(); i += 2) {
+        if (vs[i] == none && vs[i + 1] == none) {
+          next.push_back(none);
+          continue;
+        }
+        std::vector<int> lo, hi;  // per segment of the pair, in order: its low half, its high half
+        for (int64_t from : {int64_t{0}, lanes})
+          for (int64_t seg = 0; seg < lanes / width; seg += 2)
+            for (int64_t l = 0; l < width; ++l) {
+              lo.push_back(static_cast<int>(from + seg * width + l));
+              hi.push_back(static_cast<int>(from + seg * width + width + l));
+            }
+        next.push_back(ir_.CreateFAdd(ir_.CreateShuffleVector(vs[i], vs[i + 1], lo), ir_.CreateShuffleVector(vs[i], vs[i + 1], hi)));
       }
+      vs = std::move(next);
+    }
+    return vs[0];
   }
 
   void tasks(llvm::Value* begin, llvm::Value* end, const TileEpilogue& epilogue) {

@@ -93,9 +93,9 @@ class KernelBuilder {
   // else a gather. Stores alike (equal offsets: lane 0 only, and then only one lane may be valid).
   llvm::Value* load_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid);
   void store_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid, llvm::Value* v);
+  llvm::Value* lane_mask(int64_t valid);  // <lanes x i1>: lanes below `valid` set
 
  private:
-  llvm::Value* lane_mask(int64_t valid);
   llvm::Value* lane_pointers(llvm::Type* t, llvm::Value* ptr, const std::vector<int64_t>& offsets);
   llvm::Instruction* range_loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);  // its branch back
   void keep_rolled(llvm::Instruction* latch_branch);  // llvm.loop.unroll.disable

@@ -324,6 +324,70 @@ class KernelBody {
     k_.set_lanes(0);
   }
 
+  // The epilogue of one finished tile of C (rows x cols from (row0, col0), its results in `tile`
+  // as the plan lays them out): on tile rows as vectors when they are whole vectors, else on
+  // vectors of `lanes` results in row-major order (flat), else element by element.
+  void tile_epilogue(const GemmPlan& plan, bool vector, bool flat_vectors, llvm::Value* batch, llvm::Value* row0, int64_t rows,
+                     llvm::Value* col0, int64_t cols, llvm::Value* tile) {
+    auto& ir = k_.b;
+    auto* f32 = ir.getFloatTy();
+    int64_t lanes = plan.lanes;
+    // The tile's element (r, c) of C, from (row0, col0), is at tile[at(r, c)].
+    auto at = [&](int64_t r, int64_t c) { return plan.swapped ? c * plan.nr + r : r * plan.nr + c; };
+    if (plan.swapped) {
+      std::swap(row0, col0);
+      std::swap(rows, cols);
+    }
+    if (vector && !plan.swapped && cols % lanes == 0) {  // each tile row as the vectors it was in registers
+      std::vector<std::pair<int64_t, int64_t>> along_row;
+      for (int64_t l = 0; l < lanes; ++l) along_row.emplace_back(0, l);
+      k_.rolled_loop(rows, [&](llvm::Value* r) {
+        for (int64_t c = 0; c < cols; c += lanes) {
+          auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+          llvm::Value* at = ir.CreateInBoundsGEP(f32, tile, ir.CreateAdd(ir.CreateMul(r, k_.index(plan.nr)), k_.index(c)));
+          llvm::Value* v = ir.CreateAlignedLoad(vt, at, llvm::Align(static_cast<uint64_t>(lanes * 4)));
+          epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, k_.index(c))}, v, along_row, lanes);
+        }
+      });
+    } else if (flat_vectors) {
+      // Narrow tiles (the seed's 10 columns): the tile's results in row-major order,
+      // `lanes` at a time, so that no vector is mostly masked off and a masked store
+      // at the end of one row does not stall the loads of the next.
+      Buffer tile_buffer{TensorType{DType::F32, {plan.mr * plan.nr}}, tile, nullptr};
+      // The vector of results e0.. (valid of them) from tile row `shift` on.
+      auto results = [&](int64_t e0, int64_t valid, llvm::Value* shift) {
+        int64_t r0 = e0 / cols, c0 = e0 % cols;
+        std::vector<std::pair<int64_t, int64_t>> lane_at;
+        std::vector<int64_t> in_tile;
+        for (int64_t l = 0; l < lanes; ++l) {
+          int64_t e = e0 + std::min(l, valid - 1);
+          lane_at.emplace_back(e / cols - r0, e % cols - c0);
+          in_tile.push_back(at(e / cols, e % cols));
+        }
+        k_.set_lanes(lanes);
+        llvm::Value* v = k_.load_lanes(tile_buffer, ir.CreateMul(shift, k_.index(at(1, 0))), in_tile, valid);
+        llvm::Value* row = ir.CreateAdd(ir.CreateAdd(row0, shift), k_.index(r0));
+        epilogue_at({batch, row, ir.CreateAdd(col0, k_.index(c0))}, v, lane_at, valid);
+      };
+      // Lanes fall on the same (row, column) pattern every lcm(lanes, cols) results:
+      // whole periods in a rolled loop, the rest unrolled.
+      int64_t period = std::lcm(lanes, cols), periods = rows * cols / period;
+      if (periods < 2) periods = 0;
+      k_.rolled_loop(periods, [&](llvm::Value* g) {
+        for (int64_t e0 = 0; e0 < period; e0 += lanes) results(e0, lanes, ir.CreateMul(g, k_.index(period / cols)));
+      });
+      for (int64_t e0 = periods * period; e0 < rows * cols; e0 += lanes)
+        results(e0, std::min(lanes, rows * cols - e0), k_.index(0));
+    } else {
+      k_.rolled_loop(rows, [&](llvm::Value* r) {
+        k_.loop(cols, [&](llvm::Value* c) {
+          llvm::Value* v = ir.CreateLoad(f32, ir.CreateInBoundsGEP(f32, tile, k_.offset({r, c}, {at(1, 0), at(0, 1)})));
+          epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, c)}, v);
+        });
+      });
+    }
+  }
+
   // f32: our tiled GEMM (codegen/Gemm.cpp), its tasks in a function of their own that the
   // kernel runs itself or splits over the pool's threads; the epilogue runs on each finished
   // tile. Other dtypes: the scalar loops below.
@@ -361,63 +425,7 @@ class KernelBody {
     emit_gemm_tasks(tk, plan, tasks->getArg(arg_of_.at(kernel_.a)), tasks->getArg(arg_of_.at(kernel_.b)),
                     tasks->getArg(places_), tasks->getArg(places_ + 1), tasks->getArg(places_ + 2),
                     [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
-                      auto& ir = tk.b;
-                      auto* f32 = ir.getFloatTy();
-                      int64_t lanes = plan.lanes;
-                      // The tile's element (r, c) of C, from (row0, col0), is at tile[at(r, c)].
-                      auto at = [&](int64_t r, int64_t c) { return plan.swapped ? c * plan.nr + r : r * plan.nr + c; };
-                      if (plan.swapped) {
-                        std::swap(row0, col0);
-                        std::swap(rows, cols);
-                      }
-                      if (vector && !plan.swapped && cols % lanes == 0) {  // each tile row as the vectors it was in registers
-                        std::vector<std::pair<int64_t, int64_t>> along_row;
-                        for (int64_t l = 0; l < lanes; ++l) along_row.emplace_back(0, l);
-                        tk.rolled_loop(rows, [&](llvm::Value* r) {
-                          for (int64_t c = 0; c < cols; c += lanes) {
-                            auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
-                            llvm::Value* at = ir.CreateInBoundsGEP(f32, tile, ir.CreateAdd(ir.CreateMul(r, tk.index(plan.nr)), tk.index(c)));
-                            llvm::Value* v = ir.CreateAlignedLoad(vt, at, llvm::Align(static_cast<uint64_t>(lanes * 4)));
-                            inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, tk.index(c))}, v, along_row, lanes);
-                          }
-                        });
-                      } else if (vector && flat_vectors) {
-                        // Narrow tiles (the seed's 10 columns): the tile's results in row-major order,
-                        // `lanes` at a time, so that no vector is mostly masked off and a masked store
-                        // at the end of one row does not stall the loads of the next.
-                        Buffer tile_buffer{TensorType{DType::F32, {plan.mr * plan.nr}}, tile, nullptr};
-                        // The vector of results e0.. (valid of them) from tile row `shift` on.
-                        auto results = [&](int64_t e0, int64_t valid, llvm::Value* shift) {
-                          int64_t r0 = e0 / cols, c0 = e0 % cols;
-                          std::vector<std::pair<int64_t, int64_t>> lane_at;
-                          std::vector<int64_t> in_tile;
-                          for (int64_t l = 0; l < lanes; ++l) {
-                            int64_t e = e0 + std::min(l, valid - 1);
-                            lane_at.emplace_back(e / cols - r0, e % cols - c0);
-                            in_tile.push_back(at(e / cols, e % cols));
-                          }
-                          tk.set_lanes(lanes);
-                          llvm::Value* v = tk.load_lanes(tile_buffer, ir.CreateMul(shift, tk.index(at(1, 0))), in_tile, valid);
-                          llvm::Value* row = ir.CreateAdd(ir.CreateAdd(row0, shift), tk.index(r0));
-                          inner.epilogue_at({batch, row, ir.CreateAdd(col0, tk.index(c0))}, v, lane_at, valid);
-                        };
-                        // Lanes fall on the same (row, column) pattern every lcm(lanes, cols) results:
-                        // whole periods in a rolled loop, the rest unrolled.
-                        int64_t period = std::lcm(lanes, cols), periods = rows * cols / period;
-                        if (periods < 2) periods = 0;
-                        tk.rolled_loop(periods, [&](llvm::Value* g) {
-                          for (int64_t e0 = 0; e0 < period; e0 += lanes) results(e0, lanes, ir.CreateMul(g, tk.index(period / cols)));
-                        });
-                        for (int64_t e0 = periods * period; e0 < rows * cols; e0 += lanes)
-                          results(e0, std::min(lanes, rows * cols - e0), tk.index(0));
-                      } else {
-                        tk.rolled_loop(rows, [&](llvm::Value* r) {
-                          tk.loop(cols, [&](llvm::Value* c) {
-                            llvm::Value* v = ir.CreateLoad(f32, ir.CreateInBoundsGEP(f32, tile, tk.offset({r, c}, {at(1, 0), at(0, 1)})));
-                            inner.epilogue_at({batch, ir.CreateAdd(row0, r), ir.CreateAdd(col0, c)}, v);
-                          });
-                        });
-                      }
+                      inner.tile_epilogue(plan, vector, flat_vectors, batch, row0, rows, col0, cols, tile);
                     });
     tk.b.CreateRet(tk.status());
 

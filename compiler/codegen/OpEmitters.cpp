@@ -53,10 +53,7 @@ std::pair<llvm::Value*, llvm::Value*> row_stats_vector(KernelBuilder& k, const B
   auto chunk = [&](int64_t at, llvm::Value* fill) {  // lanes past the row read as `fill`
     int64_t valid = std::min(lanes, len - at);
     llvm::Value* v = k.load_lanes(x, b.CreateAdd(base, k.index(at)), along, valid);
-    if (valid == lanes) return v;
-    std::vector<llvm::Constant*> inside;
-    for (int64_t l = 0; l < lanes; ++l) inside.push_back(b.getInt1(l < valid));
-    return b.CreateSelect(llvm::ConstantVector::get(inside), v, fill);
+    return valid == lanes ? v : b.CreateSelect(k.lane_mask(valid), v, fill);
   };
   llvm::Value* minus_inf = llvm::ConstantFP::getInfinity(vt, true);
   llvm::Value* m = minus_inf;
