@@ -56,6 +56,13 @@ std::vector<std::string> specs() {
   const std::string kD = "param a : f32[5, 70]\nparam b : f32[70, 6]\nparam c : f32[6, 70]\nparam d : f32[6]\n";
   s.push_back(weighted(kD, "relu(add(matmul(a, b), d))", "[5, 6]"));
   s.push_back(weighted(kD, "sum(matmul(a, transpose(c, perm=[1, 0])), axes=[0])", "[6]"));
+  // Epilogues with divisions and square roots (as Adam's) over several tiles: Cᵀ tiles over two
+  // full panels and a ragged one; tile rows over a full row block and a ragged one (13 rows), a
+  // full panel and a ragged one (48 columns).
+  s.push_back(weighted("param a : f32[7, 90]\nparam b : f32[7, 5]\nparam c : f32[90, 5]\n",
+                       "div(matmul(transpose(a, perm=[1, 0]), b), add(sqrt(square(c)), 1))", "[90, 5]"));
+  s.push_back(weighted("param a : f32[13, 7]\nparam b : f32[7, 48]\nparam c : f32[13, 48]\n",
+                       "div(matmul(a, b), add(square(c), 1))", "[13, 48]"));
   // B read transposed and packed through 16 x 16 (or 8 x 8) register transposes, with edges.
   s.push_back(weighted("param a : f32[5, 37]\nparam b : f32[40, 37]\n", "matmul(a, transpose(b, perm=[1, 0]))", "[5, 40]"));
   s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
