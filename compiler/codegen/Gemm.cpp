@@ -98,14 +98,30 @@ class GemmEmitter {
     });
   }
 
-  // scratch[(batch * n + j) * k + p] = B[p, j]: Bᵀ's rows, for a dot plan.
+  // scratch[(batch * n + j) * k + p] = B[p, j]: Bᵀ's rows, for a dot plan (n < lanes). Blocks of
+  // lanes rows of B through registers: a masked load of each row's n floats, a transpose in
+  // shuffles, a store of lanes consecutive p for each column; the last k % lanes rows one by one.
   void pack_bt() {
+    int64_t L = p_.lanes, k_full = p_.k / L * L;
+    std::vector<llvm::Constant*> first_n;
+    for (int64_t l = 0; l < L; ++l) first_n.push_back(ir_.getInt1(l < p_.n));
+    auto to = [&](llvm::Value* batch, llvm::Value* j, llvm::Value* p) {
+      return ir_.CreateInBoundsGEP(f32_, scratch_, k_.offset({batch, j, p}, {p_.n * p_.k, p_.k, 1}));
+    };
     k_.loop(p_.batches, [&](llvm::Value* batch) {
-      k_.loop(p_.k, [&](llvm::Value* p) {
-        k_.loop(p_.n, [&](llvm::Value* j) {
-          llvm::Value* to = k_.offset({batch, j, p}, {p_.n * p_.k, p_.k, 1});
-          ir_.CreateStore(load_f32(b_, b_at(batch, p, j)), ir_.CreateInBoundsGEP(f32_, scratch_, to));
-        });
+      k_.rolled_loop(k_full / L, [&](llvm::Value* pb) {
+        llvm::Value* p0 = ir_.CreateMul(pb, k_.index(L));
+        std::vector<llvm::Value*> rows;
+        for (int64_t i = 0; i < L; ++i) {
+          llvm::Value* row = ir_.CreateInBoundsGEP(f32_, b_, b_at(batch, ir_.CreateAdd(p0, k_.index(i)), k_.index(0)));
+          rows.push_back(ir_.CreateMaskedLoad(vec_, row, llvm::Align(4), llvm::ConstantVector::get(first_n), llvm::Constant::getNullValue(vec_)));
+        }
+        transpose(rows);
+        for (int64_t j = 0; j < p_.n; ++j) ir_.CreateAlignedStore(rows[static_cast<size_t>(j)], to(batch, k_.index(j), p0), llvm::Align(4));
+      });
+      k_.loop(p_.k - k_full, [&](llvm::Value* pr) {
+        llvm::Value* p = ir_.CreateAdd(pr, k_.index(k_full));
+        k_.loop(p_.n, [&](llvm::Value* j) { ir_.CreateStore(load_f32(b_, b_at(batch, p, j)), to(batch, j, p)); });
       });
     });
   }
