@@ -114,6 +114,7 @@ TEST_CASE("jit cache: another spec or another hyperparameter misses") {
   CHECK_FALSE(compile_string(text, "seed.gir", options).cached);
   Model changed = compile_string(other_lr, "seed.gir", options);
   CHECK_FALSE(changed.cached);
+  REQUIRE(static_cast<bool>(changed.predict_entry()));  // its cache file is written with predict's code
   CHECK_FALSE(compile_file(test::source_path("samples/specs/regression.gir"), options).cached);
   CHECK(cached_files(*options.cache_dir).size() == 3);
   CHECK(compile_string(text, "seed.gir", options).cached);
