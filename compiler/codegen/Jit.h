@@ -1,8 +1,10 @@
 // From emitted modules to machine code: LLVM's O3 pipeline for the host CPU (its features and
 // vector width), instruction selection to an object file, then ORC's LLJIT links the objects.
-// The two modules (each with about half the kernels) compile on two threads. Objects are
-// cached on disk, keyed by the unoptimized modules and the host, so that compiling the same
-// spec again skips O3 and instruction selection. Also prints the modules and their assembly for
+// The train step's two modules (each with about half its kernels) compile on two threads and
+// are linked; jit() then returns, and predict's module compiles on a thread of its own (the
+// Program's `predict` future). Objects are cached on disk, keyed by the unoptimized modules and
+// the host, so that compiling the same spec again skips O3 and instruction selection; the cache
+// file, all the modules' objects, is written once predict's are done. Also prints the modules and their assembly for
 // `gradc dump`.
 //
 // A cache file is `<dir>/<key>.o`: the parts' objects, each as its size (u64, little-endian)
@@ -36,8 +38,9 @@ struct JitReport {
   std::vector<std::pair<std::string, double>> phases;
 };
 
-// Optimizes, compiles and links the module (or links its cached object); the returned
-// Program's entry points are callable and its `code` keeps the JIT (and the machine code) alive.
+// Optimizes, compiles and links the modules (or links their cached objects); the returned
+// Program's train step is callable, its predict once its future is ready, and its `code` keeps
+// the JIT (and the machine code) alive.
 // The cache is never an error: a directory that cannot be written is no cache.
 Program jit(EmittedModule m, const JitOptions& options = {}, JitReport* report = nullptr);
 
