@@ -103,8 +103,6 @@ class GemmEmitter {
   // shuffles, a store of lanes consecutive p for each column; the last k % lanes rows one by one.
   void pack_bt() {
     int64_t L = p_.lanes, k_full = p_.k / L * L;
-    std::vector<llvm::Constant*> first_n;
-    for (int64_t l = 0; l < L; ++l) first_n.push_back(ir_.getInt1(l < p_.n));
     auto to = [&](llvm::Value* batch, llvm::Value* j, llvm::Value* p) {
       return ir_.CreateInBoundsGEP(f32_, scratch_, k_.offset({batch, j, p}, {p_.n * p_.k, p_.k, 1}));
     };
@@ -114,7 +112,7 @@ class GemmEmitter {
         std::vector<llvm::Value*> rows;
         for (int64_t i = 0; i < L; ++i) {
           llvm::Value* row = ir_.CreateInBoundsGEP(f32_, b_, b_at(batch, ir_.CreateAdd(p0, k_.index(i)), k_.index(0)));
-          rows.push_back(ir_.CreateMaskedLoad(vec_, row, llvm::Align(4), llvm::ConstantVector::get(first_n), llvm::Constant::getNullValue(vec_)));
+          rows.push_back(ir_.CreateMaskedLoad(vec_, row, llvm::Align(4), k_.lane_mask(p_.n, L), llvm::Constant::getNullValue(vec_)));
         }
         transpose(rows);
         for (int64_t j = 0; j < p_.n; ++j) ir_.CreateAlignedStore(rows[static_cast<size_t>(j)], to(batch, k_.index(j), p0), llvm::Align(4));
@@ -153,10 +151,8 @@ class GemmEmitter {
       auto load = [&](llvm::Value* row) {
         llvm::Value* ptr = ir_.CreateInBoundsGEP(f32_, row, at);
         if (valid == p_.lanes) return static_cast<llvm::Value*>(ir_.CreateAlignedLoad(vec_, ptr, llvm::Align(4)));
-        std::vector<llvm::Constant*> mask;
-        for (int64_t l = 0; l < p_.lanes; ++l) mask.push_back(ir_.getInt1(l < valid));
         return static_cast<llvm::Value*>(
-            ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), llvm::ConstantVector::get(mask), llvm::Constant::getNullValue(vec_)));
+            ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), k_.lane_mask(valid, p_.lanes), llvm::Constant::getNullValue(vec_)));
       };
       std::vector<llvm::Value*> av, bv;
       for (llvm::Value* row : a_row) av.push_back(load(row));
@@ -169,13 +165,11 @@ class GemmEmitter {
     };
     k_.rolled_loop(p_.k / p_.lanes, [&](llvm::Value* v) { step(ir_.CreateMul(v, k_.index(p_.lanes)), p_.lanes); });
     if (p_.k % p_.lanes) step(k_.index(p_.k / p_.lanes * p_.lanes), p_.k % p_.lanes);
-    std::vector<llvm::Constant*> first_n;
-    for (int64_t l = 0; l < p_.lanes; ++l) first_n.push_back(ir_.getInt1(l < p_.n));
     for (int64_t r = 0; r < rows; ++r) {
       std::vector<llvm::Value*> row;
       for (int64_t c = 0; c < p_.n; ++c) row.push_back(k_.get(acc[static_cast<size_t>(r * p_.n + c)]));
       ir_.CreateMaskedStore(lane_sums(row), ir_.CreateConstInBoundsGEP1_64(f32_, tile_, static_cast<uint64_t>(r * p_.nr)), llvm::Align(4),
-                            llvm::ConstantVector::get(first_n));
+                            k_.lane_mask(p_.n, p_.lanes));
     }
   }
 
@@ -344,9 +338,7 @@ class GemmEmitter {
     if (valid == 0) return llvm::Constant::getNullValue(vec_);
     llvm::Value* ptr = ir_.CreateInBoundsGEP(f32_, b_, b_at(batch, p, ir_.CreateAdd(col0, k_.index(v * p_.lanes))));
     if (valid == p_.lanes) return ir_.CreateAlignedLoad(vec_, ptr, llvm::Align(4));
-    std::vector<llvm::Constant*> mask;
-    for (int64_t l = 0; l < p_.lanes; ++l) mask.push_back(ir_.getInt1(l < valid));
-    return ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), llvm::ConstantVector::get(mask), llvm::Constant::getNullValue(vec_));
+    return ir_.CreateMaskedLoad(vec_, ptr, llvm::Align(4), k_.lane_mask(valid, p_.lanes), llvm::Constant::getNullValue(vec_));
   }
 
   // tile[r * nr + c] (+)= sum over p in [k0, k1) of A[row0 + r, p] * B[p, col0 + c], for r < rows,

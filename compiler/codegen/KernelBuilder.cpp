@@ -27,9 +27,9 @@ llvm::Value* KernelBuilder::splat(llvm::Value* v) {
   return lanes_ && !v->getType()->isVectorTy() ? b.CreateVectorSplat(static_cast<unsigned>(lanes_), v) : v;
 }
 
-llvm::Value* KernelBuilder::lane_mask(int64_t valid) {
+llvm::Constant* KernelBuilder::lane_mask(int64_t valid, int64_t lanes) {
   std::vector<llvm::Constant*> bits;
-  for (int64_t l = 0; l < lanes_; ++l) bits.push_back(b.getInt1(l < valid));
+  for (int64_t l = 0; l < lanes; ++l) bits.push_back(b.getInt1(l < valid));
   return llvm::ConstantVector::get(bits);
 }
 

@@ -93,7 +93,8 @@ class KernelBuilder {
   // else a gather. Stores alike (equal offsets: lane 0 only, and then only one lane may be valid).
   llvm::Value* load_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid);
   void store_lanes(const Buffer& buf, llvm::Value* first, const std::vector<int64_t>& offsets, int64_t valid, llvm::Value* v);
-  llvm::Value* lane_mask(int64_t valid);  // <lanes x i1>: lanes below `valid` set
+  llvm::Constant* lane_mask(int64_t valid) { return lane_mask(valid, lanes_); }  // <lanes x i1>: lanes below `valid` set
+  llvm::Constant* lane_mask(int64_t valid, int64_t lanes);
 
  private:
   llvm::Value* lane_pointers(llvm::Type* t, llvm::Value* ptr, const std::vector<int64_t>& offsets);
