@@ -359,8 +359,10 @@ std::shared_future<EntryPoint> ready(EntryPoint entry) {
   return p.get_future().share();
 }
 
-// The entry points of objects linked into a new JIT: the step's (when it trains) and predict's.
-llvm::Error link_all(Program& p, std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects, const llvm::DataLayout& layout, bool trains) {
+// A new JIT with `objects` linked into it, as p's code, and the step's entry point in p (when
+// the spec trains).
+llvm::Expected<std::shared_ptr<LinkedCode>> link_step(Program& p, std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects,
+                                                      const llvm::DataLayout& layout, bool trains) {
   auto code = LinkedCode::create(layout);
   if (!code) return code.takeError();
   if (llvm::Error e = (*code)->add(std::move(objects))) return e;
@@ -369,17 +371,25 @@ llvm::Error link_all(Program& p, std::vector<std::unique_ptr<llvm::MemoryBuffer>
     if (!step) return step.takeError();
     p.train_step = *step;
   }
+  p.code = *code;
+  return code;
+}
+
+// link_step, when predict's code is among the objects too: both entry points in p.
+llvm::Error link_all(Program& p, std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects, const llvm::DataLayout& layout, bool trains) {
+  auto code = link_step(p, std::move(objects), layout, trains);
+  if (!code) return code.takeError();
   auto predict = (*code)->entry(kPredictSymbol);
   if (!predict) return predict.takeError();
   p.predict = ready(*predict);
-  p.code = *code;
   return llvm::Error::success();
 }
 
-// O3 and instruction selection of one part, on the calling thread.
-std::unique_ptr<llvm::MemoryBuffer> compile_part(ModulePart& part, JitReport& report) {
+// O3 and instruction selection of one part, on the calling thread (with `tm`, or a target
+// machine of its own).
+std::unique_ptr<llvm::MemoryBuffer> compile_part(ModulePart& part, JitReport& report, std::unique_ptr<llvm::TargetMachine> tm = nullptr) {
   Stopwatch watch(report);
-  std::unique_ptr<llvm::TargetMachine> tm = target_machine();
+  if (!tm) tm = target_machine();
   optimize(*part.module, *tm);
   watch.lap("O3");
   std::unique_ptr<llvm::MemoryBuffer> object = compile_object(*part.module, *tm);
@@ -439,7 +449,7 @@ Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
   std::vector<std::future<void>> others;
   for (size_t i = 1; i < now; ++i)
     others.push_back(std::async(std::launch::async, [&, i] { objects[i] = compile_part(m.parts[i], part_reports[i]); }));
-  objects[0] = compile_part(m.parts[0], part_reports[0]);
+  objects[0] = compile_part(m.parts[0], part_reports[0], std::move(tm));
   for (std::future<void>& f : others) f.get();  // rethrows a part's error
   watch.lap(fmt::format("O3 + codegen of {} parts in parallel", now));
   for (size_t i = 0; i < now; ++i)
@@ -448,16 +458,18 @@ Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
 
   std::string blob = cache ? bundle(objects) : std::string();
   if (now == m.parts.size()) {
-    if (llvm::Error e = link_all(m.program, std::move(objects), layout, trains))
+    if (cache) {
+      cache->store(blob);
+      watch.lap("cache write");
+    }
+    if (llvm::Error e = link_all(m.program, std::move(objects), layout, trains)) {
+      if (cache) cache->drop();
       fail({}, "JIT: linking the step: {}", message(std::move(e)));
-    if (cache) cache->store(blob);
+    }
     watch.lap("link");
     return std::move(m.program);
   }
-  std::shared_ptr<LinkedCode> code = unwrap(LinkedCode::create(layout), "creating the JIT");
-  if (llvm::Error e = code->add(std::move(objects))) fail({}, "JIT: linking the step: {}", message(std::move(e)));
-  m.program.train_step = unwrap(code->entry(kTrainStepSymbol), "linking the step");
-  m.program.code = code;
+  std::shared_ptr<LinkedCode> code = unwrap(link_step(m.program, std::move(objects), layout, trains), "linking the step");
   watch.lap("link");
   std::vector<ModulePart> later(std::make_move_iterator(m.parts.begin() + static_cast<ptrdiff_t>(now)),
                                 std::make_move_iterator(m.parts.end()));

@@ -4,8 +4,8 @@
 // are linked; jit() then returns, and predict's module compiles on a thread of its own (the
 // Program's `predict` future). Objects are cached on disk, keyed by the unoptimized modules and
 // the host, so that compiling the same spec again skips O3 and instruction selection; the cache
-// file, all the modules' objects, is written once predict's are done. Also prints the modules and their assembly for
-// `gradc dump`.
+// file, all the modules' objects, is written once predict's are done. Also prints the modules
+// and their assembly for `gradc dump`.
 //
 // A cache file is `<dir>/<key>.o`: the parts' objects, each as its size (u64, little-endian)
 // then its bytes; then a 56-byte trailer

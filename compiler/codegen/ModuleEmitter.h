@@ -1,7 +1,7 @@
 // Lowers Kernel programs to LLVM modules: `gradc_train_step` for the training graph's and
 // `gradc_predict` for the forward graph's, each kernel a function of its own over the buffers
-// its memory plan gives it. Fills the Program's slot table; its entry points
-// are filled once the JIT has linked the module.
+// its memory plan gives it. Fills the Program's slot table; its entry points are filled once
+// the JIT has linked the modules.
 #pragma once
 
 #include <memory>
