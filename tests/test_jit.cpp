@@ -52,11 +52,6 @@ TEST_CASE("jit: the train step equals the interpreter's on every sample spec (5 
   }
 }
 
-// Adam's first steps move each weight by about lr * sign(gradient): a gradient that sums to
-// nearly zero (a dense unit fed by mostly dead relus) can take either sign under any other
-// order of the f32 sums, and a flipped sign moves that weight 2 * lr apart, far past 1e-5. So
-// the CNN's params are compared under SGD, whose update is proportional to the gradient; under
-// its own Adam the losses of 5 steps (checked in jit_vs_interpreter) must still agree.
 // The step is callable once its own code is compiled: predict's entry point and kernels are in a
 // module of their own (the last), which the JIT compiles afterwards, on another thread.
 TEST_CASE("jit: predict's code is a module of its own, compiled after the step's") {
@@ -88,6 +83,11 @@ TEST_CASE("jit: predict's code is a module of its own, compiled after the step's
   CHECK(static_cast<bool>(model.predict_entry()));  // waits for predict's module
 }
 
+// Adam's first steps move each weight by about lr * sign(gradient): a gradient that sums to
+// nearly zero (a dense unit fed by mostly dead relus) can take either sign under any other
+// order of the f32 sums, and a flipped sign moves that weight 2 * lr apart, far past 1e-5. So
+// the CNN's params are compared under SGD, whose update is proportional to the gradient; under
+// its own Adam the losses of 5 steps (checked in jit_vs_interpreter) must still agree.
 TEST_CASE("jit: the CNN's train step equals the interpreter's (5 steps, f32)") {
   const std::string path = "samples/specs/cnn_fmnist.gir";
   std::string text = test::read_file(test::source_path(path));
