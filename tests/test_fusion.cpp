@@ -17,6 +17,9 @@ void check_sound(const KernelProgram& p, const std::string& what) {
   std::vector<std::string> faults = check_plan(p.buffers, p.arena_bytes);
   INFO(what, ": ", faults.empty() ? "" : faults[0]);
   CHECK(faults.empty());
+  std::vector<std::string> kernel_faults = verify_kernels(p, true);
+  INFO(what, ": ", kernel_faults.empty() ? "" : kernel_faults[0]);
+  CHECK(kernel_faults.empty());
   CHECK(p.arena_bytes >= p.lower_bound_bytes);
   CHECK(p.lower_bound_bytes <= p.unshared_bytes);
 }
@@ -61,9 +64,10 @@ std::string random_spec(uint64_t seed) {
     text += fmt::format("h{} = {}\n", i, e);
     mats.push_back(fmt::format("h{}", i));
   }
-  const char* optimizers[] = {"sgd(lr=0.001)", "momentum(lr=0.001, momentum=0.9)", "adam(lr=0.01)", "adamw(lr=0.01)"};
+  const char* optimizers[] = {"sgd(lr=0.001)", "momentum(lr=0.001, momentum=0.9)", "adam(lr=0.01)", "adamw(lr=0.01)",
+                              "sgd(lr=0.001, clip_norm=0.5)", "adam(lr=0.01, clip_norm=0.5)"};
   text += fmt::format("loss = mean(square({}))\noutput {}\nminimize loss with {}\n", mats.back(), mats[3 + static_cast<size_t>(pick(8))],
-                      optimizers[pick(4)]);
+                      optimizers[pick(6)]);
   return text;
 }
 
@@ -140,6 +144,58 @@ TEST_CASE("fusion: the CNN's conv2d kernels take the bias, relu and relu's mask 
     }
     CHECK(convs == 2);
   }
+}
+
+// The seed's spec with `optimizer` in its minimize line.
+std::string seed_with(const std::string& optimizer) {
+  std::string text = test::read_file(test::source_path("samples/specs/seed_mlp.gir"));
+  size_t at = text.find("minimize loss with ");
+  REQUIRE(at != std::string::npos);
+  return text.substr(0, at) + "minimize loss with " + optimizer + "\n";
+}
+
+TEST_CASE("fusion: clip_norm's global norm is stored by the kernels that sum it, for every optimizer") {
+  // The norm sums every gradient's squares; the scale it gives multiplies every gradient. Fused
+  // into the kernel that computes a gradient and its sum of squares, the scale would read that
+  // sum before the kernel's loop has finished it, and the other kernels would read a sum that no
+  // kernel stores.
+  for (const char* optimizer : {"sgd(lr=0.1, clip_norm=1.0)", "momentum(lr=0.1, momentum=0.9, clip_norm=1.0)",
+                                "momentum(lr=0.1, momentum=0.9, nesterov=true, clip_norm=1.0)", "adam(lr=0.001, clip_norm=1.0)",
+                                "adamw(lr=0.001, clip_norm=1.0)"}) {
+    CAPTURE(optimizer);
+    Graph g = load_spec(seed_with(optimizer), "seed_clip.gir");
+    KernelProgram p = train_kernels(g);
+    check_sound(p, optimizer);
+    for (const Kernel& k : p.kernels)
+      for (ValueId m : k.members) {
+        const Node& n = p.graph[m];
+        if (n.kind != NodeKind::Op || n.op != OpKind::Sum || n.type.numel() != 1) continue;
+        // The squares' sum of a gradient is stored: the norm is computed from it elsewhere.
+        CHECK(std::find(k.outputs.begin(), k.outputs.end(), m) != k.outputs.end());
+      }
+  }
+}
+
+TEST_CASE("fusion: the kernel verifier finds a value no kernel stores and a kernel run before what it reads") {
+  Graph g = load_spec_file(test::source_path("samples/specs/seed_mlp.gir"));
+  KernelProgram p = train_kernels(g);
+  REQUIRE(verify_kernels(p, true).empty());
+  KernelProgram unstored = p;
+  Kernel& first = unstored.kernels[0];
+  REQUIRE(!first.outputs.empty());
+  first.outputs.clear();
+  std::vector<std::string> faults = verify_kernels(unstored, false);
+  REQUIRE(!faults.empty());
+  CHECK(faults[0].find("which no kernel stores") != std::string::npos);
+  KernelProgram reordered = p;
+  std::swap(reordered.kernels[0], reordered.kernels[1]);
+  faults = verify_kernels(reordered, false);
+  REQUIRE(!faults.empty());
+  CHECK(faults[0].find("before kernel") != std::string::npos);
+  KernelProgram unplaced = p;
+  unplaced.locations[static_cast<size_t>(unplaced.kernels[0].outputs[0])] = {};
+  CHECK(!verify_kernels(unplaced, true).empty());
+  CHECK(verify_kernels(unplaced, false).empty());
 }
 
 TEST_CASE("fusion: the checker catches overlapping buffers, and the planner is sound on random live ranges") {

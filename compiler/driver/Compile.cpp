@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <fmt/ranges.h>
+
 #include "codegen/Jit.h"
 #include "gradc/gradc.h"
 #include "ir/Verifier.h"
@@ -38,10 +40,24 @@ class Stopwatch {
   Clock::time_point last_ = Clock::now();
 };
 
+// Codegen trusts the Kernel program: a fault here is a compiler bug, reported before any code.
+void check_kernels(const KernelProgram& p, bool planned, std::string_view after) {
+  std::vector<std::string> faults = verify_kernels(p, planned);
+#ifndef NDEBUG  // check_plan compares every pair of buffers: debug builds only (tests call it on every sample)
+  if (planned)
+    for (std::string& f : check_plan(p.buffers, p.arena_bytes)) faults.push_back(std::move(f));
+#endif
+  if (!faults.empty())
+    fail({}, "internal error: after {}, the kernel program of '{}' is unsound: {}", after, p.graph.name,
+         fmt::join(faults, "; "));
+}
+
 KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_view which) {
   KernelProgram p = gradc::fuse(g, {.fuse = fuse});
+  check_kernels(p, false, "fusion");
   watch.lap(fmt::format("{} fusion", which));
   plan_memory(p);
+  check_kernels(p, true, "the memory plan");
   watch.lap(fmt::format("{} memory plan", which));
   return p;
 }

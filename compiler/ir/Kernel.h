@@ -93,6 +93,11 @@ struct KernelProgram {
   int64_t lower_bound_bytes = 0;   // the most bytes live at once
 };
 
+// The program's faults, empty when it is sound: a kernel that reads a value no earlier kernel
+// stores (inputs, params, state and constants exist from the start), a value stored twice, and
+// with `planned` a value read or stored that has no place in memory.
+std::vector<std::string> verify_kernels(const KernelProgram& p, bool planned);
+
 // `gradc dump --stage fused`: a block per kernel, starting with a line `kernel NAME`.
 std::string print_kernels(const KernelProgram& p);
 // `gradc dump --stage plan`: every buffer (bytes, offset, live range) and the totals.

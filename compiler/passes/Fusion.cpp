@@ -19,9 +19,14 @@ class Fuser {
     kernel_of_.assign(g_.nodes.size(), -1);
     for (ValueId id = 0; id < g_.size(); ++id)
       if (is_candidate(id)) place_node(id);
+    placed_sources_.assign(g_.nodes.size(), {});
+    placed_sources_done_.assign(g_.nodes.size(), false);
     if (fuse_) merge_along_edges();
     place_scalars();
     KernelProgram p;
+    for (Kernel& k : kernels_) collect_inputs(k);
+    for (const Kernel& k : kernels_)
+      for (ValueId v : k.inputs) read_from_memory_.insert(v);
     for (Kernel& k : kernels_) finish(k);
     order_kernels();
     p.kernels = std::move(kernels_);
@@ -212,12 +217,36 @@ class Fuser {
     return false;
   }
 
-  // Does a member of `k` read a reduction computed in kernel `other`? (A reduction is whole only
-  // after its kernel's loop, so the two cannot share one loop.)
-  bool reads_reduction_of(const Kernel& k, int other) const {
+  // The values in kernels that `id` reads: itself when a kernel computes it, else (a view, a
+  // folded transpose or a scalar, recomputed where it is used) what those read in turn.
+  // Memoized: kernels only gain members while the kernel-less values stay kernel-less.
+  const std::vector<ValueId>& placed_sources(ValueId id) {
+    std::vector<ValueId>& out = placed_sources_[at(id)];
+    if (placed_sources_done_[at(id)]) return out;
+    placed_sources_done_[at(id)] = true;
+    if (kernel_of_[at(id)] >= 0) {
+      out = {id};
+    } else if (g_[id].kind == NodeKind::Op) {
+      std::vector<ValueId> all;
+      for (ValueId a : g_[id].args) {
+        const std::vector<ValueId>& from = placed_sources(a);
+        all.insert(all.end(), from.begin(), from.end());
+      }
+      std::sort(all.begin(), all.end());
+      all.erase(std::unique(all.begin(), all.end()), all.end());
+      placed_sources_[at(id)] = std::move(all);
+    }
+    return placed_sources_[at(id)];
+  }
+
+  // Does a member of `k` read a reduction computed in kernel `other`, directly or through
+  // scalars and views (clip_norm's scale reads the sum of every gradient's squares)? A reduction
+  // is whole only after its kernel's loop, so the two cannot share one loop.
+  bool reads_reduction_of(const Kernel& k, int other) {
     for (ValueId m : k.members)
       for (ValueId a : g_[m].args)
-        if (kernel_of_[at(a)] == other && is_reduction(a)) return true;
+        for (ValueId s : placed_sources(a))
+          if (kernel_of_[at(s)] == other && is_reduction(s)) return true;
     return false;
   }
 
@@ -233,7 +262,7 @@ class Fuser {
     return src.count(from) > 0;
   }
 
-  bool can_merge(int p, int q) const {
+  bool can_merge(int p, int q) {
     const Kernel &kp = kernels_[static_cast<size_t>(p)], &kq = kernels_[static_cast<size_t>(q)];
     if (kp.kind == KernelKind::Op || kq.kind == KernelKind::Op || kp.domain != kq.domain) return false;
     bool rows_pair = kp.kind == KernelKind::RowWise && kq.kind == KernelKind::RowWise && kp.rows == kq.rows;
@@ -333,6 +362,8 @@ class Fuser {
   bool stored_outside(const Kernel& k, ValueId m) const {
     // A scalar is computed wherever it is used but stored by one kernel only.
     if (is_scalar(m)) return kernel_of_[at(m)] >= 0 && &kernels_[static_cast<size_t>(kernel_of_[at(m)])] == &k;
+    // Another kernel reads it (a scalar recomputed there may read a reduction of this one).
+    if (read_from_memory_.count(m) && !has(k.inputs, m)) return true;
     for (const Output& o : g_.outputs)
       if (o.value == m) return true;
     for (const Assign& a : g_.assigns)
@@ -342,8 +373,8 @@ class Fuser {
     return false;
   }
 
-  // Inputs, outputs, FLOPs and bytes from the members; and the kernel's name.
-  void finish(Kernel& k) {
+  // The values the members read from memory (no constants).
+  void collect_inputs(Kernel& k) const {
     auto read = [&](ValueId a) {
       ValueId r = a;  // a reshaped constant is still a constant
       while (is_view(r)) r = g_[r].args[0];
@@ -357,6 +388,10 @@ class Fuser {
       }
       for (ValueId a : g_[m].args) read(a);
     }
+  }
+
+  // Outputs, FLOPs and bytes from the members; and the kernel's name.
+  void finish(Kernel& k) {
     for (ValueId m : k.members)
       if (stored_outside(k, m)) k.outputs.push_back(m);
     int64_t domain = TensorType{DType::F32, k.domain}.numel();
@@ -496,6 +531,9 @@ class Fuser {
   std::vector<std::vector<ValueId>> users_;
   std::vector<int> kernel_of_;
   std::vector<Kernel> kernels_;
+  std::vector<std::vector<ValueId>> placed_sources_;  // see placed_sources()
+  std::vector<bool> placed_sources_done_;
+  std::set<ValueId> read_from_memory_;  // every kernel's inputs
 };
 
 }  // namespace

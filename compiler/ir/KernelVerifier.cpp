@@ -1,0 +1,63 @@
+// The Kernel program's verifier: what fusion and the memory plan must have made true before
+// codegen trusts it. Every kernel reads only values that exist when it runs: inputs, params,
+// state and constants, or what an earlier kernel stored (a view reads what it views). After
+// planning, every value a kernel reads or stores has a place.
+#include <fmt/format.h>
+
+#include "ir/Kernel.h"
+
+namespace gradc {
+
+namespace {
+
+ValueId viewed(const Graph& g, ValueId id) {
+  while (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) id = g[id].args[0];
+  return id;
+}
+
+std::string named(const Graph& g, ValueId id) {
+  return g[id].name.empty() ? fmt::format("%{}", id) : g[id].name;
+}
+
+}  // namespace
+
+std::vector<std::string> verify_kernels(const KernelProgram& p, bool planned) {
+  const Graph& g = p.graph;
+  std::vector<std::string> faults;
+  std::vector<int> stored_by(g.nodes.size(), -1);  // the kernel that stores a value
+  for (size_t k = 0; k < p.kernels.size(); ++k)
+    for (ValueId v : p.kernels[k].outputs) {
+      if (stored_by[static_cast<size_t>(v)] >= 0)
+        faults.push_back(fmt::format("kernel {} stores {}, which kernel {} stores too", p.kernels[k].name, named(g, v),
+                                     p.kernels[static_cast<size_t>(stored_by[static_cast<size_t>(v)])].name));
+      stored_by[static_cast<size_t>(v)] = static_cast<int>(k);
+    }
+  auto has_place = [&](ValueId v) {
+    return static_cast<size_t>(v) < p.locations.size() && p.locations[static_cast<size_t>(v)].kind != Location::None;
+  };
+  for (size_t k = 0; k < p.kernels.size(); ++k) {
+    const Kernel& kernel = p.kernels[k];
+    for (ValueId v : kernel.inputs) {
+      ValueId root = viewed(g, v);
+      NodeKind kind = g[root].kind;
+      if (kind == NodeKind::Constant) continue;
+      if (kind == NodeKind::Op) {
+        int by = stored_by[static_cast<size_t>(root)];
+        if (by < 0)
+          faults.push_back(fmt::format("kernel {} reads {}, which no kernel stores", kernel.name, named(g, v)));
+        else if (by >= static_cast<int>(k))
+          faults.push_back(fmt::format("kernel {} reads {} before kernel {} stores it", kernel.name, named(g, v),
+                                       p.kernels[static_cast<size_t>(by)].name));
+      }
+      if (planned && !has_place(v))
+        faults.push_back(fmt::format("kernel {} reads {}, which has no place in memory", kernel.name, named(g, v)));
+    }
+    if (planned)
+      for (ValueId v : kernel.outputs)
+        if (!has_place(v))
+          faults.push_back(fmt::format("kernel {} stores {}, which has no place in memory", kernel.name, named(g, v)));
+  }
+  return faults;
+}
+
+}  // namespace gradc
