@@ -10,7 +10,9 @@
 // holds every intermediate tensor at an offset fixed at compile time. A step allocates nothing.
 // `pool` is a ThreadPool* that large kernels split their work over, or null for one thread; the
 // results are the same either way. It returns 0, or k > 0 when the data was bad (a class id out
-// of range, say): `errors[k - 1]` says what, and params and state are then left as they were.
+// of range, say): `errors[k - 1]` says what, and params and state are then left as they were, but
+// for a param whose new value is not finite (errors_after_update[k - 1]): that is found as the
+// update stores it, so params and state are partly updated then.
 #pragma once
 
 #include <cstddef>
@@ -51,6 +53,9 @@ struct Program {
   int32_t loss_slot = -1;              // the train step's loss (its first output)
   std::vector<int32_t> predict_outputs;  // the spec's outputs, as predict writes them
   std::vector<std::string> errors;     // messages of the non-zero return codes
+  // Per code: the step stopped after it had changed params (a param went NaN or infinite), where
+  // every other code stops it before any change.
+  std::vector<bool> errors_after_update;
   std::shared_ptr<const void> code;    // keeps the machine code alive while any copy lives
 
   EntryPoint predict_entry() const { return predict.valid() ? predict.get() : nullptr; }

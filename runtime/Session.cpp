@@ -1,5 +1,6 @@
 #include "runtime/Session.h"
 
+#include <cmath>
 #include <cstdlib>
 
 #include "runtime/Safetensors.h"
@@ -79,7 +80,9 @@ void Session::run(EntryPoint entry, const char* what) {
     std::string why = status > 0 && static_cast<size_t>(status) <= program_.errors.size()
                           ? program_.errors[static_cast<size_t>(status - 1)]
                           : fmt::format("unknown error code {}", status);
-    fail({}, "{} stopped, params unchanged: {}", what, why);
+    bool changed = status > 0 && static_cast<size_t>(status) <= program_.errors_after_update.size() &&
+                   program_.errors_after_update[static_cast<size_t>(status - 1)];
+    fail({}, "{} stopped, {}: {}", what, changed ? "params changed" : "params unchanged", why);
   }
 }
 
@@ -117,10 +120,26 @@ std::vector<std::string> Session::param_names() const {
   return names;
 }
 
+// The first element of `t` that is NaN or infinite, or -1.
+template <typename T>
+int64_t first_nonfinite(const Tensor& t) {
+  const T* v = t.as<T>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(v[i])) return i;
+  return -1;
+}
+
+// A checkpoint is what a run can restart from: one holding a NaN or an infinity is never written.
 void Session::save(const std::string& path) const {
   std::vector<std::pair<std::string, const Tensor*>> named;
-  for (const std::string& name : param_names())
-    named.emplace_back(name, &storage_[static_cast<size_t>(find(name, is_weight))]);
+  for (const std::string& name : param_names()) {
+    const Tensor& t = storage_[static_cast<size_t>(find(name, is_weight))];
+    int64_t bad = t.dtype() == DType::F32 ? first_nonfinite<float>(t) : t.dtype() == DType::F64 ? first_nonfinite<double>(t) : -1;
+    if (bad >= 0)
+      fail({path}, "not saved: '{}' holds a non-finite value (element {} is {}); a checkpoint is written only of finite "
+                   "params and state", name, bad, t.dtype() == DType::F32 ? double(t.as<float>()[bad]) : t.as<double>()[bad]);
+    named.emplace_back(name, &t);
+  }
   save_safetensors(path, named);
 }
 

@@ -208,11 +208,21 @@ llvm::Value* KernelBuilder::local(llvm::Value* init) {
   return slot;
 }
 
-void KernelBuilder::fail_if(llvm::Value* cond, std::string message) {
+llvm::Value* KernelBuilder::entry_local(llvm::Value* init) {
+  llvm::BasicBlock& entry = fn->getEntryBlock();
+  llvm::IRBuilder<> at_entry(&entry, entry.begin());
+  llvm::AllocaInst* slot = at_entry.CreateAlloca(init->getType());
+  at_entry.CreateStore(init, slot);
+  local_types_[slot] = init->getType();
+  return slot;
+}
+
+int32_t KernelBuilder::fail_if(llvm::Value* cond, std::string message) {
   int32_t code = error_code_(std::move(message));
   can_fail_ = true;
   llvm::Value* first = b.CreateAnd(cond, b.CreateICmpEQ(status(), b.getInt32(0)));  // the first failure wins
   set(status_, b.CreateSelect(first, b.getInt32(static_cast<uint32_t>(code)), status()));
+  return code;
 }
 
 void KernelBuilder::propagate(llvm::Value* code) {

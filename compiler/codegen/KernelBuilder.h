@@ -61,12 +61,16 @@ class KernelBuilder {
 
   // A mutable local (an accumulator) initialized to `init`; LLVM's mem2reg turns it into registers.
   llvm::Value* local(llvm::Value* init);
+  // The same, initialized in the entry block wherever the builder stands (for a local first
+  // needed inside a loop).
+  llvm::Value* entry_local(llvm::Value* init);
   llvm::Value* get(llvm::Value* local) { return b.CreateLoad(local_types_.at(local), local); }
   void set(llvm::Value* local, llvm::Value* v) { b.CreateStore(v, local); }
 
   // Makes the function return a fresh error code, whose message the runtime shows, when `cond`
   // holds (the emitter clamps its index itself, so that the step never reads out of bounds).
-  void fail_if(llvm::Value* cond, std::string message);
+  // Returns the code.
+  int32_t fail_if(llvm::Value* cond, std::string message);
   // Takes over a non-zero status from a function this one called, unless it failed already.
   void propagate(llvm::Value* code);
   llvm::Value* status() { return get(status_); }

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <numeric>
+#include <set>
 
 #include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Verifier.h>
@@ -84,21 +85,27 @@ class KernelBody {
  public:
   // k's function takes the kernel's places (arg_of numbers them), then the scratch pointer,
   // then the pool (a kernel) or the range of tasks (a kernel's tasks).
-  KernelBody(KernelBuilder& k, const Graph& g, const Kernel& kernel, const std::map<ValueId, unsigned>& arg_of, unsigned places)
-      : k_(k), g_(g), kernel_(kernel), arg_of_(arg_of), places_(places) {
+  // `checked`: the values this step assigns to params (with the param's name), which the
+  // kernel checks for NaN and infinities as it stores them.
+  KernelBody(KernelBuilder& k, const Graph& g, const Kernel& kernel, const std::map<ValueId, unsigned>& arg_of, unsigned places,
+             const std::map<ValueId, std::string>& checked)
+      : k_(k), g_(g), kernel_(kernel), arg_of_(arg_of), places_(places), checked_(checked) {
     for (auto [v, i] : arg_of) buf_[v] = Buffer{g_[v].type, k.fn->getArg(i), nullptr};
   }
 
   int64_t scratch_bytes() const { return scratch_bytes_; }
+  // The error codes of non-finite params: the step stops after changing params.
+  const std::vector<int32_t>& nonfinite_codes() const { return nonfinite_codes_; }
 
   void emit() {
     switch (kernel_.kind) {
-      case KernelKind::Loop: return loop();
-      case KernelKind::MatMul: return matmul();
-      case KernelKind::Conv: return conv();
-      case KernelKind::RowWise: return rowwise();
-      case KernelKind::Op: return op();
+      case KernelKind::Loop: loop(); break;
+      case KernelKind::MatMul: matmul(); break;
+      case KernelKind::Conv: conv(); break;
+      case KernelKind::RowWise: rowwise(); break;
+      case KernelKind::Op: op(); break;
     }
+    check_finite();
   }
 
  private:
@@ -132,6 +139,7 @@ class KernelBody {
 
   // Stores member or input-sized value v at the current element (or lanes).
   void put(ValueId v, const Values& idx, llvm::Value* flat, llvm::Value* value) {
+    if (checked_.count(v)) note_finite(v, value);
     if (!k_.lanes() || g_[v].type.numel() == 1) return k_.store(buffer(v), at(v, idx, flat), value);
     std::vector<int64_t> s = broadcast_strides(g_[v].type.shape, kernel_.domain);
     k_.store_lanes(buffer(v), k_.offset(idx, s), lane_offsets(s), valid_, value);
@@ -165,6 +173,39 @@ class KernelBody {
     Shape kept = g_[g_[r].args[0]].type.shape;
     for (int64_t axis : g_[r].attrs.get("axes").as_ints()) kept[static_cast<size_t>(axis)] = 1;
     return kept;
+  }
+
+  // A new param's value (or lanes of it) as it is stored: its flag records a NaN or an infinity
+  // (an or over the step's elements, which LLVM keeps in registers and vectorizes with the loop).
+  void note_finite(ValueId v, llvm::Value* value) {
+    auto& ir = k_.b;
+    llvm::Value* bad = ir.CreateFCmpUGE(k_.unary(llvm::Intrinsic::fabs, value), llvm::ConstantFP::getInfinity(value->getType()));
+    if (auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(bad->getType())) {
+      int64_t lanes = static_cast<int64_t>(vt->getNumElements());
+      if (valid_ < lanes) bad = ir.CreateAnd(bad, k_.lane_mask(valid_, lanes));  // lanes past the tile hold no result
+      bad = ir.CreateOrReduce(bad);
+    }
+    auto [it, fresh] = finite_flags_.try_emplace(v, nullptr);
+    if (fresh) it->second = k_.entry_local(ir.getFalse());
+    k_.set(it->second, ir.CreateOr(k_.get(it->second), bad));
+  }
+
+  // After the kernel's loops: fails with a code of its own for each param that went non-finite.
+  // A value no epilogue stored element by element (an op's own loop nest wrote it) is scanned.
+  void check_finite() {
+    for (ValueId v : kernel_.outputs) {
+      auto checked = checked_.find(v);
+      if (checked == checked_.end() || noted_elsewhere_.count(v)) continue;
+      if (!finite_flags_.count(v)) {
+        const Buffer& out = buffer(v);
+        k_.loop(out.numel(), [&](llvm::Value* i) { note_finite(v, k_.load(out, i)); });
+      }
+      nonfinite_codes_.push_back(k_.fail_if(
+          k_.get(finite_flags_.at(v)),
+          fmt::format("param '{}' is not finite after this step's update (a NaN or an infinity in its gradient or its "
+                      "update); params and state are partly updated",
+                      checked->second)));
+    }
   }
 
   void start_reductions() {
@@ -413,7 +454,7 @@ class KernelBody {
     tasks->addFnAttr(llvm::Attribute::NoUnwind);
     tasks->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
     KernelBuilder tk(tasks, k_.error_codes());
-    KernelBody inner(tk, g_, kernel_, arg_of_, places_);
+    KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
     inner.hoist_scalars();
     // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
     // at a time in row-major order (a masked store at the end of one row, then loads of the next
@@ -427,6 +468,9 @@ class KernelBody {
                     [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
                       inner.tile_epilogue(plan, vector, flat_vectors, batch, row0, rows, col0, cols, tile);
                     });
+    inner.check_finite();
+    for (auto& [v, flag] : inner.finite_flags_) noted_elsewhere_.insert(v);
+    nonfinite_codes_.insert(nonfinite_codes_.end(), inner.nonfinite_codes_.begin(), inner.nonfinite_codes_.end());
     tk.b.CreateRet(tk.status());
 
     auto& ir = k_.b;
@@ -660,13 +704,20 @@ class KernelBody {
   std::map<ValueId, llvm::Value*> vals_;
   std::map<ValueId, llvm::Value*> loaded_;
   std::map<ValueId, llvm::Value*> hoisted_;  // see hoist_scalars
+  const std::map<ValueId, std::string>& checked_;
+  std::map<ValueId, llvm::Value*> finite_flags_;  // see note_finite
+  std::set<ValueId> noted_elsewhere_;             // checked in the function of a GEMM's tasks
+  std::vector<int32_t> nonfinite_codes_;
 };
 
 class FunctionEmitter {
  public:
   // The entry point goes into parts[0], its kernels into whichever of `parts` has least code.
   FunctionEmitter(std::vector<ModulePart*> parts, Program& p, const KernelProgram& kp, uint8_t use, std::string prefix)
-      : m_(*parts.at(0)->module), parts_(std::move(parts)), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {}
+      : m_(*parts.at(0)->module), parts_(std::move(parts)), p_(p), kp_(kp), g_(kp.graph), use_(use), prefix_(std::move(prefix)) {
+    for (const Assign& a : g_.assigns)
+      if (g_[a.target].kind == NodeKind::Param && g_[a.value].type.dtype != DType::I32) checked_[a.value] = g_[a.target].name;
+  }
 
   void emit(const char* symbol) {
     llvm::LLVMContext& ctx = m_.getContext();
@@ -794,8 +845,10 @@ class FunctionEmitter {
       p_.errors.push_back(std::move(message));
       return static_cast<int32_t>(p_.errors.size());
     });
-    KernelBody body(k, g_, kernel, arg_of, static_cast<unsigned>(places.size()));
+    KernelBody body(k, g_, kernel, arg_of, static_cast<unsigned>(places.size()), checked_);
     body.emit();
+    p_.errors_after_update.resize(p_.errors.size(), false);
+    for (int32_t code : body.nonfinite_codes()) p_.errors_after_update[static_cast<size_t>(code - 1)] = true;
     k.b.CreateRet(k.status());
     scratch_bytes_ = std::max(scratch_bytes_, body.scratch_bytes());
 
@@ -870,6 +923,7 @@ class FunctionEmitter {
   std::vector<std::pair<llvm::BasicBlock*, llvm::Value*>> failures_;
   std::map<int32_t, llvm::Value*> slot_ptrs_;
   int64_t scratch_bytes_ = 0;
+  std::map<ValueId, std::string> checked_;  // new values of params: checked for NaN and infinities
 };
 
 }  // namespace
