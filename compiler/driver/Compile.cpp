@@ -80,7 +80,7 @@ void check_fits(const KernelProgram* train, const KernelProgram& predict) {
          g.name, need, static_cast<double>(need) / (1 << 30), have, static_cast<double>(have) / (1 << 30));
 }
 
-codegen::EmittedModule emit(const Graph& g, Stopwatch watch = Stopwatch()) {
+codegen::EmittedModule emit(const Graph& g, bool check_finite, Stopwatch watch = Stopwatch()) {
   std::optional<KernelProgram> train;
   if (trains(g)) {
     Graph simplified = simplified_graph(g);
@@ -91,7 +91,7 @@ codegen::EmittedModule emit(const Graph& g, Stopwatch watch = Stopwatch()) {
   watch.lap("predict graph");
   KernelProgram predict = planned(forward, true, watch, "predict");
   check_fits(train ? &*train : nullptr, predict);
-  codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict);
+  codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict, check_finite);
   watch.lap("LLVM IR emission");
   return m;
 }
@@ -109,7 +109,7 @@ void print_phases(const Model& m) {
 // The compile of a parsed spec, its clock started (and phases timed) before parsing.
 Model compile_from(const Graph& g, const CompileOptions& options, Clock::time_point start, Phases phases) {
   Model m;
-  codegen::EmittedModule module = emit(g, Stopwatch(&phases));
+  codegen::EmittedModule module = emit(g, options.check_finite, Stopwatch(&phases));
   codegen::JitReport report;
   static_cast<Program&>(m) = codegen::jit(
       std::move(module), {.cache_dir = options.cache_dir.value_or(codegen::cache_dir_from_environment())}, &report);
@@ -170,8 +170,8 @@ std::string dump_backend(const Graph& g, Stage stage) {
     KernelProgram p = trains(g) ? train_kernels(g) : predict_kernels(g);
     return stage == Stage::Fused ? print_kernels(p) : print_plan(p);
   }
-  if (stage == Stage::Asm) return codegen::host_assembly(emit(g));
-  codegen::EmittedModule m = emit(g);
+  if (stage == Stage::Asm) return codegen::host_assembly(emit(g, true));
+  codegen::EmittedModule m = emit(g, true);
   std::string before = codegen::print_module(m);
   return fmt::format("; ---- LLVM IR as gradc emits it (one function per op)\n{}\n"
                      "; ---- after LLVM's O3 pipeline for the host CPU\n{}",
