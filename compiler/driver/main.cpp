@@ -40,7 +40,8 @@ static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& optio
 // What `gradc train` prints: the compile time, progress through each epoch (a bar redrawn in
 // place on a terminal, a plain line at each quarter of the epoch otherwise), and a summary line
 // per epoch.
-static gradc::TrainEvents train_printer(const std::string& model, const std::string& data) {
+static gradc::TrainEvents train_printer(const std::string& model, const std::string& data,
+                                        std::shared_ptr<bool> bar_drawn) {
   const bool tty = isatty(fileno(stdout));
   auto last_draw = std::make_shared<std::chrono::steady_clock::time_point>();
   gradc::TrainEvents events;
@@ -56,6 +57,7 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
       *last_draw = now;
       constexpr int kWidth = 30;
       int filled = static_cast<int>(kWidth * r.step / r.epoch_steps);
+      *bar_drawn = true;
       fmt::print("\repoch {:>3} [{}{}] {}/{} loss {:.4f} ETA {:.1f} s\x1b[K", r.epoch, std::string(static_cast<size_t>(filled), '#'),
                  std::string(static_cast<size_t>(kWidth - filled), '.'), r.step, r.epoch_steps, r.loss, eta);
     } else {
@@ -75,6 +77,7 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
     }
     fmt::print("{}epoch {:>3}: {} steps, mean loss {:.4f}{}, {:.2f} s\n", tty ? "\r\x1b[K" : "", r.epoch, r.steps,
                r.mean_loss, val, r.seconds);
+    *bar_drawn = false;
     std::fflush(stdout);
   };
   events.note = [=](const std::string& text) {
@@ -241,7 +244,13 @@ int main(int argc, char** argv) {
         throw gradc::Error({}, "--save-every needs --save, the checkpoint it writes");
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
-      gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST"));
+      auto bar_drawn = std::make_shared<bool>(false);
+      try {
+        gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST", bar_drawn));
+      } catch (const gradc::Error&) {
+        if (*bar_drawn) fmt::print("\n");  // the error goes below the progress bar, not after it
+        throw;
+      }
     }
     if (bench->parsed()) {
       gradc::Graph g = gradc::load_spec_file(spec);
