@@ -21,7 +21,7 @@ double accuracy(gradc::Session& s, const gradc::LabeledData& test, const gradc::
   for (int64_t b = 0; b < batches.size(); ++b) {
     gradc::gather_rows(test.images, batches.indices(b), xs);
     gradc::gather_rows(test.labels, batches.indices(b), ys);
-    const gradc::Tensor& probs = s.predict({{"x", gradc::TensorView(xs.as<float>(), x_type.shape)}});
+    const gradc::Tensor& probs = s.predict({{"x", gradc::TensorView(xs.as<float>(), x_type.shape)}}).first();
     for (int64_t i = 0; i < batch; ++i) {
       const float* row = probs.as<float>() + i * 10;
       int64_t best = 0;

@@ -88,7 +88,7 @@ std::pair<double, int64_t> accuracy(Session& session, std::vector<Source>& test,
     int64_t real = std::min(batch, count - first);
     for (int64_t i = 0; i < real; ++i) rows[static_cast<size_t>(i)] = first + i;
     Feeds feeds = gather(test, rows);
-    const Tensor& scores = session.predict(feeds);
+    const Tensor& scores = session.predict(feeds).first();
     const int32_t* labels = test[1].batch.as<int32_t>();
     int64_t classes = scores.shape()[1];
     for (int64_t i = 0; i < real; ++i) {
