@@ -27,6 +27,11 @@ const char* kind_word(SlotKind k) {
   return "?";
 }
 
+// Whether `t` has the elements of `type` (a default Tensor is f32[] of no bytes).
+bool holds(const Tensor& t, const TensorType& type) {
+  return t.type() == type && static_cast<int64_t>(t.bytes()) == type.numel() * dtype_bytes(type.dtype);
+}
+
 }  // namespace
 
 void Session::FreeAligned::operator()(std::byte* p) const { std::free(p); }
@@ -195,7 +200,7 @@ const Outputs& Session::predict(const Feeds& inputs) {
     if (batched) type.shape[0] = rows;
     auto& [name, tensor] = outputs_.items_[k];
     name = s.name;
-    if (tensor.type() != type) tensor = Tensor(type);
+    if (!holds(tensor, type)) tensor = Tensor(type);
     out_row_bytes.push_back(batched ? s.type.numel() / batch * dtype_bytes(s.type.dtype) : -1);
   }
 
@@ -210,7 +215,7 @@ const Outputs& Session::predict(const Feeds& inputs) {
         pointers_[f.slot] = const_cast<std::byte*>(f.data + first * f.row_bytes);
       } else {
         Tensor& pad = staging_[f.slot];
-        if (pad.type() != program_.slots[f.slot].type) pad = Tensor(program_.slots[f.slot].type);
+        if (!holds(pad, program_.slots[f.slot].type)) pad = Tensor(program_.slots[f.slot].type);
         const auto n = static_cast<size_t>(f.row_bytes);
         std::memcpy(pad.data(), f.data + first * f.row_bytes, static_cast<size_t>(real) * n);
         for (int64_t r = real; r < batch; ++r) std::memcpy(pad.data() + r * f.row_bytes, f.data + first * f.row_bytes, n);

@@ -193,18 +193,18 @@ TEST_CASE("api: the optimizer helpers take clip_norm and a named lr input, as th
     return b.build();
   };
   std::string clipped = dump(build(adam({.lr = 0.01, .clip_norm = 1.0}), false), Stage::Parsed);
-  CHECK(clipped.find("minimize loss with adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-08, clip_norm=1)") != std::string::npos);
+  CHECK(clipped.find("minimize loss with adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-08, clip_norm=1.0)") != std::string::npos);
   Graph spec = load_spec("model m\ninput x : f32[4, 3]\nparam w : f32[3, 1] = ones\nloss = mean(square(matmul(x, w)))\n"
                          "minimize loss with adam(lr=0.01, clip_norm=1.0)\n");
   CHECK(clipped == dump(spec, Stage::Parsed));
   CHECK(dump(build(adamw({.weight_decay = 0.1, .clip_norm = 2.0}), false), Stage::Parsed)
-            .find("adamw(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.1, clip_norm=2)") != std::string::npos);
+            .find("adamw(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.1, clip_norm=2.0)") != std::string::npos);
   CHECK(dump(build(momentum({.lr = 0.1, .nesterov = true}), false), Stage::Parsed)
             .find("momentum(lr=0.1, momentum=0.9, nesterov=true)") != std::string::npos);
 
   // lr from an input: fed with each step (0 leaves w as it was; 0.1 moves it).
   Graph fed = build(sgd({.lr_input = "lr", .clip_norm = 10.0}), true);
-  CHECK(dump(fed, Stage::Parsed).find("minimize loss with sgd(lr=lr, clip_norm=10)") != std::string::npos);
+  CHECK(dump(fed, Stage::Parsed).find("minimize loss with sgd(lr=lr, clip_norm=10.0)") != std::string::npos);
   Model m = compile(fed);
   Session s(m);
   std::vector<float> xs(12, 1.0f);

@@ -259,7 +259,7 @@ EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
         feeds.emplace(f.slot->name, TensorView(f.source->data));
         continue;
       }
-      if (copies[k].type() != f.slot->type) copies[k] = Tensor(f.slot->type);
+      if (copies[k].shape().empty()) copies[k] = Tensor(f.slot->type);  // a batched slot: rank 1 or more
       for (int64_t i = 0; i < batch; ++i)
         std::memcpy(copies[k].data() + i * f.row_bytes, f.source->data.data() + e * f.row_bytes, static_cast<size_t>(f.row_bytes));
       feeds.emplace(f.slot->name, TensorView(copies[k]));
