@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -233,11 +234,13 @@ EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
         r.class_names.push_back(fashion && classes.count == 10 ? kFashionNames[static_cast<size_t>(c)] : std::to_string(c));
     }
   }
+  if (labels)
+    for (int64_t e = 0; e < rows; ++e)
+      if (int32_t t = labels->as<int32_t>()[e]; t < 0 || t >= classes.count)
+        fail({labels_file}, "gradc eval: the label of example {} (row {}) is {}, not a class id in [0, {})", e + 1, e, t,
+             classes.count);
   auto count = [&](const Tensor& logits, int64_t row, int64_t example) {
-    if (!labels) return;
     int32_t t = labels->as<int32_t>()[example];
-    if (t < 0 || t >= classes.count)
-      fail({labels_file}, "gradc eval: the label of example {} is {}, not a class id in [0, {})", example, t, classes.count);
     r.confusion[static_cast<size_t>(t * classes.count + argmax_row(logits, row, classes.count))] += 1;
   };
 
@@ -351,6 +354,12 @@ int64_t predict_to_npy(const Graph& spec, const PredictOptions& options) {
     fail({}, "gradc predict: --output {}: the spec has no output '{}' (its outputs: {})", chosen, chosen,
          fmt::join(names, ", "));
   }
+  // Written only over a regular file (or a new path): never onto a device, a FIFO or a directory.
+  std::error_code ec;
+  auto status = std::filesystem::status(options.out, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    fail({options.out}, "gradc predict: -o {} is not a regular file; give a new path or a regular file to replace",
+         options.out);
   std::vector<Source> sources = npy_sources(spec, options.inputs, "predict");
   Model model = compile(g);
   Session session(model, {.threads = options.threads});
