@@ -191,3 +191,31 @@ TEST_CASE("predict: a spec of several outputs needs --output to choose one") {
 }
 
 }  // namespace gradc
+
+namespace gradc {
+
+TEST_CASE("eval: on Fashion-MNIST, the accuracy of gradc train's checkpoint is the test accuracy train reported") {
+  std::string ckpt = (test::temp_dir() / "eval_seed.safetensors").string();
+  test::CommandResult train = test::run_gradc(fmt::format(
+      "train {} --data fashion-mnist --steps 200 --threads 1 --save {}", test::source_path("samples/specs/seed_mlp.gir"), ckpt));
+  INFO(train.err);
+  REQUIRE(train.exit_code == 0);
+  size_t at = train.out.find("test accuracy ");
+  REQUIRE(at != std::string::npos);
+  double trained = std::stod(train.out.substr(at + 14));  // "84.10% (10000 images)"
+  test::CommandResult r = test::run_gradc(
+      fmt::format("eval {} --load {} --data fashion-mnist --threads 1", test::source_path("samples/specs/seed_mlp.gir"), ckpt));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CAPTURE(r.out);
+  CHECK(r.out.find("seed_mlp: 10000 examples\n") == 0);
+  at = r.out.find(" of 10000)");
+  REQUIRE(at != std::string::npos);
+  int64_t correct = std::stoll(r.out.substr(r.out.rfind('(', at) + 1));
+  CHECK(fmt::format("{:.2f}", correct / 100.0) == fmt::format("{:.2f}", trained));
+  CHECK(r.out.find("\n T-shirt/top ") != std::string::npos);
+  CHECK(r.out.find("\n  Ankle boot ") != std::string::npos);
+  CHECK(r.out.find("weighted avg") != std::string::npos);
+}
+
+}  // namespace gradc
