@@ -1,7 +1,11 @@
 #include "runtime/Session.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+
+#include <fmt/ranges.h>
 
 #include "runtime/Safetensors.h"
 
@@ -21,6 +25,11 @@ const char* kind_word(SlotKind k) {
     case SlotKind::Output: return "output";
   }
   return "?";
+}
+
+// Whether `t` has the elements of `type` (a default Tensor is f32[] of no bytes).
+bool holds(const Tensor& t, const TensorType& type) {
+  return t.type() == type && static_cast<int64_t>(t.bytes()) == type.numel() * dtype_bytes(type.dtype);
 }
 
 }  // namespace
@@ -49,17 +58,38 @@ int32_t Session::find(std::string_view name, bool (*kind_ok)(SlotKind)) const {
   return -1;
 }
 
-void Session::bind_inputs(const Feeds& inputs, uint8_t use) {
+void Session::check_names(const Feeds& inputs) const {
   for (const auto& [name, view] : inputs)
     if (find(name, is_input) < 0) fail({}, "model '{}' has no input '{}'", program_.name, name);
+}
+
+namespace {
+
+// The view's dtype against the slot's; a vector or span carries no shape, so its element type is all there is.
+void check_dtype(const Slot& s, const TensorView& v) {
+  if (v.dtype == s.type.dtype) return;
+  if (v.has_shape()) fail({}, "input '{}' expects {}, got {}", s.name, s.type, TensorType{v.dtype, v.shape});
+  fail({}, "input '{}' expects {} elements ({}), got {} {} elements", s.name, dtype_name(s.type.dtype), s.type, v.count,
+       dtype_name(v.dtype));
+}
+
+}  // namespace
+
+void Session::bind_inputs(const Feeds& inputs, uint8_t use) {
+  check_names(inputs);
   for (size_t i = 0; i < program_.slots.size(); ++i) {
     const Slot& s = program_.slots[i];
     if (s.kind != SlotKind::Input || !(s.uses & use)) continue;
     auto it = inputs.find(s.name);
     if (it == inputs.end()) fail({}, "no value given for input '{}' ({})", s.name, s.type);
     const TensorView& v = it->second;
-    TensorType given{v.dtype, v.shape};
-    if (given != s.type) fail({}, "input '{}' expects {}, got {}", s.name, s.type, given);
+    check_dtype(s, v);
+    if (v.has_shape()) {
+      TensorType given{v.dtype, v.shape};
+      if (given != s.type) fail({}, "input '{}' expects {}, got {}", s.name, s.type, given);
+    } else if (v.count != s.type.numel()) {
+      fail({}, "input '{}' expects {} elements ({}), got {}", s.name, s.type.numel(), s.type, v.count);
+    }
     if (!v.data && s.type.numel() > 0) fail({}, "input '{}' has no data", s.name);
     pointers_[i] = const_cast<void*>(v.data);  // entry points only read inputs
   }
@@ -93,11 +123,137 @@ double Session::step(const Feeds& inputs) {
   return loss.dtype() == DType::F64 ? *loss.as<double>() : *loss.as<float>();
 }
 
-const Tensor& Session::predict(const Feeds& inputs) {
-  bind_inputs(inputs, kUsedByPredict);
-  run(program_.predict_entry(), "predict");
+// Predict on any number of rows: the batched inputs (those whose leading dim is the spec's batch
+// B, when every input predict reads that has a leading dim shares it) are fed N rows each; full
+// batches are read in place, the last partial one is copied and padded with its first row.
+const Outputs& Session::predict(const Feeds& inputs) {
+  EntryPoint entry = program_.predict_entry();
+  if (!entry) fail({}, "model '{}' has no predict", program_.name);
   if (program_.predict_outputs.empty()) fail({}, "model '{}' declares no output to predict", program_.name);
-  return storage_[static_cast<size_t>(program_.predict_outputs[0])];
+  check_names(inputs);
+
+  // The spec's batch: the leading dim every input predict reads with a rank of 1 or more shares.
+  int64_t batch = -1;
+  bool shared = true;
+  for (const Slot& s : program_.slots)
+    if (s.kind == SlotKind::Input && (s.uses & kUsedByPredict) && s.type.rank() >= 1) {
+      if (batch >= 0 && s.type.shape[0] != batch) shared = false;
+      batch = s.type.shape[0];
+    }
+  if (!shared || batch == 0) batch = -1;
+
+  struct Fed {
+    size_t slot;
+    const std::byte* data;
+    int64_t row_bytes;  // of one example; -1: fed as the slot is, every call
+  };
+  std::vector<Fed> fed;
+  int64_t rows = -1;
+  std::string rows_from;
+  for (size_t i = 0; i < program_.slots.size(); ++i) {
+    const Slot& s = program_.slots[i];
+    if (s.kind != SlotKind::Input || !(s.uses & kUsedByPredict)) continue;
+    auto it = inputs.find(s.name);
+    if (it == inputs.end()) fail({}, "no value given for input '{}' ({})", s.name, s.type);
+    const TensorView& v = it->second;
+    check_dtype(s, v);
+    const int64_t numel = s.type.numel();
+    int64_t n = -1;  // the rows this input was given
+    if (batch < 0 || s.type.rank() == 0) {
+      bool same = v.has_shape() ? TensorType{v.dtype, v.shape} == s.type : v.count == numel;
+      if (!same)
+        fail({}, "input '{}' expects {}, got {}", s.name, s.type,
+             v.has_shape() ? to_string(TensorType{v.dtype, v.shape}) : fmt::format("{} elements", v.count));
+    } else {
+      Shape example(s.type.shape.begin() + 1, s.type.shape.end());
+      int64_t per_row = numel / batch;
+      if (v.has_shape()) {
+        if (v.shape.size() != s.type.shape.size() || !std::equal(example.begin(), example.end(), v.shape.begin() + 1))
+          fail({}, "input '{}' expects rows of {} ({} for one batch), got {}", s.name, to_string(example), s.type,
+               TensorType{v.dtype, v.shape});
+        n = v.shape[0];
+      } else {
+        if (per_row == 0 ? v.count != 0 : v.count % per_row != 0)
+          fail({}, "input '{}' expects whole rows of {} elements ({} for one batch), got {} elements", s.name, per_row,
+               s.type, v.count);
+        n = per_row == 0 ? batch : v.count / per_row;
+      }
+      if (rows >= 0 && n != rows) fail({}, "input '{}' has {} rows, but '{}' has {}", s.name, n, rows_from, rows);
+      rows = n, rows_from = s.name;
+    }
+    if (!v.data && (n < 0 ? numel : n * (numel / batch)) > 0) fail({}, "input '{}' has no data", s.name);
+    fed.push_back({i, static_cast<const std::byte*>(v.data), n < 0 ? -1 : numel / batch * dtype_bytes(s.type.dtype)});
+  }
+  if (rows < 0) rows = batch < 0 ? 1 : batch;  // nothing batched: one call
+  const bool exact = batch < 0 || rows == batch;
+
+  // The outputs: those with the batch as their leading dim get `rows` rows; any other needs exactly B.
+  std::vector<int64_t> out_row_bytes;
+  outputs_.items_.resize(program_.predict_outputs.size());
+  for (size_t k = 0; k < program_.predict_outputs.size(); ++k) {
+    const Slot& s = program_.slots[static_cast<size_t>(program_.predict_outputs[k])];
+    bool batched = batch >= 0 && s.type.rank() >= 1 && s.type.shape[0] == batch;
+    if (!batched && !exact)
+      fail({}, "output '{}' ({}) has no leading dim of the batch {}, so predict takes exactly {} rows, not {}", s.name,
+           s.type, batch, batch, rows);
+    TensorType type = s.type;
+    if (batched) type.shape[0] = rows;
+    auto& [name, tensor] = outputs_.items_[k];
+    name = s.name;
+    if (!holds(tensor, type)) tensor = Tensor(type);
+    out_row_bytes.push_back(batched ? s.type.numel() / batch * dtype_bytes(s.type.dtype) : -1);
+  }
+
+  staging_.resize(program_.slots.size());
+  const int64_t chunk = batch < 0 ? 1 : batch;
+  for (int64_t first = 0; first < rows; first += chunk) {
+    const int64_t real = std::min(chunk, rows - first);
+    for (const Fed& f : fed) {
+      if (f.row_bytes < 0) {
+        pointers_[f.slot] = const_cast<std::byte*>(f.data);
+      } else if (real == batch) {  // a full batch, read where it is
+        pointers_[f.slot] = const_cast<std::byte*>(f.data + first * f.row_bytes);
+      } else {
+        Tensor& pad = staging_[f.slot];
+        if (!holds(pad, program_.slots[f.slot].type)) pad = Tensor(program_.slots[f.slot].type);
+        const auto n = static_cast<size_t>(f.row_bytes);
+        std::memcpy(pad.data(), f.data + first * f.row_bytes, static_cast<size_t>(real) * n);
+        for (int64_t r = real; r < batch; ++r) std::memcpy(pad.data() + r * f.row_bytes, f.data + first * f.row_bytes, n);
+        pointers_[f.slot] = pad.data();
+      }
+    }
+    run(entry, "predict");
+    for (size_t k = 0; k < program_.predict_outputs.size(); ++k) {
+      const Tensor& out = storage_[static_cast<size_t>(program_.predict_outputs[k])];
+      Tensor& dst = outputs_.items_[k].second;
+      if (out_row_bytes[k] < 0)
+        std::memcpy(dst.data(), out.data(), out.bytes());
+      else
+        std::memcpy(dst.data() + first * out_row_bytes[k], out.data(), static_cast<size_t>(real * out_row_bytes[k]));
+    }
+  }
+  return outputs_;
+}
+
+const Tensor& Outputs::at(std::string_view name) const {
+  for (const auto& [n, t] : items_)
+    if (n == name) return t;
+  fail({}, "no output '{}' (the outputs are: {})", name, fmt::join(names(), ", "));
+}
+
+bool Outputs::contains(std::string_view name) const {
+  return std::any_of(items_.begin(), items_.end(), [&](const value_type& item) { return item.first == name; });
+}
+
+std::vector<std::string> Outputs::names() const {
+  std::vector<std::string> out;
+  for (const auto& item : items_) out.push_back(item.first);
+  return out;
+}
+
+const Tensor& Outputs::at_index(size_t i) const {
+  if (i >= items_.size()) fail({}, "predict has no output {} (it has {})", i, items_.size());
+  return items_[i].second;
 }
 
 const Tensor& Session::output(std::string_view name) const {

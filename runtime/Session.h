@@ -2,14 +2,19 @@
 // arena, and calls the generated entry points. Needs neither LLVM nor the compiler.
 //
 //   gradc::Session s(model, {.seed = 42});
+//   std::vector<float> xs(64 * 784);  std::vector<int32_t> ys(64);   // shapes from the spec
 //   double loss = s.step({{"x", xs}, {"y", ys}});      // one call of the native train step
-//   const gradc::Tensor& probs = s.predict({{"x", xs}});
+//   const gradc::Tensor& probs = s.predict({{"x", xs}}).at("probs");  // any number of rows
 //   s.save("ckpt.safetensors");
 #pragma once
 
+#include <concepts>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "runtime/Program.h"
@@ -18,20 +23,59 @@
 
 namespace gradc {
 
-// Elements the caller owns, with the dtype and shape they claim; checked against the slot.
+// The C++ types of the elements of a tensor: float (f32), double (f64), int32_t (i32).
+template <typename T>
+concept Element = std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, int32_t>;
+
+// Elements the caller owns, checked against the slot they feed. Either with the dtype and shape
+// they claim (a Tensor, or a pointer and a Shape), or a std::vector or std::span of the element
+// type alone, whose shape is the slot's (step: exactly its element count; predict: any number
+// of rows of it).
 struct TensorView {
   DType dtype = DType::F32;
   Shape shape;
   const void* data = nullptr;
+  int64_t count = -1;  // the elements of a vector or span, which take the slot's shape; -1 when `shape` is given
+
+  bool has_shape() const { return count < 0; }
 
   TensorView() = default;
   TensorView(const Tensor& t) : dtype(t.dtype()), shape(t.shape()), data(t.data()) {}  // NOLINT: implicit on purpose
   TensorView(DType dt, Shape s, const void* elements) : dtype(dt), shape(std::move(s)), data(elements) {}
-  template <typename T>
+  template <Element T>
   TensorView(const T* elements, Shape s) : dtype(dtype_of<T>()), shape(std::move(s)), data(elements) {}
+  template <typename T, size_t N>
+    requires Element<std::remove_const_t<T>>
+  TensorView(std::span<T, N> elements)  // NOLINT: implicit on purpose
+      : dtype(dtype_of<std::remove_const_t<T>>()), data(elements.data()), count(static_cast<int64_t>(elements.size())) {}
+  template <Element T>
+  TensorView(const std::vector<T>& elements)  // NOLINT: implicit on purpose
+      : TensorView(std::span<const T>(elements)) {}
 };
 
 using Feeds = std::map<std::string, TensorView, std::less<>>;
+
+// What predict returns: every output of the spec by name, in the spec's order.
+class Outputs {
+ public:
+  using value_type = std::pair<std::string, Tensor>;
+
+  // The output `name`; throws gradc::Error naming the outputs there are.
+  const Tensor& at(std::string_view name) const;
+  const Tensor& operator[](std::string_view name) const { return at(name); }
+  bool contains(std::string_view name) const;
+  const Tensor& first() const { return at_index(0); }  // the spec's first output
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  std::vector<std::string> names() const;
+  std::vector<value_type>::const_iterator begin() const { return items_.begin(); }
+  std::vector<value_type>::const_iterator end() const { return items_.end(); }
+
+ private:
+  friend class Session;
+  const Tensor& at_index(size_t i) const;
+  std::vector<value_type> items_;
+};
 
 struct SessionOptions {
   uint64_t seed = 0;  // seeds the params' initializers (with each param's name)
@@ -43,13 +87,19 @@ class Session {
   explicit Session(const Program& program, SessionOptions options = {});
 
   // One training step on the inputs (every input the step reads, each of exactly its slot's
-  // dtype and shape). Returns the loss. Throws gradc::Error for missing or mismatched inputs and
-  // for bad data the step found (params are then left as they were).
+  // dtype and shape, or a vector or span of exactly its element count). Returns the loss.
+  // Throws gradc::Error for missing or mismatched inputs and for bad data the step found
+  // (params are then left as they were).
   double step(const Feeds& inputs);
 
-  // The forward graph on the inputs it reads; returns the spec's first output (all of them
-  // by name through output()).
-  const Tensor& predict(const Feeds& inputs);
+  // The forward graph on the inputs it reads; returns every output of the spec by name. Takes
+  // any number N of rows: the inputs with the spec's batch as their leading dim (B, the same for
+  // all) each get N rows ([N, ...] views, or vectors or spans of N rows' elements), and the
+  // compiled predict runs on ceil(N / B) batches, the last one padded with copies of its first
+  // row inside; the outputs are cut back to N rows. Every other input is fed as its slot is; an
+  // output without the batch as its leading dim needs N = B. The result stays valid until the
+  // next predict (copy it to keep it).
+  const Outputs& predict(const Feeds& inputs);
 
   // The last value an entry point wrote to an output, by name.
   const Tensor& output(std::string_view name) const;
@@ -74,6 +124,7 @@ class Session {
 
  private:
   void bind_inputs(const Feeds& inputs, uint8_t use);
+  void check_names(const Feeds& inputs) const;
   void run(EntryPoint entry, const char* what);
   int32_t find(std::string_view name, bool (*kind_ok)(SlotKind)) const;
 
@@ -85,6 +136,8 @@ class Session {
   };
   std::unique_ptr<std::byte[], FreeAligned> arena_;
   std::unique_ptr<ThreadPool> pool_;
+  Outputs outputs_;              // predict's last result
+  std::vector<Tensor> staging_;  // per slot: the padded last batch of an input fed more or fewer rows than B
 };
 
 }  // namespace gradc

@@ -50,7 +50,7 @@ Run train(const Model& model, int steps) {
   for (int s = 0; s < steps; ++s)
     run.losses.push_back(session.step(test::views(random_inputs(model.spec, 100 + static_cast<uint64_t>(s)))));
   for (const std::string& name : session.param_names()) run.params.emplace(name, session.param(name));
-  run.probs = session.predict(test::views(random_inputs(model.spec, 7)));
+  run.probs = session.predict(test::views(random_inputs(model.spec, 7))).first();
   return run;
 }
 

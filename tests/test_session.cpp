@@ -122,7 +122,7 @@ TEST_CASE("session: inputs are checked by name, dtype and shape") {
   CHECK(error_of([&] { s.step({{"x", inputs.at("x")}, {"y", inputs.at("y")}, {"z", small}}); }).find("no input 'z'") !=
         std::string::npos);
   // predict reads x alone.
-  CHECK(s.predict({{"x", inputs.at("x")}}).type() == TensorType{DType::F32, {64, 10}});
+  CHECK(s.predict({{"x", inputs.at("x")}}).at("probs").type() == TensorType{DType::F32, {64, 10}});
   CHECK(error_of([&] { s.param("w9"); }).find("no param or optimizer state 'w9'") != std::string::npos);
 }
 
@@ -169,7 +169,7 @@ TEST_CASE("session: a spec that minimizes nothing predicts but has no train step
   Model m = compile_string("model f\ninput x : f32[2, 3]\nparam w : f32[3, 2] = ones\noutput y = tanh(matmul(x, w))\n");
   Session s(m);
   Tensor x = Tensor::of<float>({2, 3}, {1, 2, 3, -1, 0, 0.5f});
-  const Tensor& y = s.predict({{"x", x}});
+  const Tensor& y = s.predict({{"x", x}}).at("y");
   CHECK(y.as<float>()[0] == doctest::Approx(std::tanh(6.0)));
   CHECK(y.as<float>()[3] == doctest::Approx(std::tanh(-0.5)));
   CHECK(error_of([&] { s.step({{"x", x}}); }).find("has no train step (its spec minimizes nothing)") != std::string::npos);

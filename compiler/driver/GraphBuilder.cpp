@@ -112,4 +112,23 @@ Optimizer adamw(double lr, double beta1, double beta2, double eps, double weight
   return {"adamw", {{"lr", lr}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}, {"weight_decay", weight_decay}}};
 }
 
+namespace {
+
+// The options every optimizer shares: lr (a number or the name of an input) and clip_norm.
+template <typename Options>
+Optimizer with_common(Optimizer opt, const Options& o) {
+  if (!o.lr_input.empty()) opt.args.set("lr", Ident{o.lr_input});
+  if (o.clip_norm) opt.args.set("clip_norm", *o.clip_norm);
+  return opt;
+}
+
+}  // namespace
+
+Optimizer sgd(const SgdOptions& o) { return with_common(sgd(o.lr), o); }
+Optimizer momentum(const MomentumOptions& o) { return with_common(momentum(o.lr, o.momentum, o.nesterov), o); }
+Optimizer adam(const AdamOptions& o) { return with_common(adam(o.lr, o.beta1, o.beta2, o.eps), o); }
+Optimizer adamw(const AdamWOptions& o) {
+  return with_common(adamw(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay), o);
+}
+
 }  // namespace gradc

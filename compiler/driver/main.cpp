@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/ranges.h>
 
+#include "driver/Eval.h"
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
@@ -85,6 +86,17 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
     std::fflush(stdout);
   };
   return events;
+}
+
+// `--input NAME=FILE.npy` options as (name, file) pairs.
+static std::vector<std::pair<std::string, std::string>> parse_inputs(const std::vector<std::string>& options) {
+  std::vector<std::pair<std::string, std::string>> inputs;
+  for (const std::string& kv : options) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", kv));
+    inputs.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return inputs;
 }
 
 int main(int argc, char** argv) {
@@ -176,6 +188,37 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
 
+  // eval and predict: a trained spec on held-out data, and its outputs for any number of rows.
+  gradc::EvalOptions eval_options;
+  std::string eval_data;
+  std::vector<std::string> eval_inputs;
+  CLI::App* eval = app.add_subcommand(
+      "eval", "Evaluate a checkpoint: loss, accuracy, per-class precision/recall/F1 and the confusion matrix");
+  eval->add_option("SPEC", spec, "the model spec (.gir)")->required();
+  eval->add_option("--load", eval_options.load, "the safetensors checkpoint to evaluate")->required();
+  CLI::Option* eval_data_opt = eval->add_option("--data", eval_data, "fashion-mnist: its 10000 test images")
+                                   ->check(CLI::IsMember({"fashion-mnist"}));
+  eval_options.data.data_dir = gradc::kFashionMnistDir;
+  eval->add_option("--data-dir", eval_options.data.data_dir, "where --data fashion-mnist finds its gzipped IDX files")
+      ->capture_default_str();
+  eval->add_option("--input", eval_inputs, "NAME=FILE.npy: an input's examples (repeat for each input)")
+      ->excludes(eval_data_opt);
+  eval->add_option("--threads", eval_options.threads, "threads predict may use (0: every core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+
+  gradc::PredictOptions predict_options;
+  std::vector<std::string> predict_inputs;
+  CLI::App* predict = app.add_subcommand("predict", "Write a spec's output for every row of .npy inputs, as .npy");
+  predict->add_option("SPEC", spec, "the model spec (.gir)")->required();
+  predict->add_option("--load", predict_options.load, "the safetensors checkpoint of the params")->required();
+  predict->add_option("--input", predict_inputs, "NAME=FILE.npy: an input's rows (repeat for each input)")->required();
+  predict->add_option("-o,--out", predict_options.out, "the .npy file to write")->required();
+  predict->add_option("--output", predict_options.output, "which output of the spec (needed when it has several)");
+  predict->add_option("--threads", predict_options.threads, "threads predict may use (0: every core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -251,6 +294,19 @@ int main(int argc, char** argv) {
         if (*bar_drawn) fmt::print("\n");  // the error goes below the progress bar, not after it
         throw;
       }
+    }
+    if (eval->parsed()) {
+      if (eval_data.empty() && eval_inputs.empty())
+        throw gradc::Error({}, "gradc eval: give --data fashion-mnist or --input NAME=FILE.npy");
+      eval_options.data.inputs = parse_inputs(eval_inputs);
+      gradc::Graph g = gradc::load_spec_file(spec);
+      fmt::print("{}", gradc::format_eval_report(gradc::evaluate(g, eval_options)));
+    }
+    if (predict->parsed()) {
+      predict_options.inputs = parse_inputs(predict_inputs);
+      gradc::Graph g = gradc::load_spec_file(spec);
+      int64_t rows = gradc::predict_to_npy(g, predict_options);
+      fmt::print("wrote {} rows to {}\n", rows, predict_options.out);
     }
     if (bench->parsed()) {
       gradc::Graph g = gradc::load_spec_file(spec);

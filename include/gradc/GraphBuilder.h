@@ -2,15 +2,20 @@
 //
 //   gradc::GraphBuilder b("seed_mlp");
 //   auto x = b.input("x", {gradc::DType::F32, {64, 784}});
+//   auto y = b.input("y", {gradc::DType::I32, {64}});
 //   auto w1 = b.param("w1", {gradc::DType::F32, {784, 10}}, gradc::glorot_uniform());
-//   auto h = b.name("h", b.relu(b.add(b.matmul(x, w1), b1)));
-//   b.minimize(loss, gradc::adam(0.001));
+//   auto b1 = b.param("b1", {gradc::DType::F32, {10}}, gradc::zeros());
+//   auto logits = b.name("logits", b.add(b.matmul(x, w1), b1));
+//   auto loss = b.name("loss", b.softmax_cross_entropy(logits, y));
+//   b.output("probs", b.softmax(logits, {{"axis", 1}}));
+//   b.minimize(loss, gradc::adam({.lr = 1e-3, .clip_norm = 1.0}));
 //   gradc::Graph g = b.build();  // infers shapes and verifies, like load_spec
 //
 // One method per op of the table (b.relu, b.matmul, b.softmax(x, {{"axis", 1}}), ...);
 // a wrong operand count or attribute throws gradc::Error naming the op.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +67,52 @@ Init glorot_normal();
 Init he_uniform();
 Init he_normal();
 
+// Optimizers by their options, as torch.optim's constructors and Keras's take them (names as
+// in a spec: `adam(lr=0.001, clip_norm=1.0)`):
+//
+//   b.minimize(loss, gradc::adam({.lr = 1e-3, .clip_norm = 1.0}));
+//   b.input("lr", {gradc::DType::F32, {}});             // a learning rate fed with each step
+//   b.minimize(loss, gradc::sgd({.lr_input = "lr"}));   // (a schedule, say)
+//
+// lr_input, when set, names a scalar float input that is the learning rate (lr is then unused).
+// clip_norm, when set, scales all gradients together so that their global L2 norm is at most it
+// (PyTorch's clip_grad_norm_ before the step, Keras's global_clipnorm).
+struct SgdOptions {
+  double lr = 1e-3;
+  std::string lr_input = {};
+  std::optional<double> clip_norm = {};
+};
+struct MomentumOptions {  // SGD with momentum (torch.optim.SGD's momentum and nesterov)
+  double lr = 1e-3;
+  double momentum = 0.9;
+  bool nesterov = false;
+  std::string lr_input = {};
+  std::optional<double> clip_norm = {};
+};
+struct AdamOptions {  // beta1, beta2 are torch's betas, Keras's beta_1, beta_2; eps its epsilon
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  std::string lr_input = {};
+  std::optional<double> clip_norm = {};
+};
+struct AdamWOptions {  // Adam with decoupled weight decay (torch.optim.AdamW)
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  std::string lr_input = {};
+  std::optional<double> clip_norm = {};
+};
+
+Optimizer sgd(const SgdOptions& options);
+Optimizer momentum(const MomentumOptions& options);
+Optimizer adam(const AdamOptions& options);
+Optimizer adamw(const AdamWOptions& options);
+
+// The same by position, PyTorch's defaults (adam(0.001, 0.9, 0.999, 1e-7)).
 Optimizer sgd(double lr = 1e-3);
 Optimizer momentum(double lr, double momentum, bool nesterov = false);
 Optimizer adam(double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);

@@ -3,7 +3,7 @@
 //   gradc::Model model = gradc::compile_file("samples/specs/seed_mlp.gir");  // or compile(graph)
 //   gradc::Session s(model, {.seed = 42});      // params, optimizer state, the arena
 //   double loss = s.step({{"x", xs}, {"y", ys}});  // one call of the JIT-ed train step
-//   const gradc::Tensor& probs = s.predict({{"x", xs}});
+//   const gradc::Tensor& probs = s.predict({{"x", xs}}).at("probs");  // every output by name, any rows
 //   std::cout << model.dump(gradc::Stage::Llvm);
 //
 // Graphs can also be built in C++ with gradc::GraphBuilder (gradc/GraphBuilder.h), evaluated by
