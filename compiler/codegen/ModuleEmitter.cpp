@@ -903,10 +903,28 @@ class FunctionEmitter {
     b_->CreateCall(fn, args);
   }
 
+  // Counting every module's instructions for each kernel made emission quadratic: a function is
+  // counted once, when it is finished (each kernel's are, before the next is chosen), and the
+  // entry point, which grows a call per kernel, is counted afresh (without the per-instruction
+  // filter of getInstructionCount: gradc emits no debug records).
+  uint64_t code_size(llvm::Module& m) {
+    Counted& c = counted_[&m];
+    auto next = c.last ? std::next(c.last->getIterator()) : m.begin();
+    for (; next != m.end(); ++next) {
+      c.last = &*next;
+      if (c.last != entry_) c.instructions += c.last->getInstructionCount();
+    }
+    uint64_t n = c.instructions;
+    if (entry_ && entry_->getParent() == &m)
+      for (const llvm::BasicBlock& bb : *entry_) n += bb.size();
+    return n;
+  }
+
   llvm::Module& lightest_part() {
     llvm::Module* best = &m_;
+    uint64_t best_size = code_size(m_);
     for (ModulePart* part : parts_)
-      if (part->module->getInstructionCount() < best->getInstructionCount()) best = part->module.get();
+      if (uint64_t size = code_size(*part->module); size < best_size) best = part->module.get(), best_size = size;
     return *best;
   }
 
@@ -924,6 +942,11 @@ class FunctionEmitter {
   std::map<int32_t, llvm::Value*> slot_ptrs_;
   int64_t scratch_bytes_ = 0;
   std::map<ValueId, std::string> checked_;  // new values of params: checked for NaN and infinities
+  struct Counted {
+    llvm::Function* last = nullptr;  // functions up to it are counted
+    uint64_t instructions = 0;       // theirs, the entry point's aside
+  };
+  std::map<const llvm::Module*, Counted> counted_;  // see code_size
 };
 
 }  // namespace

@@ -220,49 +220,73 @@ class Fuser {
     return placed < 0 ? -1 : index_of_[static_cast<size_t>(find(placed))];
   }
 
-  // The distinct roots on one side of `root`'s edges, its own merged members left out; the
-  // list is compacted in place, so each stale entry is skipped once.
-  const std::vector<int>& neighbours(int root, bool readers) {
-    std::vector<int>& list = readers ? set(root).readers : set(root).read;
-    ++mark_epoch_;
-    size_t kept = 0;
-    for (int x : list) {
-      int r = find(x);
-      if (r == root || mark_[static_cast<size_t>(r)] == mark_epoch_) continue;
-      mark_[static_cast<size_t>(r)] = mark_epoch_;
-      list[kept++] = r;
+  // A depth-first search over one side of the edges from `start`, within the positions between
+  // start and `target` (forward: what start reaches; backward: what reaches start), one edge a
+  // step, so that two of them can run in turns. `hit`: an edge reaches target from a node other
+  // than start (a path through some other kernel). A search that ends without a hit has found
+  // every such node.
+  struct Search {
+    bool forward;
+    int start, target;
+    std::vector<int>* seen;  // marks: == epoch when found
+    uint32_t epoch;
+    std::vector<std::pair<int, size_t>> stack{};  // a root and the next entry of its list
+    std::vector<int> found{};
+    bool hit = false;
+    bool ended() const { return hit || stack.empty(); }
+  };
+
+  void step(Search& s) {
+    auto [r, i] = s.stack.back();
+    std::vector<int>& list = s.forward ? set(r).readers : set(r).read;
+    if (i == list.size()) {  // every entry seen: drop stale and repeated ones
+      ++mark_epoch_;
+      size_t kept = 0;
+      for (int x : list) {
+        int y = find(x);
+        if (y == r || mark_[static_cast<size_t>(y)] == mark_epoch_) continue;
+        mark_[static_cast<size_t>(y)] = mark_epoch_;
+        list[kept++] = y;
+      }
+      list.resize(kept);
+      s.stack.pop_back();
+      return;
     }
-    list.resize(kept);
-    return list;
+    ++s.stack.back().second;
+    int x = find(list[i]);
+    list[i] = x;
+    if (x == r) return;
+    if (x == s.target) {
+      s.hit = s.hit || r != s.start;
+      return;
+    }
+    std::vector<int>& seen = *s.seen;
+    if (seen[static_cast<size_t>(x)] == static_cast<int>(s.epoch)) return;
+    int64_t limit = set(s.target).pos;
+    if (s.forward ? set(x).pos >= limit : set(x).pos <= limit) return;
+    seen[static_cast<size_t>(x)] = static_cast<int>(s.epoch);
+    s.found.push_back(x);
+    s.stack.emplace_back(x, 0);
   }
 
-  // The roots between u and v in the order that u reaches (forward) or that reach v (backward).
-  std::vector<int> reach(int from, int bound, bool forward) {
-    std::vector<int> found, stack{from};
-    int64_t limit = set(bound).pos;
+  // Is there a path from root u to root v (u before v) through some other kernel? Searches
+  // forward from u and backward from v in turns, so it costs about twice the cheaper one;
+  // `complete` gets the search that ended without a hit (its `found` is whole).
+  bool indirect_path(int u, int v, Search* complete = nullptr) {
     ++seen_epoch_;
-    seen_[static_cast<size_t>(from)] = seen_epoch_;
-    while (!stack.empty()) {
-      int r = stack.back();
-      stack.pop_back();
-      std::vector<int> next = neighbours(r, forward);
-      for (int x : next) {
-        if (x == bound || seen_[static_cast<size_t>(x)] == seen_epoch_) continue;
-        if (forward ? set(x).pos >= limit : set(x).pos <= limit) continue;
-        seen_[static_cast<size_t>(x)] = seen_epoch_;
-        found.push_back(x);
-        stack.push_back(x);
+    Search f{true, u, v, &seen_forward_, seen_epoch_}, b{false, v, u, &seen_backward_, seen_epoch_};
+    f.stack.emplace_back(u, 0);
+    b.stack.emplace_back(v, 0);
+    while (true) {
+      for (Search* s : {&f, &b}) {
+        step(*s);
+        if (s->hit) return true;
+        if (s->stack.empty()) {
+          if (complete) *complete = std::move(*s);
+          return false;
+        }
       }
     }
-    return found;
-  }
-
-  // Is there a path from kernel u to kernel v through some other kernel? (u before v.)
-  bool indirect_path(int u, int v) {
-    for (int x : reach(u, v, true))
-      for (int r : neighbours(x, true))
-        if (r == v) return true;
-    return false;
   }
 
   // The values in kernels that `id` reads: itself when a kernel computes it, else (a view, a
@@ -327,6 +351,49 @@ class Fuser {
     return set(rp).pos < set(rq).pos ? !indirect_path(rp, rq) : !indirect_path(rq, rp);
   }
 
+  // The order once roots u and v (u first) become one: the merged kernel takes u's place and
+  // what reaches v moves just before it, or it takes v's place and what u reaches moves just
+  // after it, whichever search ended first (the moved keep their order). Returns its place.
+  int64_t reorder(int u, int v) {
+    Search side{};
+    bool cycle = indirect_path(u, v, &side);
+    GRADC_ASSERT(!cycle, "fusion: merging two kernels would make a cycle");
+    std::vector<int>& moved = side.found;
+    std::sort(moved.begin(), moved.end(), [&](int a, int b) { return set(a).pos < set(b).pos; });
+    while (true) {
+      int64_t merged = set(side.forward ? v : u).pos;
+      auto next = side.forward ? order_.upper_bound(merged) : order_.lower_bound(merged);
+      bool none = side.forward ? next == order_.end() : next == order_.begin();
+      int64_t other = none ? merged + (side.forward ? kSpacing : -kSpacing) : side.forward ? next->first : std::prev(next)->first;
+      int64_t gap = side.forward ? other - merged : merged - other, n = static_cast<int64_t>(moved.size());
+      if (gap <= n) {  // no room between the two: spread every position out again
+        renumber();
+        continue;
+      }
+      order_.erase(set(u).pos);
+      order_.erase(set(v).pos);
+      for (int r : moved) order_.erase(set(r).pos);
+      int64_t lo = side.forward ? merged : other;
+      for (int64_t i = 0; i < n; ++i) {
+        int r = moved[static_cast<size_t>(i)];
+        set(r).pos = lo + (i + 1) * gap / (n + 1);
+        order_.emplace(set(r).pos, r);
+      }
+      return merged;
+    }
+  }
+
+  void renumber() {
+    std::map<int64_t, int> order;
+    int64_t at = 0;
+    for (auto [pos, r] : order_) {
+      at += kSpacing;
+      set(r).pos = at;
+      order.emplace_hint(order.end(), at, r);
+    }
+    order_ = std::move(order);
+  }
+
   // Moves the members of one kernel into the other (into the headed one, if either is): the
   // smaller set joins the larger, the merged kernel keeps the index it merges into, and the
   // order is repaired around it (what reaches the later of the two moves before it, what the
@@ -341,20 +408,7 @@ class Fuser {
       index_of_[static_cast<size_t>(rq)] = p;
       return;
     }
-    int u = set(rp).pos < set(rq).pos ? rp : rq, v = u == rp ? rq : rp;
-    std::vector<int> after = reach(u, v, true), before = reach(v, u, false);
-    auto by_pos = [&](int a, int b) { return set(a).pos < set(b).pos; };
-    std::sort(after.begin(), after.end(), by_pos);
-    std::sort(before.begin(), before.end(), by_pos);
-    std::vector<int64_t> slots{set(u).pos, set(v).pos};
-    for (int r : after) slots.push_back(set(r).pos);
-    for (int r : before) slots.push_back(set(r).pos);
-    std::sort(slots.begin(), slots.end());
-    size_t next = 1;  // the lowest slot is left empty
-    for (int r : before) set(r).pos = slots[next++];
-    int64_t merged_pos = slots[next++];
-    for (int r : after) set(r).pos = slots[next++];
-
+    int64_t merged_pos = reorder(set(rp).pos < set(rq).pos ? rp : rq, set(rp).pos < set(rq).pos ? rq : rp);
     int big = rp, small = rq;
     if (set(big).members.size() < set(small).members.size()) std::swap(big, small);
     parent_[static_cast<size_t>(small)] = big;
@@ -373,6 +427,7 @@ class Fuser {
     into.reads_reductions.insert(from.reads_reductions.begin(), from.reads_reductions.end());
     from.reads_reductions = {};
     into.pos = merged_pos;
+    order_.emplace(merged_pos, big);
     root_at_[static_cast<size_t>(p)] = big;
     index_of_[static_cast<size_t>(big)] = p;
   }
@@ -387,11 +442,13 @@ class Fuser {
     root_at_ = parent_;
     sets_.assign(n, {});
     mark_.assign(n, 0);
-    seen_.assign(n, 0);
+    seen_forward_.assign(n, -1);
+    seen_backward_.assign(n, -1);
     for (size_t k = 0; k < n; ++k) {
       KernelSet& s = sets_[k];
       s.members = kernels_[k].members;
-      s.pos = static_cast<int64_t>(k);
+      s.pos = static_cast<int64_t>(k + 1) * kSpacing;
+      order_.emplace_hint(order_.end(), s.pos, static_cast<int>(k));
       for (ValueId m : s.members) {
         if (is_reduction(m)) s.reductions.push_back(m);
         for (ValueId a : g_[m].args)
@@ -709,7 +766,10 @@ class Fuser {
   // Merging (see merge()).
   std::vector<int> parent_, index_of_, root_at_;
   std::vector<KernelSet> sets_;
+  static constexpr int64_t kSpacing = int64_t{1} << 20;  // between positions, to move kernels into
+  std::map<int64_t, int> order_;                          // position -> root
   std::vector<uint32_t> mark_, seen_;
+  std::vector<int> seen_forward_, seen_backward_;
   uint32_t mark_epoch_ = 0, seen_epoch_ = 0;
   // After merging.
   std::vector<std::unordered_set<ValueId>> scalars_in_;  // the scalars placed in each kernel
