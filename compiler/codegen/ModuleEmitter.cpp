@@ -3,6 +3,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <unordered_map>
 
 #include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Verifier.h>
@@ -768,15 +769,16 @@ class FunctionEmitter {
  private:
   int32_t add_slot(const std::string& name, SlotKind kind, const TensorType& type, InitSpec init, bool used = true) {
     uint8_t use = used ? use_ : 0;
-    for (size_t i = 0; i < p_.slots.size(); ++i) {
-      Slot& s = p_.slots[i];
-      if (s.name == name && s.kind == kind) {
-        GRADC_ASSERT(s.type == type, "slot '{}' is {} in one entry point and {} in the other", name, s.type, type);
-        s.uses |= use;
-        return static_cast<int32_t>(i);
-      }
+    for (; slots_indexed_ < p_.slots.size(); ++slots_indexed_)  // slots the other entry point added
+      slot_index_.emplace(std::pair(p_.slots[slots_indexed_].name, p_.slots[slots_indexed_].kind), slots_indexed_);
+    if (auto it = slot_index_.find(std::pair(name, kind)); it != slot_index_.end()) {
+      Slot& s = p_.slots[it->second];
+      GRADC_ASSERT(s.type == type, "slot '{}' is {} in one entry point and {} in the other", name, s.type, type);
+      s.uses |= use;
+      return static_cast<int32_t>(it->second);
     }
     p_.slots.push_back({name, kind, type, std::move(init), use});
+    slot_index_.emplace(std::pair(name, kind), slots_indexed_++);
     return static_cast<int32_t>(p_.slots.size() - 1);
   }
 
@@ -851,18 +853,46 @@ class FunctionEmitter {
     for (int32_t code : body.nonfinite_codes()) p_.errors_after_update[static_cast<size_t>(code - 1)] = true;
     k.b.CreateRet(k.status());
     scratch_bytes_ = std::max(scratch_bytes_, body.scratch_bytes());
+    if (llvm::Function* same = emitted_before(fn, kernel)) {
+      fn = same;
+      here = fn->getParent() == &m_;
+    }
 
     std::vector<llvm::Value*> call_args;
     for (const Location& l : places) call_args.push_back(pointer(l));
     call_args.push_back(b_->CreateConstInBoundsGEP1_64(b_->getInt8Ty(), entry_->getArg(1), static_cast<uint64_t>(scratch_offset())));
     call_args.push_back(entry_->getArg(2));
-    llvm::FunctionCallee callee = here ? llvm::FunctionCallee(fn) : m_.getOrInsertFunction(name, kernel_type(ctx));
+    llvm::FunctionCallee callee = here ? llvm::FunctionCallee(fn) : m_.getOrInsertFunction(fn->getName(), kernel_type(ctx));
     llvm::Value* status = b_->CreateCall(callee, call_args);
     if (!k.can_fail()) return;
     llvm::BasicBlock* ok = llvm::BasicBlock::Create(ctx, "ok", entry_);
     failures_.emplace_back(b_->GetInsertBlock(), status);
     b_->CreateCondBr(b_->CreateICmpNE(status, b_->getInt32(0)), fail_, ok);
     b_->SetInsertPoint(ok);
+  }
+
+  // A kernel whose code is the same as an earlier one's, names aside (a deep MLP's layers of one
+  // width, their backward GEMMs), is not compiled twice: its function and helpers are erased and
+  // the entry point calls the earlier one, so O3 runs once per distinct kernel. (Kernels that
+  // can fail return codes of their own, so they never match; conv kernels keep their constants
+  // in globals and are not compared.)
+  llvm::Function* emitted_before(llvm::Function* fn, const Kernel& kernel) {
+    if (kernel.kind == KernelKind::Conv) return nullptr;
+    std::string name = fn->getName().str();
+    std::vector<llvm::Function*> made;  // fn and the helpers emitted with it (fn's tasks)
+    for (auto it = fn->getIterator(); it != fn->getParent()->end(); ++it)
+      if (it->getName().starts_with(name)) made.push_back(&*it);
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    for (llvm::Function* f : made) f->print(os);
+    os.flush();
+    for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + 1)) text.replace(at, name.size(), "K");
+    for (size_t at = text.find("define internal "); at != std::string::npos; at = text.find("define internal ", at))
+      text.replace(at, 16, "define ");
+    auto [it, fresh] = kernel_by_code_.emplace(std::move(text), fn);
+    if (fresh) return nullptr;
+    for (auto f = made.rbegin(); f != made.rend(); ++f) (*f)->eraseFromParent();
+    return it->second;
   }
 
   // Stops the step before any param or state changes (the schedule puts the loss first) when
@@ -922,9 +952,12 @@ class FunctionEmitter {
 
   llvm::Module& lightest_part() {
     llvm::Module* best = &m_;
-    uint64_t best_size = code_size(m_);
-    for (ModulePart* part : parts_)
-      if (uint64_t size = code_size(*part->module); size < best_size) best = part->module.get(), best_size = size;
+    uint64_t best_size = 0;
+    for (ModulePart* part : parts_) {
+      uint64_t size = code_size(*part->module);
+      if (part->module.get() == &m_) best_size = size;
+      else if (size < best_size) best = part->module.get(), best_size = size;
+    }
     return *best;
   }
 
@@ -947,6 +980,9 @@ class FunctionEmitter {
     uint64_t instructions = 0;       // theirs, the entry point's aside
   };
   std::map<const llvm::Module*, Counted> counted_;  // see code_size
+  std::map<std::pair<std::string, SlotKind>, size_t> slot_index_;  // p_.slots by name and kind,
+  size_t slots_indexed_ = 0;                                        // up to this one
+  std::unordered_map<std::string, llvm::Function*> kernel_by_code_;  // see emitted_before
 };
 
 }  // namespace
