@@ -1,5 +1,6 @@
 #include "codegen/ModuleEmitter.h"
 
+#include <cstdlib>
 #include <map>
 #include <numeric>
 #include <set>
@@ -792,7 +793,9 @@ class FunctionEmitter {
     // Loaded once, in the entry block, so that every use sees the same pointer.
     llvm::IRBuilder<> at_entry(&entry_->getEntryBlock(), entry_->getEntryBlock().begin());
     llvm::Value* at = at_entry.CreateConstInBoundsGEP1_64(at_entry.getPtrTy(), entry_->getArg(0), static_cast<uint64_t>(slot));
-    return slot_ptrs_[slot] = at_entry.CreateLoad(at_entry.getPtrTy(), at, p_.slots[static_cast<size_t>(slot)].name);
+    llvm::Value* loaded = at_entry.CreateLoad(at_entry.getPtrTy(), at, p_.slots[static_cast<size_t>(slot)].name);
+    slot_instructions_ += llvm::isa<llvm::Instruction>(at) + llvm::isa<llvm::Instruction>(loaded);  // see entry_size
+    return slot_ptrs_[slot] = loaded;
   }
 
   llvm::Value* pointer(const Location& l) {
@@ -853,7 +856,7 @@ class FunctionEmitter {
     for (int32_t code : body.nonfinite_codes()) p_.errors_after_update[static_cast<size_t>(code - 1)] = true;
     k.b.CreateRet(k.status());
     scratch_bytes_ = std::max(scratch_bytes_, body.scratch_bytes());
-    if (llvm::Function* same = emitted_before(fn, kernel)) {
+    if (llvm::Function* same = emitted_before(fn, kernel, k.can_fail())) {
       fn = same;
       here = fn->getParent() == &m_;
     }
@@ -876,23 +879,57 @@ class FunctionEmitter {
   // the entry point calls the earlier one, so O3 runs once per distinct kernel. (Kernels that
   // can fail return codes of their own, so they never match; conv kernels keep their constants
   // in globals and are not compared.)
-  llvm::Function* emitted_before(llvm::Function* fn, const Kernel& kernel) {
-    if (kernel.kind == KernelKind::Conv) return nullptr;
-    std::string name = fn->getName().str();
-    std::vector<llvm::Function*> made;  // fn and the helpers emitted with it (fn's tasks)
+  llvm::Function* emitted_before(llvm::Function* fn, const Kernel& kernel, bool can_fail) {
+    if (kernel.kind == KernelKind::Conv || can_fail || !dedupe_kernels()) return nullptr;
+    Emitted e{fn, {}, {}};
+    uint64_t instructions = 0, blocks = 0;
     for (auto it = fn->getIterator(); it != fn->getParent()->end(); ++it)
-      if (it->getName().starts_with(name)) made.push_back(&*it);
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    for (llvm::Function* f : made) f->print(os);
+      if (it->getName().starts_with(fn->getName())) {
+        e.made.push_back(&*it);
+        instructions += it->getInstructionCount();
+        blocks += it->size();
+      }
+    // Printed only when an earlier kernel has as many instructions and blocks.
+    std::vector<Emitted>& alike = emitted_[{instructions, blocks}];
+    if (!alike.empty()) {
+      code_text(e);
+      for (Emitted& earlier : alike)
+        if (code_text(earlier) == e.text) {
+          for (auto f = e.made.rbegin(); f != e.made.rend(); ++f) (*f)->eraseFromParent();
+          return earlier.fn;
+        }
+    }
+    alike.push_back(std::move(e));
+    return nullptr;
+  }
+
+  // GRADC_KERNEL_DEDUPE=0 emits every kernel's code (scripts/compare_dumps then proves the
+  // rest of emission unchanged).
+  static bool dedupe_kernels() {
+    const char* flag = std::getenv("GRADC_KERNEL_DEDUPE");
+    return !flag || std::string_view(flag) != "0";
+  }
+
+  struct Emitted {
+    llvm::Function* fn;
+    std::vector<llvm::Function*> made;  // fn and the helpers emitted with it (its tasks)
+    std::string text;                   // their code, fn's name set aside (once asked for)
+  };
+
+  const std::string& code_text(Emitted& e) {
+    if (!e.text.empty()) return e.text;
+    std::string printed;
+    llvm::raw_string_ostream os(printed);
+    for (llvm::Function* f : e.made) f->print(os);
     os.flush();
-    for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + 1)) text.replace(at, name.size(), "K");
-    for (size_t at = text.find("define internal "); at != std::string::npos; at = text.find("define internal ", at))
-      text.replace(at, 16, "define ");
-    auto [it, fresh] = kernel_by_code_.emplace(std::move(text), fn);
-    if (fresh) return nullptr;
-    for (auto f = made.rbegin(); f != made.rend(); ++f) (*f)->eraseFromParent();
-    return it->second;
+    std::string_view name = e.fn->getName(), rest = printed;
+    e.text.reserve(printed.size());
+    for (size_t at; (at = rest.find(name)) != std::string_view::npos; rest.remove_prefix(at + name.size()))
+      e.text.append(rest.substr(0, at)).append("K");
+    e.text.append(rest);
+    for (size_t at = e.text.find("define internal "); at != std::string::npos; at = e.text.find("define internal ", at))
+      e.text.replace(at, 16, "define ");  // a kernel in the entry point's part is internal
+    return e.text;
   }
 
   // Stops the step before any param or state changes (the schedule puts the loss first) when
@@ -945,9 +982,35 @@ class FunctionEmitter {
       if (c.last != entry_) c.instructions += c.last->getInstructionCount();
     }
     uint64_t n = c.instructions;
-    if (entry_ && entry_->getParent() == &m)
-      for (const llvm::BasicBlock& bb : *entry_) n += bb.size();
+    if (entry_ && entry_->getParent() == &m) {
+      n += entry_size();
+#ifndef NDEBUG
+      uint64_t all = 0;
+      for (const llvm::BasicBlock& bb : *entry_) all += bb.size();
+      GRADC_ASSERT(all == entry_size(), "the entry point has {} instructions, counted {}", all, entry_size());
+#endif
+    }
     return n;
+  }
+
+  // The entry point's instructions, counted as it grows: a block the builder has left is
+  // finished (counted once), but for the entry block, which gains each slot's pointer
+  // (slot_instructions_) when it is first used, and the fail block, empty until the end.
+  uint64_t entry_size() {
+    llvm::BasicBlock* current = b_->GetInsertBlock();
+    llvm::BasicBlock* first = &entry_->getEntryBlock();
+    auto next = entry_scanned_ ? std::next(entry_scanned_->getIterator()) : entry_->begin();
+    for (; next != entry_->end() && &*next != current; ++next) {
+      entry_scanned_ = &*next;
+      if (entry_scanned_ == first) {
+        first_size_ = first->size();
+        first_slots_ = slot_instructions_;
+      } else if (entry_scanned_ != fail_) {
+        entry_finished_ += entry_scanned_->size();
+      }
+    }
+    if (current == first) return first->size();
+    return entry_finished_ + first_size_ + (slot_instructions_ - first_slots_) + current->size();
   }
 
   llvm::Module& lightest_part() {
@@ -982,7 +1045,9 @@ class FunctionEmitter {
   std::map<const llvm::Module*, Counted> counted_;  // see code_size
   std::map<std::pair<std::string, SlotKind>, size_t> slot_index_;  // p_.slots by name and kind,
   size_t slots_indexed_ = 0;                                        // up to this one
-  std::unordered_map<std::string, llvm::Function*> kernel_by_code_;  // see emitted_before
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<Emitted>> emitted_;  // by instructions and blocks: see emitted_before
+  uint64_t slot_instructions_ = 0, entry_finished_ = 0, first_size_ = 0, first_slots_ = 0;  // see entry_size
+  llvm::BasicBlock* entry_scanned_ = nullptr;
 };
 
 }  // namespace
