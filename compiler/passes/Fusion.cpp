@@ -194,8 +194,11 @@ class Fuser {
   // ---- Merging. While kernels merge, a kernel index names a set of members (a union-find
   // over the kernels as placed: root_at_[index], the root's index_of_); the kernels' dependence
   // graph is the quotient of the nodes' reads, kept as edge lists on each root, and a
-  // topological order of it (pos_) is kept as kernels merge (Pearce and Kelly's, for contracting
-  // an edge), so that "would merging p and q make a cycle" is a search bounded by the order.
+  // topological order of it (KernelSet::pos, order_) is kept as kernels merge (after Pearce and
+  // Kelly's, for contracting an edge), so that "would merging p and q make a cycle" is a search
+  // bounded by the order: issue 14 found the old path search over readers_of cubic (1,000
+  // chained ops ran past two minutes). The result is the old one exactly, merge for merge
+  // (scripts/compare_dumps).
 
   struct KernelSet {
     std::vector<ValueId> members;
