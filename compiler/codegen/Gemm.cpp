@@ -9,11 +9,14 @@
 namespace gradc::codegen {
 
 int64_t host_vector_lanes() {
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  auto has = [&](const char* f) { return features.lookup(f); };
-  if (has("avx512f")) return 16;
-  if (has("avx2") && has("fma")) return 8;
-  return 4;
+  static const int64_t lanes = [] {  // asked once: the host does not change, and asking costs a CPUID walk
+    llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+    auto has = [&](const char* f) { return features.lookup(f); };
+    if (has("avx512f")) return int64_t{16};
+    if (has("avx2") && has("fma")) return int64_t{8};
+    return int64_t{4};
+  }();
+  return lanes;
 }
 
 GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_transposed, bool b_transposed, int64_t lanes) {

@@ -1,8 +1,10 @@
 #include "codegen/ModuleEmitter.h"
 
+#include <cstdlib>
 #include <map>
 #include <numeric>
 #include <set>
+#include <unordered_map>
 
 #include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Verifier.h>
@@ -792,15 +794,16 @@ class FunctionEmitter {
  private:
   int32_t add_slot(const std::string& name, SlotKind kind, const TensorType& type, InitSpec init, bool used = true) {
     uint8_t use = used ? use_ : 0;
-    for (size_t i = 0; i < p_.slots.size(); ++i) {
-      Slot& s = p_.slots[i];
-      if (s.name == name && s.kind == kind) {
-        GRADC_ASSERT(s.type == type, "slot '{}' is {} in one entry point and {} in the other", name, s.type, type);
-        s.uses |= use;
-        return static_cast<int32_t>(i);
-      }
+    for (; slots_indexed_ < p_.slots.size(); ++slots_indexed_)  // slots the other entry point added
+      slot_index_.emplace(std::pair(p_.slots[slots_indexed_].name, p_.slots[slots_indexed_].kind), slots_indexed_);
+    if (auto it = slot_index_.find(std::pair(name, kind)); it != slot_index_.end()) {
+      Slot& s = p_.slots[it->second];
+      GRADC_ASSERT(s.type == type, "slot '{}' is {} in one entry point and {} in the other", name, s.type, type);
+      s.uses |= use;
+      return static_cast<int32_t>(it->second);
     }
     p_.slots.push_back({name, kind, type, std::move(init), use});
+    slot_index_.emplace(std::pair(name, kind), slots_indexed_++);
     return static_cast<int32_t>(p_.slots.size() - 1);
   }
 
@@ -814,7 +817,9 @@ class FunctionEmitter {
     // Loaded once, in the entry block, so that every use sees the same pointer.
     llvm::IRBuilder<> at_entry(&entry_->getEntryBlock(), entry_->getEntryBlock().begin());
     llvm::Value* at = at_entry.CreateConstInBoundsGEP1_64(at_entry.getPtrTy(), entry_->getArg(0), static_cast<uint64_t>(slot));
-    return slot_ptrs_[slot] = at_entry.CreateLoad(at_entry.getPtrTy(), at, p_.slots[static_cast<size_t>(slot)].name);
+    llvm::Value* loaded = at_entry.CreateLoad(at_entry.getPtrTy(), at, p_.slots[static_cast<size_t>(slot)].name);
+    slot_instructions_ += llvm::isa<llvm::Instruction>(at) + llvm::isa<llvm::Instruction>(loaded);  // see entry_size
+    return slot_ptrs_[slot] = loaded;
   }
 
   llvm::Value* pointer(const Location& l) {
@@ -875,18 +880,80 @@ class FunctionEmitter {
     for (int32_t code : body.nonfinite_codes()) p_.errors_after_update[static_cast<size_t>(code - 1)] = true;
     k.b.CreateRet(k.status());
     scratch_bytes_ = std::max(scratch_bytes_, body.scratch_bytes());
+    if (llvm::Function* same = emitted_before(fn, kernel, k.can_fail())) {
+      fn = same;
+      here = fn->getParent() == &m_;
+    }
 
     std::vector<llvm::Value*> call_args;
     for (const Location& l : places) call_args.push_back(pointer(l));
     call_args.push_back(b_->CreateConstInBoundsGEP1_64(b_->getInt8Ty(), entry_->getArg(1), static_cast<uint64_t>(scratch_offset())));
     call_args.push_back(entry_->getArg(2));
-    llvm::FunctionCallee callee = here ? llvm::FunctionCallee(fn) : m_.getOrInsertFunction(name, kernel_type(ctx));
+    llvm::FunctionCallee callee = here ? llvm::FunctionCallee(fn) : m_.getOrInsertFunction(fn->getName(), kernel_type(ctx));
     llvm::Value* status = b_->CreateCall(callee, call_args);
     if (!k.can_fail()) return;
     llvm::BasicBlock* ok = llvm::BasicBlock::Create(ctx, "ok", entry_);
     failures_.emplace_back(b_->GetInsertBlock(), status);
     b_->CreateCondBr(b_->CreateICmpNE(status, b_->getInt32(0)), fail_, ok);
     b_->SetInsertPoint(ok);
+  }
+
+  // A kernel whose code is the same as an earlier one's, names aside (a deep MLP's layers of one
+  // width, their backward GEMMs), is not compiled twice: its function and helpers are erased and
+  // the entry point calls the earlier one, so O3 runs once per distinct kernel. (Kernels that
+  // can fail return codes of their own, so they never match; conv kernels keep their constants
+  // in globals and are not compared.)
+  llvm::Function* emitted_before(llvm::Function* fn, const Kernel& kernel, bool can_fail) {
+    if (kernel.kind == KernelKind::Conv || can_fail || !dedupe_kernels()) return nullptr;
+    Emitted e{fn, {}, {}};
+    uint64_t instructions = 0, blocks = 0;
+    for (auto it = fn->getIterator(); it != fn->getParent()->end(); ++it)
+      if (it->getName().starts_with(fn->getName())) {
+        e.made.push_back(&*it);
+        instructions += it->getInstructionCount();
+        blocks += it->size();
+      }
+    // Printed only when an earlier kernel has as many instructions and blocks.
+    std::vector<Emitted>& alike = emitted_[{instructions, blocks}];
+    if (!alike.empty()) {
+      code_text(e);
+      for (Emitted& earlier : alike)
+        if (code_text(earlier) == e.text) {
+          for (auto f = e.made.rbegin(); f != e.made.rend(); ++f) (*f)->eraseFromParent();
+          return earlier.fn;
+        }
+    }
+    alike.push_back(std::move(e));
+    return nullptr;
+  }
+
+  // GRADC_KERNEL_DEDUPE=0 emits every kernel's code (scripts/compare_dumps then proves the
+  // rest of emission unchanged).
+  static bool dedupe_kernels() {
+    const char* flag = std::getenv("GRADC_KERNEL_DEDUPE");
+    return !flag || std::string_view(flag) != "0";
+  }
+
+  struct Emitted {
+    llvm::Function* fn;
+    std::vector<llvm::Function*> made;  // fn and the helpers emitted with it (its tasks)
+    std::string text;                   // their code, fn's name set aside (once asked for)
+  };
+
+  const std::string& code_text(Emitted& e) {
+    if (!e.text.empty()) return e.text;
+    std::string printed;
+    llvm::raw_string_ostream os(printed);
+    for (llvm::Function* f : e.made) f->print(os);
+    os.flush();
+    std::string_view name = e.fn->getName(), rest = printed;
+    e.text.reserve(printed.size());
+    for (size_t at; (at = rest.find(name)) != std::string_view::npos; rest.remove_prefix(at + name.size()))
+      e.text.append(rest.substr(0, at)).append("K");
+    e.text.append(rest);
+    for (size_t at = e.text.find("define internal "); at != std::string::npos; at = e.text.find("define internal ", at))
+      e.text.replace(at, 16, "define ");  // a kernel in the entry point's part is internal
+    return e.text;
   }
 
   // Stops the step before any param or state changes (the schedule puts the loss first) when
@@ -927,10 +994,57 @@ class FunctionEmitter {
     b_->CreateCall(fn, args);
   }
 
+  // Counting every module's instructions for each kernel made emission quadratic: a function is
+  // counted once, when it is finished (each kernel's are, before the next is chosen), and the
+  // entry point, which grows a call per kernel, is counted afresh (without the per-instruction
+  // filter of getInstructionCount: gradc emits no debug records).
+  uint64_t code_size(llvm::Module& m) {
+    Counted& c = counted_[&m];
+    auto next = c.last ? std::next(c.last->getIterator()) : m.begin();
+    for (; next != m.end(); ++next) {
+      c.last = &*next;
+      if (c.last != entry_) c.instructions += c.last->getInstructionCount();
+    }
+    uint64_t n = c.instructions;
+    if (entry_ && entry_->getParent() == &m) {
+      n += entry_size();
+#ifndef NDEBUG
+      uint64_t all = 0;
+      for (const llvm::BasicBlock& bb : *entry_) all += bb.size();
+      GRADC_ASSERT(all == entry_size(), "the entry point has {} instructions, counted {}", all, entry_size());
+#endif
+    }
+    return n;
+  }
+
+  // The entry point's instructions, counted as it grows: a block the builder has left is
+  // finished (counted once), but for the entry block, which gains each slot's pointer
+  // (slot_instructions_) when it is first used, and the fail block, empty until the end.
+  uint64_t entry_size() {
+    llvm::BasicBlock* current = b_->GetInsertBlock();
+    llvm::BasicBlock* first = &entry_->getEntryBlock();
+    auto next = entry_scanned_ ? std::next(entry_scanned_->getIterator()) : entry_->begin();
+    for (; next != entry_->end() && &*next != current; ++next) {
+      entry_scanned_ = &*next;
+      if (entry_scanned_ == first) {
+        first_size_ = first->size();
+        first_slots_ = slot_instructions_;
+      } else if (entry_scanned_ != fail_) {
+        entry_finished_ += entry_scanned_->size();
+      }
+    }
+    if (current == first) return first->size();
+    return entry_finished_ + first_size_ + (slot_instructions_ - first_slots_) + current->size();
+  }
+
   llvm::Module& lightest_part() {
     llvm::Module* best = &m_;
-    for (ModulePart* part : parts_)
-      if (part->module->getInstructionCount() < best->getInstructionCount()) best = part->module.get();
+    uint64_t best_size = 0;
+    for (ModulePart* part : parts_) {
+      uint64_t size = code_size(*part->module);
+      if (part->module.get() == &m_) best_size = size;
+      else if (size < best_size) best = part->module.get(), best_size = size;
+    }
     return *best;
   }
 
@@ -948,6 +1062,16 @@ class FunctionEmitter {
   std::map<int32_t, llvm::Value*> slot_ptrs_;
   int64_t scratch_bytes_ = 0;
   std::map<ValueId, std::string> checked_;  // new values of params: checked for NaN and infinities
+  struct Counted {
+    llvm::Function* last = nullptr;  // functions up to it are counted
+    uint64_t instructions = 0;       // theirs, the entry point's aside
+  };
+  std::map<const llvm::Module*, Counted> counted_;  // see code_size
+  std::map<std::pair<std::string, SlotKind>, size_t> slot_index_;  // p_.slots by name and kind,
+  size_t slots_indexed_ = 0;                                        // up to this one
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<Emitted>> emitted_;  // by instructions and blocks: see emitted_before
+  uint64_t slot_instructions_ = 0, entry_finished_ = 0, first_size_ = 0, first_slots_ = 0;  // see entry_size
+  llvm::BasicBlock* entry_scanned_ = nullptr;
 };
 
 }  // namespace

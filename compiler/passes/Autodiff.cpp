@@ -1,5 +1,7 @@
 #include "passes/Autodiff.h"
 
+#include <unordered_set>
+
 #include "passes/Gradients.h"
 
 namespace gradc {
@@ -23,9 +25,11 @@ std::vector<bool> path_from_params_to(const Graph& g, ValueId loss) {
   return on_path;
 }
 
-std::string unused_name(const Graph& g, const std::string& base) {
+// `base`, or `base1`, `base2`, ... : the first that no node is named (`taken` holds every name).
+std::string unused_name(std::unordered_set<std::string>& taken, const std::string& base) {
   std::string name = base;
-  for (int i = 1; g.find(name); ++i) name = fmt::format("{}{}", base, i);
+  for (int i = 1; taken.count(name); ++i) name = fmt::format("{}{}", base, i);
+  taken.insert(name);
   return name;
 }
 
@@ -59,11 +63,14 @@ Differentiated differentiate(Graph g) {
   }
 
   Differentiated out;
+  std::unordered_set<std::string> taken;
+  for (const Node& n : g.nodes)
+    if (!n.name.empty()) taken.insert(n.name);
   for (ValueId p : g.leaves(NodeKind::Param)) {
     if (!adjoint[p]) continue;
     ValueId grad = *adjoint[p];
     Node& n = g[grad];
-    if (n.name.empty() && n.kind == NodeKind::Op) n.name = unused_name(g, g[p].name + ".grad");
+    if (n.name.empty() && n.kind == NodeKind::Op) n.name = unused_name(taken, g[p].name + ".grad");
     out.grads.push_back({p, grad});
   }
   out.graph = std::move(g);

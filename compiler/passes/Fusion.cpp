@@ -2,13 +2,15 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
+#include <queue>
 #include <set>
+#include <unordered_set>
 
 namespace gradc {
 
 namespace {
 
-bool has(const std::vector<ValueId>& v, ValueId id) { return std::find(v.begin(), v.end(), id) != v.end(); }
 
 class Fuser {
  public:
@@ -22,12 +24,21 @@ class Fuser {
     placed_sources_.assign(g_.nodes.size(), {});
     placed_sources_done_.assign(g_.nodes.size(), false);
     if (fuse_) merge_along_edges();
+    is_result_.assign(g_.nodes.size(), false);
+    for (const Output& o : g_.outputs) is_result_[at(o.value)] = true;
+    for (const Assign& a : g_.assigns) is_result_[at(a.value)] = true;
     place_scalars();
     KernelProgram p;
-    for (Kernel& k : kernels_) collect_inputs(k);
+    sorted_members_.assign(kernels_.size(), {});
+    for (size_t k = 0; k < kernels_.size(); ++k) {
+      sorted_members_[k] = kernels_[k].members;
+      std::sort(sorted_members_[k].begin(), sorted_members_[k].end());
+    }
+    for (size_t k = 0; k < kernels_.size(); ++k) collect_inputs(k);
+    read_from_memory_.assign(g_.nodes.size(), false);
     for (const Kernel& k : kernels_)
-      for (ValueId v : k.inputs) read_from_memory_.insert(v);
-    for (Kernel& k : kernels_) finish(k);
+      for (ValueId v : k.inputs) read_from_memory_[at(v)] = true;
+    for (size_t k = 0; k < kernels_.size(); ++k) finish(k);
     order_kernels();
     p.kernels = std::move(kernels_);
     p.graph = std::move(g_);
@@ -49,7 +60,7 @@ class Fuser {
     for (ValueId id = 0; id < g_.size(); ++id)
       if (live_[at(id)])
         for (ValueId a : g_[id].args)
-          if (!has(users_[at(a)], id)) users_[at(a)].push_back(id);
+          if (users_[at(a)].empty() || users_[at(a)].back() != id) users_[at(a)].push_back(id);  // ids ascend
   }
 
   bool is_op(ValueId id, OpKind op) const { return g_[id].kind == NodeKind::Op && g_[id].op == op; }
@@ -180,41 +191,105 @@ class Fuser {
     }
   }
 
-  // The kernels that read kernel k's members directly.
-  std::set<int> readers_of(int k) const {
-    std::set<int> out;
-    for (size_t j = 0; j < kernels_.size(); ++j) {
-      if (static_cast<int>(j) == k || kernels_[j].members.empty()) continue;
-      std::set<int> from;
-      for (ValueId m : kernels_[j].members) {
-        if (is_head(kernels_[j], m)) {
-          sources(kernels_[j].a, from);
-          sources(kernels_[j].b, from);
-        } else if (kernels_[j].kind == KernelKind::RowWise && form_of(m) == Form::Row) {
-          for (ValueId a : g_[m].args) sources(a, from);
-        } else {
-          for (ValueId a : g_[m].args) sources(a, from);
-        }
-      }
-      if (from.count(k)) out.insert(static_cast<int>(j));
+  // ---- Merging. While kernels merge, a kernel index names a set of members (a union-find
+  // over the kernels as placed: root_at_[index], the root's index_of_); the kernels' dependence
+  // graph is the quotient of the nodes' reads, kept as edge lists on each root, and a
+  // topological order of it (KernelSet::pos, order_) is kept as kernels merge (after Pearce and
+  // Kelly's, for contracting an edge), so that "would merging p and q make a cycle" is a search
+  // bounded by the order: issue 14 found the old path search over readers_of cubic (1,000
+  // chained ops ran past two minutes). The result is the old one exactly, merge for merge
+  // (scripts/compare_dumps).
+
+  struct KernelSet {
+    std::vector<ValueId> members;
+    std::vector<int> readers, read;                  // kernels (as placed: find() them) it feeds, it reads
+    std::vector<ValueId> reductions;                 // members that are reductions
+    std::unordered_set<ValueId> reads_reductions;    // the reductions its members read, through scalars and views
+    int64_t pos = 0;                                 // place in the topological order
+  };
+
+  int find(int r) {
+    while (parent_[static_cast<size_t>(r)] != r) {
+      int up = parent_[static_cast<size_t>(parent_[static_cast<size_t>(r)])];
+      parent_[static_cast<size_t>(r)] = up;
+      r = up;
     }
-    return out;
+    return r;
+  }
+  KernelSet& set(int root) { return sets_[static_cast<size_t>(root)]; }
+  // The kernel index that holds `id` now, or -1.
+  int kernel_now(ValueId id) {
+    int placed = kernel_of_[at(id)];
+    return placed < 0 ? -1 : index_of_[static_cast<size_t>(find(placed))];
   }
 
-  // Is there a path from kernel `from` to kernel `to` through some other kernel?
-  bool indirect_path(int from, int to) const {
-    std::vector<int> stack;
-    std::set<int> seen;
-    for (int r : readers_of(from))
-      if (r != to) stack.push_back(r);
-    while (!stack.empty()) {
-      int k = stack.back();
-      stack.pop_back();
-      if (k == to) return true;
-      if (!seen.insert(k).second) continue;
-      for (int r : readers_of(k)) stack.push_back(r);
+  // A depth-first search over one side of the edges from `start`, within the positions between
+  // start and `target` (forward: what start reaches; backward: what reaches start), one edge a
+  // step, so that two of them can run in turns. `hit`: an edge reaches target from a node other
+  // than start (a path through some other kernel). A search that ends without a hit has found
+  // every such node.
+  struct Search {
+    bool forward;
+    int start, target;
+    std::vector<int>* seen;  // marks: == epoch when found
+    uint32_t epoch;
+    std::vector<std::pair<int, size_t>> stack{};  // a root and the next entry of its list
+    std::vector<int> found{};
+    bool hit = false;
+    bool ended() const { return hit || stack.empty(); }
+  };
+
+  void step(Search& s) {
+    auto [r, i] = s.stack.back();
+    std::vector<int>& list = s.forward ? set(r).readers : set(r).read;
+    if (i == list.size()) {  // every entry seen: drop stale and repeated ones
+      ++mark_epoch_;
+      size_t kept = 0;
+      for (int x : list) {
+        int y = find(x);
+        if (y == r || mark_[static_cast<size_t>(y)] == mark_epoch_) continue;
+        mark_[static_cast<size_t>(y)] = mark_epoch_;
+        list[kept++] = y;
+      }
+      list.resize(kept);
+      s.stack.pop_back();
+      return;
     }
-    return false;
+    ++s.stack.back().second;
+    int x = find(list[i]);
+    list[i] = x;
+    if (x == r) return;
+    if (x == s.target) {
+      s.hit = s.hit || r != s.start;
+      return;
+    }
+    std::vector<int>& seen = *s.seen;
+    if (seen[static_cast<size_t>(x)] == static_cast<int>(s.epoch)) return;
+    int64_t limit = set(s.target).pos;
+    if (s.forward ? set(x).pos >= limit : set(x).pos <= limit) return;
+    seen[static_cast<size_t>(x)] = static_cast<int>(s.epoch);
+    s.found.push_back(x);
+    s.stack.emplace_back(x, 0);
+  }
+
+  // Is there a path from root u to root v (u before v) through some other kernel? Searches
+  // forward from u and backward from v in turns, so it costs about twice the cheaper one;
+  // `complete` gets the search that ended without a hit (its `found` is whole).
+  bool indirect_path(int u, int v, Search* complete = nullptr) {
+    ++seen_epoch_;
+    Search f{true, u, v, &seen_forward_, seen_epoch_}, b{false, v, u, &seen_backward_, seen_epoch_};
+    f.stack.emplace_back(u, 0);
+    b.stack.emplace_back(v, 0);
+    while (true) {
+      for (Search* s : {&f, &b}) {
+        step(*s);
+        if (s->hit) return true;
+        if (s->stack.empty()) {
+          if (complete) *complete = std::move(*s);
+          return false;
+        }
+      }
+    }
   }
 
   // The values in kernels that `id` reads: itself when a kernel computes it, else (a view, a
@@ -239,15 +314,17 @@ class Fuser {
     return placed_sources_[at(id)];
   }
 
-  // Does a member of `k` read a reduction computed in kernel `other`, directly or through
+  // Does a member of kernel k read a reduction computed in kernel `other`, directly or through
   // scalars and views (clip_norm's scale reads the sum of every gradient's squares)? A reduction
   // is whole only after its kernel's loop, so the two cannot share one loop.
-  bool reads_reduction_of(const Kernel& k, int other) {
-    for (ValueId m : k.members)
-      for (ValueId a : g_[m].args)
-        for (ValueId s : placed_sources(a))
-          if (kernel_of_[at(s)] == other && is_reduction(s)) return true;
-    return false;
+  bool reads_reduction_of(int k, int other) {
+    int rk = root_at_[static_cast<size_t>(k)], ro = root_at_[static_cast<size_t>(other)];
+    if (rk < 0 || ro < 0) return false;
+    const std::unordered_set<ValueId>& reads = set(rk).reads_reductions;
+    const std::vector<ValueId>& in_other = set(ro).reductions;
+    if (in_other.size() <= reads.size())
+      return std::any_of(in_other.begin(), in_other.end(), [&](ValueId r) { return reads.count(r) > 0; });
+    return std::any_of(reads.begin(), reads.end(), [&](ValueId r) { return kernel_now(r) == other; });
   }
 
   // A MatMul, Conv or RowWise kernel starts from operands in memory (its head), then runs the
@@ -255,11 +332,14 @@ class Fuser {
   static bool headed(const Kernel& k) { return has_head_operands(k) || k.kind == KernelKind::RowWise; }
 
   // Does kernel `from` produce what kernel k's head reads?
-  bool feeds_head(int from, const Kernel& k) const {
-    std::set<int> src;
-    if (has_head_operands(k)) sources(k.a, src), sources(k.b, src);
-    if (k.kind == KernelKind::RowWise) sources(k.rows, src);
-    return src.count(from) > 0;
+  bool feeds_head(int from, const Kernel& k) {
+    auto feeds = [&](ValueId v) {
+      const std::vector<ValueId>& src = placed_sources(v);
+      return std::any_of(src.begin(), src.end(), [&](ValueId s) { return kernel_now(s) == from; });
+    };
+    if (has_head_operands(k)) return feeds(k.a) || feeds(k.b);
+    if (k.kind == KernelKind::RowWise) return feeds(k.rows);
+    return false;
   }
 
   bool can_merge(int p, int q) {
@@ -268,17 +348,122 @@ class Fuser {
     bool rows_pair = kp.kind == KernelKind::RowWise && kq.kind == KernelKind::RowWise && kp.rows == kq.rows;
     if (headed(kp) && headed(kq) && !rows_pair) return false;
     if ((headed(kp) && feeds_head(q, kp)) || (headed(kq) && feeds_head(p, kq))) return false;
-    return !reads_reduction_of(kq, p) && !reads_reduction_of(kp, q) && !indirect_path(p, q) && !indirect_path(q, p);
+    if (reads_reduction_of(q, p) || reads_reduction_of(p, q)) return false;
+    int rp = root_at_[static_cast<size_t>(p)], rq = root_at_[static_cast<size_t>(q)];
+    if (rp < 0 || rq < 0) return true;  // an index emptied by an earlier merge: nothing reads or feeds it
+    return set(rp).pos < set(rq).pos ? !indirect_path(rp, rq) : !indirect_path(rq, rp);
   }
 
-  // Moves the members of one kernel into the other (into the headed one, if either is).
+  // The order once roots u and v (u first) become one: the merged kernel takes u's place and
+  // what reaches v moves just before it, or it takes v's place and what u reaches moves just
+  // after it, whichever search ended first (the moved keep their order). Returns its place.
+  int64_t reorder(int u, int v) {
+    Search side{};
+    bool cycle = indirect_path(u, v, &side);
+    GRADC_ASSERT(!cycle, "fusion: merging two kernels would make a cycle");
+    std::vector<int>& moved = side.found;
+    std::sort(moved.begin(), moved.end(), [&](int a, int b) { return set(a).pos < set(b).pos; });
+    while (true) {
+      int64_t merged = set(side.forward ? v : u).pos;
+      auto next = side.forward ? order_.upper_bound(merged) : order_.lower_bound(merged);
+      bool none = side.forward ? next == order_.end() : next == order_.begin();
+      int64_t other = none ? merged + (side.forward ? kSpacing : -kSpacing) : side.forward ? next->first : std::prev(next)->first;
+      int64_t gap = side.forward ? other - merged : merged - other, n = static_cast<int64_t>(moved.size());
+      if (gap <= n) {  // no room between the two: spread every position out again
+        renumber();
+        continue;
+      }
+      order_.erase(set(u).pos);
+      order_.erase(set(v).pos);
+      for (int r : moved) order_.erase(set(r).pos);
+      int64_t lo = side.forward ? merged : other;
+      for (int64_t i = 0; i < n; ++i) {
+        int r = moved[static_cast<size_t>(i)];
+        set(r).pos = lo + (i + 1) * gap / (n + 1);
+        order_.emplace(set(r).pos, r);
+      }
+      return merged;
+    }
+  }
+
+  void renumber() {
+    std::map<int64_t, int> order;
+    int64_t at = 0;
+    for (auto [pos, r] : order_) {
+      at += kSpacing;
+      set(r).pos = at;
+      order.emplace_hint(order.end(), at, r);
+    }
+    order_ = std::move(order);
+  }
+
+  // Moves the members of one kernel into the other (into the headed one, if either is): the
+  // smaller set joins the larger, the merged kernel keeps the index it merges into, and the
+  // order is repaired around it (what reaches the later of the two moves before it, what the
+  // earlier one reaches moves after it; both only within the positions they held).
   void merge(int p, int q) {
     if (headed(kernels_[static_cast<size_t>(q)]) && !headed(kernels_[static_cast<size_t>(p)])) std::swap(p, q);
-    Kernel &into = kernels_[static_cast<size_t>(p)], &from = kernels_[static_cast<size_t>(q)];
-    for (ValueId m : from.members) kernel_of_[at(m)] = p;
-    into.members.insert(into.members.end(), from.members.begin(), from.members.end());
-    sort_members(into);
-    from.members.clear();
+    int rp = root_at_[static_cast<size_t>(p)], rq = root_at_[static_cast<size_t>(q)];
+    if (rq < 0) return;  // nothing to move
+    root_at_[static_cast<size_t>(q)] = -1;
+    if (rp < 0) {  // p was emptied before: q's members now live at p
+      root_at_[static_cast<size_t>(p)] = rq;
+      index_of_[static_cast<size_t>(rq)] = p;
+      return;
+    }
+    int64_t merged_pos = reorder(set(rp).pos < set(rq).pos ? rp : rq, set(rp).pos < set(rq).pos ? rq : rp);
+    int big = rp, small = rq;
+    if (set(big).members.size() < set(small).members.size()) std::swap(big, small);
+    parent_[static_cast<size_t>(small)] = big;
+    KernelSet &into = set(big), &from = set(small);
+    auto append = [](auto& to, auto& more) {
+      if (to.size() < more.size()) std::swap(to, more);
+      to.insert(to.end(), more.begin(), more.end());
+      more.clear();
+      more.shrink_to_fit();
+    };
+    append(into.members, from.members);
+    append(into.readers, from.readers);
+    append(into.read, from.read);
+    append(into.reductions, from.reductions);
+    if (into.reads_reductions.size() < from.reads_reductions.size()) std::swap(into.reads_reductions, from.reads_reductions);
+    into.reads_reductions.insert(from.reads_reductions.begin(), from.reads_reductions.end());
+    from.reads_reductions = {};
+    into.pos = merged_pos;
+    order_.emplace(merged_pos, big);
+    root_at_[static_cast<size_t>(p)] = big;
+    index_of_[static_cast<size_t>(big)] = p;
+  }
+
+  // One set per kernel as placed, its edges from what its member reads, in the order placed
+  // (a topological one: operands come before their users).
+  void start_merging() {
+    size_t n = kernels_.size();
+    parent_.resize(n);
+    std::iota(parent_.begin(), parent_.end(), 0);
+    index_of_ = parent_;
+    root_at_ = parent_;
+    sets_.assign(n, {});
+    mark_.assign(n, 0);
+    seen_forward_.assign(n, -1);
+    seen_backward_.assign(n, -1);
+    for (size_t k = 0; k < n; ++k) {
+      KernelSet& s = sets_[k];
+      s.members = kernels_[k].members;
+      s.pos = static_cast<int64_t>(k + 1) * kSpacing;
+      order_.emplace_hint(order_.end(), s.pos, static_cast<int>(k));
+      for (ValueId m : s.members) {
+        if (is_reduction(m)) s.reductions.push_back(m);
+        for (ValueId a : g_[m].args)
+          for (ValueId src : placed_sources(a)) {
+            int from = kernel_of_[at(src)];
+            if (is_reduction(src)) s.reads_reductions.insert(src);
+            if (from == static_cast<int>(k)) continue;
+            s.read.push_back(from);
+            sets_[static_cast<size_t>(from)].readers.push_back(static_cast<int>(k));
+          }
+      }
+    }
   }
 
   // Merges the consumer of each edge into its producer's kernel where both are loop nests over
@@ -286,59 +471,72 @@ class Fuser {
   // the consumer's kernel holds no matmul (its operands would have to be computed first), and
   // no path between the two leaves the pair (which would make a cycle).
   void merge_along_edges() {
+    start_merging();
+    std::vector<int> rowwise;  // the RowWise kernels' indices
+    for (size_t k = 0; k < kernels_.size(); ++k)
+      if (kernels_[k].kind == KernelKind::RowWise) rowwise.push_back(static_cast<int>(k));
     for (ValueId c = 0; c < g_.size(); ++c) {
       if (!is_candidate(c)) continue;
       Form form = form_of(c);
       if (form == Form::Row) {  // rows normalized twice (softmax and the loss): one pass over them
-        for (size_t k = 0; k < kernels_.size(); ++k) {
-          int p = static_cast<int>(k), q = kernel_of_[at(c)];
-          if (p != q && kernels_[k].kind == KernelKind::RowWise && kernels_[k].rows == g_[c].args[0] && can_merge(p, q))
-            merge(p, q);
+        for (int p : rowwise) {
+          int q = kernel_now(c);
+          if (p != q && kernels_[static_cast<size_t>(p)].rows == g_[c].args[0] && can_merge(p, q)) merge(p, q);
         }
         continue;
       }
       if (form != Form::Scalar && form != Form::Reduction) continue;
       for (ValueId a : g_[c].args) {
-        int p = kernel_of_[at(a)], q = kernel_of_[at(c)];
+        int p = kernel_now(a), q = kernel_now(c);
         if (p < 0 || p == q || is_reduction(a) || !can_merge(p, q)) continue;
         merge(p, q);
       }
     }
     std::vector<Kernel> kept;
-    for (Kernel& k : kernels_)
-      if (!k.members.empty()) kept.push_back(std::move(k));
+    for (size_t k = 0; k < kernels_.size(); ++k) {
+      int root = root_at_[k];
+      if (root < 0) continue;
+      kept.push_back(std::move(kernels_[k]));
+      kept.back().members = std::move(set(root).members);
+      sort_members(kept.back());
+    }
     kernels_ = std::move(kept);
     for (size_t k = 0; k < kernels_.size(); ++k)
       for (ValueId m : kernels_[k].members) kernel_of_[at(m)] = static_cast<int>(k);
+    sets_.clear();
   }
 
   // Scalars go into every Loop, MatMul or Conv kernel with a member that reads them (with the scalars
   // they read in turn). One kernel stores a scalar that something else needs; if no kernel
   // computes it, it gets a kernel of its own.
-  void add_scalar(Kernel& k, ValueId id) {
-    if (has(k.members, id)) return;
+  // (Scalars are never a kernel's own members, so the scalars added to kernel k are its
+  // members that are scalars: scalars_in_[k].)
+  void add_scalar(size_t k, ValueId id) {
+    if (!scalars_in_[k].insert(id).second) return;
     for (ValueId a : g_[id].args)
       if (is_scalar(a)) add_scalar(k, a);
-    k.members.push_back(id);
+    kernels_[k].members.push_back(id);
+    if (first_with_[at(id)] < 0) first_with_[at(id)] = static_cast<int>(k);
   }
 
   void place_scalars() {
-    for (Kernel& k : kernels_) {
-      if (k.kind == KernelKind::Op) continue;
-      std::vector<ValueId> members = k.members;
+    scalars_in_.assign(kernels_.size(), {});
+    first_with_.assign(g_.nodes.size(), -1);  // the first kernel a scalar is a member of
+    for (size_t k = 0; k < kernels_.size(); ++k) {
+      if (kernels_[k].kind == KernelKind::Op) continue;
+      std::vector<ValueId> members = kernels_[k].members;
       for (ValueId m : members)
         for (ValueId a : g_[m].args)
-          if (is_scalar(a) && !is_head(k, m)) add_scalar(k, a);
-      sort_members(k);
+          if (is_scalar(a) && !is_head(kernels_[k], m)) add_scalar(k, a);
+      sort_members(kernels_[k]);
     }
     for (ValueId id = 0; id < g_.size(); ++id) {
       if (!live_[at(id)] || !is_scalar(id) || !needs_store(id)) continue;
-      int storer = -1;
-      for (size_t k = 0; k < kernels_.size() && storer < 0; ++k)
-        if (has(kernels_[k].members, id)) storer = static_cast<int>(k);
+      int storer = first_with_[at(id)];
       if (storer < 0) {
         storer = new_kernel(KernelKind::Loop, g_[id].type.shape);
-        add_scalar(kernels_[static_cast<size_t>(storer)], id);
+        scalars_in_.emplace_back();
+        add_scalar(static_cast<size_t>(storer), id);
         sort_members(kernels_.back());
       }
       kernel_of_[at(id)] = storer;
@@ -347,38 +545,38 @@ class Fuser {
 
   // A scalar that an output, an assign or a node outside Loop kernels and epilogues reads.
   bool needs_store(ValueId id) const {
-    for (const Output& o : g_.outputs)
-      if (o.value == id) return true;
-    for (const Assign& a : g_.assigns)
-      if (a.value == id) return true;
+    if (is_result_[at(id)]) return true;
     for (ValueId u : users_[at(id)]) {
       if (is_scalar(u)) continue;
       int k = kernel_of_[at(u)];
-      if (k < 0 || !has(kernels_[static_cast<size_t>(k)].members, id)) return true;
+      if (k < 0 || !scalars_in_[static_cast<size_t>(k)].count(id)) return true;
     }
     return false;
   }
 
-  bool stored_outside(const Kernel& k, ValueId m) const {
+  bool is_member(size_t k, ValueId v) const {
+    return std::binary_search(sorted_members_[k].begin(), sorted_members_[k].end(), v);
+  }
+
+  bool stored_outside(size_t k, ValueId m) const {
     // A scalar is computed wherever it is used but stored by one kernel only.
-    if (is_scalar(m)) return kernel_of_[at(m)] >= 0 && &kernels_[static_cast<size_t>(kernel_of_[at(m)])] == &k;
-    // Another kernel reads it (a scalar recomputed there may read a reduction of this one).
-    if (read_from_memory_.count(m) && !has(k.inputs, m)) return true;
-    for (const Output& o : g_.outputs)
-      if (o.value == m) return true;
-    for (const Assign& a : g_.assigns)
-      if (a.value == m) return true;
+    if (is_scalar(m)) return kernel_of_[at(m)] == static_cast<int>(k);
+    // Another kernel reads it (a scalar recomputed there may read a reduction of this one; a
+    // member is never an input of its own kernel).
+    if (read_from_memory_[at(m)] || is_result_[at(m)]) return true;
     for (ValueId u : users_[at(m)])
-      if (!has(k.members, u)) return true;
+      if (!is_member(k, u)) return true;
     return false;
   }
 
   // The values the members read from memory (no constants).
-  void collect_inputs(Kernel& k) const {
+  void collect_inputs(size_t index) {
+    Kernel& k = kernels_[index];
+    std::unordered_set<ValueId> seen;
     auto read = [&](ValueId a) {
       ValueId r = a;  // a reshaped constant is still a constant
       while (is_view(r)) r = g_[r].args[0];
-      if (g_[r].kind != NodeKind::Constant && !has(k.members, a) && !has(k.inputs, a)) k.inputs.push_back(a);
+      if (g_[r].kind != NodeKind::Constant && !is_member(index, a) && seen.insert(a).second) k.inputs.push_back(a);
     };
     for (ValueId m : k.members) {
       if (is_head(k, m)) {
@@ -391,9 +589,10 @@ class Fuser {
   }
 
   // Outputs, FLOPs and bytes from the members; and the kernel's name.
-  void finish(Kernel& k) {
+  void finish(size_t index) {
+    Kernel& k = kernels_[index];
     for (ValueId m : k.members)
-      if (stored_outside(k, m)) k.outputs.push_back(m);
+      if (stored_outside(index, m)) k.outputs.push_back(m);
     int64_t domain = TensorType{DType::F32, k.domain}.numel();
     for (ValueId m : k.members) {
       const Node& n = g_[m];
@@ -433,14 +632,15 @@ class Fuser {
   }
 
   // Does kernel k (transitively) wait for kernel on?
-  static bool depends(int k, int on, const std::vector<std::set<int>>& before) {
+  bool depends(int k, int on, const std::vector<std::set<int>>& before) {
     std::vector<int> stack(before[static_cast<size_t>(k)].begin(), before[static_cast<size_t>(k)].end());
-    std::set<int> seen;
+    ++seen_epoch_;
     while (!stack.empty()) {
       int j = stack.back();
       stack.pop_back();
       if (j == on) return true;
-      if (!seen.insert(j).second) continue;
+      if (seen_[static_cast<size_t>(j)] == seen_epoch_) continue;
+      seen_[static_cast<size_t>(j)] = seen_epoch_;
       stack.insert(stack.end(), before[static_cast<size_t>(j)].begin(), before[static_cast<size_t>(j)].end());
     }
     return false;
@@ -452,68 +652,101 @@ class Fuser {
   // whichever order peaks lower.
   void order_kernels() {
     size_t n = kernels_.size();
+    seen_.assign(n, 0);
     std::vector<std::set<int>> before(n);
-    std::map<ValueId, int> readers;  // kernels still to run that read a value
+    std::vector<int> readers(g_.nodes.size(), 0);        // kernels still to run that read a value
+    std::vector<std::vector<int>> reader_list(g_.nodes.size());  // and which, in order
+    std::vector<std::vector<int>> reading_root(g_.nodes.size());  // kernels reading a value through views
     for (size_t k = 0; k < n; ++k)
       for (ValueId v : kernels_[k].inputs) {
         std::set<int> from;
         sources(v, from);
         for (int s : from)
           if (s != static_cast<int>(k)) before[k].insert(s);
-        ++readers[v];
+        ++readers[at(v)];
+        reader_list[at(v)].push_back(static_cast<int>(k));
+        ValueId r = v;
+        while (is_view(r)) r = g_[r].args[0];
+        std::vector<int>& list = reading_root[at(r)];
+        if (list.empty() || list.back() != static_cast<int>(k)) list.push_back(static_cast<int>(k));
       }
     // A param or state is best updated in place: the kernel that computes its new value waits
     // for every other kernel that reads the old one (unless one of those needs the new value).
     for (const Assign& as : g_.assigns) {
       int writer = kernel_of_[at(as.value)];
       if (writer < 0) continue;
-      for (size_t k = 0; k < n; ++k) {
-        if (static_cast<int>(k) == writer) continue;
-        bool reads = false;
-        for (ValueId v : kernels_[k].inputs) {
-          ValueId r = v;
-          while (is_view(r)) r = g_[r].args[0];
-          reads = reads || r == as.target;
-        }
-        if (reads && !depends(static_cast<int>(k), writer, before)) before[static_cast<size_t>(writer)].insert(static_cast<int>(k));
-      }
+      for (int k : reading_root[at(as.target)])
+        if (k != writer && !depends(k, writer, before)) before[static_cast<size_t>(writer)].insert(k);
     }
     // No param or state changes before the loss is known, so that a step whose loss is not
-    // finite can stop with everything as it was.
+    // finite can stop with everything as it was. (What the loss waits for stays the same here:
+    // a kernel waits for the loss only if the loss does not wait for it.)
     if (!g_.assigns.empty() && !g_.outputs.empty() && kernel_of_[at(g_.outputs[0].value)] >= 0) {
       int loss = kernel_of_[at(g_.outputs[0].value)];
+      std::vector<bool> loss_waits(n, false);
+      std::vector<int> stack(before[static_cast<size_t>(loss)].begin(), before[static_cast<size_t>(loss)].end());
+      while (!stack.empty()) {
+        int j = stack.back();
+        stack.pop_back();
+        if (loss_waits[static_cast<size_t>(j)]) continue;
+        loss_waits[static_cast<size_t>(j)] = true;
+        stack.insert(stack.end(), before[static_cast<size_t>(j)].begin(), before[static_cast<size_t>(j)].end());
+      }
       for (const Assign& as : g_.assigns) {
         int writer = kernel_of_[at(as.value)];
-        if (writer >= 0 && writer != loss && !depends(loss, writer, before)) before[static_cast<size_t>(writer)].insert(loss);
+        if (writer >= 0 && writer != loss && !loss_waits[static_cast<size_t>(writer)])
+          before[static_cast<size_t>(writer)].insert(loss);
       }
     }
+    std::vector<std::vector<int>> then(n);  // the kernels that wait for each
+    for (size_t k = 0; k < n; ++k)
+      for (int s : before[k]) then[static_cast<size_t>(s)].push_back(static_cast<int>(k));
     auto bytes = [&](ValueId v) { return g_[v].type.numel() * dtype_bytes(g_[v].type.dtype); };
     // A topological order, greedy on memory or else the earliest ready kernel; and its peak.
+    // Ready kernels wait in a heap by (growth, index), or by index; a kernel's growth only falls
+    // (when it becomes the last reader of an input), and a stale entry is skipped.
     auto schedule = [&](bool greedy, int64_t& peak) {
-      std::map<ValueId, int> left = readers;
+      std::vector<int> left = readers;
       std::vector<int> order;
       std::vector<bool> done(n, false);
+      std::vector<size_t> waiting(n);
+      std::vector<int64_t> growth(n, 0);
+      using Entry = std::pair<int64_t, int>;
+      std::priority_queue<Entry, std::vector<Entry>, std::greater<>> ready;
+      auto push = [&](size_t k) { ready.emplace(greedy ? growth[k] : 0, static_cast<int>(k)); };
+      for (size_t k = 0; k < n; ++k) {
+        for (ValueId v : kernels_[k].outputs) growth[k] += bytes(v);
+        for (ValueId v : kernels_[k].inputs)
+          if (g_[v].kind == NodeKind::Op && left[at(v)] == 1) growth[k] -= bytes(v);
+        waiting[k] = before[k].size();
+        if (waiting[k] == 0) push(k);
+      }
       int64_t live = 0;
       peak = 0;
       while (order.size() < n) {
         int best = -1;
-        int64_t best_growth = 0;
-        for (size_t k = 0; k < n; ++k) {
-          if (done[k] || !std::all_of(before[k].begin(), before[k].end(), [&](int s) { return done[static_cast<size_t>(s)]; }))
-            continue;
-          int64_t growth = 0;
-          for (ValueId v : kernels_[k].outputs) growth += bytes(v);
-          for (ValueId v : kernels_[k].inputs)
-            if (g_[v].kind == NodeKind::Op && left[v] == 1) growth -= bytes(v);
-          if (best < 0 || (greedy && growth < best_growth)) best = static_cast<int>(k), best_growth = growth;
+        while (!ready.empty() && best < 0) {
+          auto [g, k] = ready.top();
+          ready.pop();
+          if (!done[static_cast<size_t>(k)] && (!greedy || g == growth[static_cast<size_t>(k)])) best = k;
         }
         GRADC_ASSERT(best >= 0, "fusion made a cycle of kernels");
+        done[static_cast<size_t>(best)] = true;
         for (ValueId v : kernels_[static_cast<size_t>(best)].outputs) live += bytes(v);
         peak = std::max(peak, live);
-        for (ValueId v : kernels_[static_cast<size_t>(best)].inputs)
-          if (--left[v] == 0 && g_[v].kind == NodeKind::Op) live -= bytes(v);
+        for (ValueId v : kernels_[static_cast<size_t>(best)].inputs) {
+          int& l = left[at(v)];
+          if (--l == 0 && g_[v].kind == NodeKind::Op) live -= bytes(v);
+          if (l == 1 && g_[v].kind == NodeKind::Op)  // its last reader now frees it
+            for (int r : reader_list[at(v)])
+              if (!done[static_cast<size_t>(r)]) {
+                growth[static_cast<size_t>(r)] -= bytes(v);
+                if (waiting[static_cast<size_t>(r)] == 0) push(static_cast<size_t>(r));
+              }
+        }
         order.push_back(best);
-        done[static_cast<size_t>(best)] = true;
+        for (int j : then[static_cast<size_t>(best)])
+          if (--waiting[static_cast<size_t>(j)] == 0) push(static_cast<size_t>(j));
       }
       return order;
     };
@@ -529,11 +762,24 @@ class Fuser {
   bool fuse_;
   std::vector<bool> live_;
   std::vector<std::vector<ValueId>> users_;
-  std::vector<int> kernel_of_;
+  std::vector<int> kernel_of_;  // while merging: the kernel as placed (kernel_now() maps it)
   std::vector<Kernel> kernels_;
   std::vector<std::vector<ValueId>> placed_sources_;  // see placed_sources()
   std::vector<bool> placed_sources_done_;
-  std::set<ValueId> read_from_memory_;  // every kernel's inputs
+  // Merging (see merge()).
+  std::vector<int> parent_, index_of_, root_at_;
+  std::vector<KernelSet> sets_;
+  static constexpr int64_t kSpacing = int64_t{1} << 20;  // between positions, to move kernels into
+  std::map<int64_t, int> order_;                          // position -> root
+  std::vector<uint32_t> mark_, seen_;
+  std::vector<int> seen_forward_, seen_backward_;
+  uint32_t mark_epoch_ = 0, seen_epoch_ = 0;
+  // After merging.
+  std::vector<std::unordered_set<ValueId>> scalars_in_;  // the scalars placed in each kernel
+  std::vector<int> first_with_;
+  std::vector<bool> is_result_;                  // an output's or assign's value
+  std::vector<std::vector<ValueId>> sorted_members_;
+  std::vector<bool> read_from_memory_;  // every kernel's inputs
 };
 
 }  // namespace

@@ -79,6 +79,10 @@ static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_co
   std::map<ValueId, size_t> buffer_of;
   for (size_t i = 0; i < p.buffers.size(); ++i) buffer_of[p.buffers[i].value] = i;
   std::vector<bool> gone(p.buffers.size(), false);
+  std::vector<bool> viewed(g.nodes.size(), false);  // a view of it is read by some kernel
+  for (const Kernel& kernel : p.kernels)
+    for (ValueId in : kernel.inputs)
+      if (root(g, in) != in) viewed[static_cast<size_t>(root(g, in))] = true;
   for (size_t k = 0; k < p.kernels.size(); ++k) {
     const Kernel& kernel = p.kernels[k];
     if (kernel.kind == KernelKind::Op) continue;
@@ -96,9 +100,7 @@ static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_co
         for (ValueId m : kernel.members)
           for (ValueId a : g[m].args)
             if (a == u && g[m].op == OpKind::OneHot) same_element = false;
-        for (size_t j = 0; j < p.kernels.size(); ++j)  // no view of u is read anywhere
-          for (ValueId in : p.kernels[j].inputs)
-            if (in != u && root(g, in) == u) same_element = false;
+        if (viewed[static_cast<size_t>(u)]) same_element = false;  // no view of u is read anywhere
         if (!same_element) continue;
         ArenaBuffer& vbuf = p.buffers[vb->second];
         ubuf.last = std::max(ubuf.last, vbuf.last);
@@ -134,8 +136,9 @@ void plan_memory(KernelProgram& p) {
     for (ValueId v : p.kernels[static_cast<size_t>(k)].inputs) last_read[static_cast<size_t>(root(g, v))] = k;
   }
   std::map<ValueId, int> outputs, assigns;  // how often a value is output, assigned
+  std::map<ValueId, ValueId> assigned_to;   // the target of the first assign of a value
   for (const Output& o : g.outputs) ++outputs[root(g, o.value)];
-  for (const Assign& a : g.assigns) ++assigns[root(g, a.value)];
+  for (const Assign& a : g.assigns) ++assigns[root(g, a.value)], assigned_to.emplace(root(g, a.value), a.target);
   std::vector<bool> read_by_copy(g.nodes.size(), false);
   for (const Output& o : g.outputs) read_by_copy[static_cast<size_t>(root(g, o.value))] = true;
   for (const Assign& a : g.assigns) read_by_copy[static_cast<size_t>(root(g, a.value))] = true;
@@ -143,12 +146,17 @@ void plan_memory(KernelProgram& p) {
   // May kernel k write the new value of `target` over the old one? Only if no other kernel reads
   // the old value later, no copy reads it, and k itself reads it (if at all) at the very
   // element it writes: a Loop kernel or a matmul's or conv's epilogue over the target's shape.
+  std::vector<std::vector<int32_t>> reading(g.nodes.size());  // the kernels that read a value (through views), in order
+  for (int32_t j = 0; j < end; ++j)
+    for (ValueId v : p.kernels[static_cast<size_t>(j)].inputs) {
+      std::vector<int32_t>& list = reading[static_cast<size_t>(root(g, v))];
+      if (list.empty() || list.back() != j) list.push_back(j);
+    }
   auto in_place = [&](ValueId target, int32_t k) {
     if (read_by_copy[static_cast<size_t>(target)]) return false;
-    for (int32_t j = 0; j < end; ++j) {
+    for (int32_t j : reading[static_cast<size_t>(target)]) {
       const Kernel& kernel = p.kernels[static_cast<size_t>(j)];
-      bool reads = std::any_of(kernel.inputs.begin(), kernel.inputs.end(), [&](ValueId v) { return root(g, v) == target; });
-      if (!reads || j < k) continue;
+      if (j < k) continue;
       if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
       bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;  // the head reads a and b whole
       if (headed && (root(g, kernel.a) == target || root(g, kernel.b) == target)) return false;
@@ -174,7 +182,7 @@ void plan_memory(KernelProgram& p) {
       continue;
     }
     if (outputs[id] == 0 && assigns[id] == 1) {
-      ValueId target = std::find_if(g.assigns.begin(), g.assigns.end(), [&](const Assign& a) { return root(g, a.value) == id; })->target;
+      ValueId target = assigned_to.at(id);
       if (in_place(target, k)) {
         loc[static_cast<size_t>(id)] = {Location::Assigned, 0, target};
         continue;
@@ -190,10 +198,12 @@ void plan_memory(KernelProgram& p) {
   auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(root(g, v))]; };
   std::vector<FinalCopy> staged;
   std::map<ValueId, size_t> staged_index;  // leaf -> its staging buffer in p.buffers
+  std::vector<bool> is_target(g.nodes.size(), false);
+  for (const Assign& a : g.assigns) is_target[static_cast<size_t>(a.target)] = true;
   for (const Assign& a : g.assigns) {
     ValueId src = root(g, a.value);
     const Node& s = g[src];
-    bool overwritten = std::any_of(g.assigns.begin(), g.assigns.end(), [&](const Assign& b) { return b.target == src; });
+    bool overwritten = is_target[static_cast<size_t>(src)];
     if ((s.kind == NodeKind::Param || s.kind == NodeKind::State) && overwritten && !staged_index.count(src)) {
       staged_index[src] = p.buffers.size();
       p.buffers.push_back({src, bytes_of(s), 0, end, end});
@@ -225,11 +235,15 @@ void plan_memory(KernelProgram& p) {
   p.naive_bytes = 0;
   for (const Node& n : g.nodes)
     if (n.kind == NodeKind::Op && n.op != OpKind::Reshape) p.naive_bytes += aligned(bytes_of(n));
-  p.lower_bound_bytes = 0;
+  p.lower_bound_bytes = 0;  // a sweep over the kernels: each buffer joins at first, leaves after last
+  std::vector<int64_t> change(static_cast<size_t>(end) + 2, 0);
+  for (const ArenaBuffer& b : p.buffers) {
+    change[static_cast<size_t>(b.first)] += aligned(b.bytes);
+    change[static_cast<size_t>(b.last) + 1] -= aligned(b.bytes);
+  }
+  int64_t live = 0;
   for (int32_t t = 0; t <= end; ++t) {
-    int64_t live = 0;
-    for (const ArenaBuffer& b : p.buffers)
-      if (b.first <= t && t <= b.last) live += aligned(b.bytes);
+    live += change[static_cast<size_t>(t)];
     p.lower_bound_bytes = std::max(p.lower_bound_bytes, live);
   }
 }

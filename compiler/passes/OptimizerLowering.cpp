@@ -9,6 +9,7 @@
 #include "passes/OptimizerLowering.h"
 
 #include <cmath>
+#include <unordered_set>
 
 #include "passes/Emitter.h"
 
@@ -36,16 +37,19 @@ class Lowering {
   ValueId lr() {
     const Attr& a = opt_.args.get("lr");
     if (!a.is_ident()) return c(a.as_number());
-    std::optional<ValueId> in = g_.find(a.as_ident());
-    if (!in) fail({}, "optimizer: lr={} names no input", a.as_ident());
-    return *in;
+    if (!lr_input_) lr_input_ = g_.find(a.as_ident());  // once: a search of every node per param was quadratic
+    if (!*lr_input_) fail({}, "optimizer: lr={} names no input", a.as_ident());
+    return **lr_input_;
   }
 
   ValueId new_state(const std::string& name, const TensorType& type) {
     Node n;
     n.kind = NodeKind::State;
     n.name = name;
-    for (int i = 1; g_.find(n.name); ++i) n.name = fmt::format("{}{}", name, i);
+    if (names_.empty())
+      for (const Node& m : g_.nodes) names_.insert(m.name);
+    for (int i = 1; names_.count(n.name); ++i) n.name = fmt::format("{}{}", name, i);
+    names_.insert(n.name);  // (the nodes emitted between states are unnamed)
     n.type = type;
     n.init = Init{"zeros", {}};
     return g_.add(std::move(n));
@@ -105,6 +109,8 @@ class Lowering {
   const Optimizer& opt_;
   DType dtype_ = DType::F32;
   ValueId bias1_ = -1, bias2_ = -1;
+  std::optional<std::optional<ValueId>> lr_input_;  // the input lr names, once looked up
+  std::unordered_set<std::string> names_;            // every node's name, once a state is added
 };
 
 }  // namespace
