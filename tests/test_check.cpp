@@ -142,9 +142,8 @@ minimize loss with sgd(lr=0.1)
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("internal error") == std::string::npos);
     CHECK(r.err.find("bad_alloc") == std::string::npos);
-    CHECK(r.err.find("model 'huge' needs") != std::string::npos);
+    CHECK(r.err.find("model 'huge' needs more memory than this machine has") != std::string::npos);
     CHECK(r.err.find("GEMM scratch") != std::string::npos);
-    CHECK(r.err.find("of memory") != std::string::npos);
   }
   CHECK_THROWS_WITH_AS(check_gradients(load_spec_file(path)), doctest::Contains("this machine has"), Error);
 }

@@ -88,10 +88,11 @@ MemoryUse memory_use(const Graph& spec) {
 
 std::string describe(const MemoryUse& m) {
   auto n = [](int64_t b) { return b == INT64_MAX ? std::string("more than 2^63") : fmt::format("{}", b); };
-  return fmt::format("arena {} + GEMM scratch {} = {} bytes; params {}; state {}; inputs {}; outputs {}; total {} bytes "
-                     "({:.1f} MiB)",
+  double total = static_cast<double>(m.total());
+  std::string human = total >= (1 << 30) ? fmt::format("{:.1f} GiB", total / (1 << 30)) : fmt::format("{:.1f} MiB", total / (1 << 20));
+  return fmt::format("arena {} + GEMM scratch {} = {} bytes; params {}; state {}; inputs {}; outputs {}; total {} bytes ({})",
                      n(m.arena), n(m.gemm_scratch), n(m.working()), n(m.params), n(m.state), n(m.inputs), n(m.outputs),
-                     n(m.total()), static_cast<double>(m.total()) / (1 << 20));
+                     n(m.total()), human);
 }
 
 int64_t physical_memory_bytes() {
@@ -102,9 +103,8 @@ int64_t physical_memory_bytes() {
 void require_memory(const std::string& model, const MemoryUse& m, std::string_view what) {
   int64_t have = physical_memory_bytes();
   if (have <= 0 || m.total() <= have) return;
-  fail({}, "model '{}' needs {}{} bytes ({:.1f} GiB){}: {}; this machine has {} bytes ({:.1f} GiB) of memory", model,
-       m.total() == INT64_MAX ? "more than " : "", m.total(), static_cast<double>(m.total()) / (1 << 30),
-       what.empty() ? "" : fmt::format(" {}", what), describe(m), have, static_cast<double>(have) / (1 << 30));
+  fail({}, "model '{}' needs more memory than this machine has ({} bytes, {:.1f} GiB){}: {}", model, have,
+       static_cast<double>(have) / (1 << 30), what.empty() ? "" : fmt::format(" {}", what), describe(m));
 }
 
 }  // namespace gradc
