@@ -11,8 +11,8 @@
 // relu, abs, maximum, minimum, max and maxpool2d have kinks, where the derivative jumps: a
 // difference taken across one measures nothing (a CNN has 10^5 pooling windows, so some window's
 // two largest values are within h of each other). Each probe therefore also evaluates which
-// branch every kinked op takes, and a probe whose w + hv or w - hv takes another branch than w
-// is drawn again.
+// branch every kinked op takes; a probe whose w + hv or w - hv takes another branch than w is
+// taken again at h/10 and h/100 (a chosen h only), then drawn again (a direction) or dropped.
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -211,9 +211,10 @@ class JitEngine : public Engine {
   gradc::Feeds feeds_;
 };
 
-// The memory the checker itself holds besides its engine: every leaf at the point, and the
-// param being probed three more times (w + hv, w - hv, and the direction).
-MemoryUse checker_memory(const Graph& g, bool interpreter, const Graph& differentiated) {
+// The memory a check takes: every leaf at the point and the param being probed three more
+// times (w + hv, w - hv, the direction); then the interpreter's every value, or the JIT-ed
+// gradient model's own params, arena and outputs (the larger of its two models).
+MemoryUse checker_memory(const Graph& g, bool interpreter, const Graph& differentiated, const std::vector<ValueId>& grads) {
   MemoryUse m;
   int64_t largest = 0;
   for (const Node& n : g.nodes) {
@@ -223,8 +224,22 @@ MemoryUse checker_memory(const Graph& g, bool interpreter, const Graph& differen
     if (n.kind == NodeKind::Input) m.inputs = add_bytes(m.inputs, b);
   }
   m.params = add_bytes(m.params, mul_bytes(largest, 3));
-  if (interpreter)  // the interpreter keeps every value of the graph it evaluates
+  if (interpreter) {  // the interpreter keeps every value of the graph it evaluates
     for (const Node& n : differentiated.nodes) m.arena = add_bytes(m.arena, bytes_of(n.type));
+    return m;
+  }
+  Graph model = differentiated;
+  model.minimize.reset();
+  model.assigns.clear();
+  model.outputs.clear();
+  for (ValueId v : grads) model.outputs.push_back({v, {}});
+  MemoryUse jit = memory_use(nullptr, predict_kernels(model));
+  m.arena = jit.arena;
+  m.gemm_scratch = jit.gemm_scratch;
+  m.params = add_bytes(m.params, jit.params);
+  m.state = add_bytes(m.state, jit.state);
+  m.inputs = add_bytes(m.inputs, jit.inputs);
+  m.outputs = jit.outputs;
   return m;
 }
 
@@ -237,8 +252,11 @@ class Checker {
     masks_ = add_branch_masks(probe_);
     d_ = differentiate(g_);
     // Refused before anything is allocated; the JIT's compile then checks its own models.
-    require_memory(g.name, checker_memory(g_, o.interpreter, d_.graph),
-                   o.interpreter ? "for gradc check's f64 copies and the interpreter's values" : "for gradc check's f64 copies");
+    std::vector<ValueId> grads{loss_};
+    for (const ParamGrad& pg : d_.grads) grads.push_back(pg.grad);
+    require_memory(g.name, checker_memory(g_, o.interpreter, d_.graph, grads),
+                   o.interpreter ? "for gradc check's f64 copies and the interpreter's values"
+                                 : "for gradc check's f64 copies and its JIT-ed f64 gradient model");
     std::vector<ValueId> wanted{loss_};
     wanted.insert(wanted.end(), masks_.begin(), masks_.end());
     feeds_ = random_feeds(g_, rng_);
@@ -306,7 +324,10 @@ class Checker {
     for (size_t i : picks) {
       std::vector<double> e(g.size(), 0.0);
       e[i] = 1;
-      if (std::optional<double> n = numeric(param, e, r.step)) record(r, g[i], *n, std::max(largest, kTiny));
+      // A conv weight moves a whole channel: past a kink at h, h/10 and h/100 are tried too.
+      std::optional<double> n = numeric(param, e, r.step);
+      for (int shrink = 0; !n && o_.step <= 0 && shrink < kShrinks; ++shrink) n = numeric(param, e, r.step * std::pow(0.1, shrink + 1));
+      if (n) record(r, g[i], *n, std::max(largest, kTiny));
       else ++r.kinks;
     }
     std::normal_distribution<double> normal;
@@ -316,7 +337,7 @@ class Checker {
       for (size_t i = 0; i < v.size(); ++i) v[i] = normal(rng_), vnorm += v[i] * v[i], dot += v[i] * g[i];
       // A direction moves every element, so on a wide relu layer some unit crosses its kink at
       // the chosen h; a smaller h keeps the probe (the directional derivative is large next to
-      // the rounding noise). A step the user gave is kept as given.
+      // the rounding noise). A step the user gave is kept as given, for every probe.
       std::optional<double> n = numeric(param, v, r.step);
       for (int shrink = 0; !n && o_.step <= 0 && shrink < kShrinks; ++shrink) n = numeric(param, v, r.step * std::pow(0.1, shrink + 1));
       if (!n) {

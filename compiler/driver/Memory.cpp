@@ -103,8 +103,9 @@ int64_t physical_memory_bytes() {
 void require_memory(const std::string& model, const MemoryUse& m, std::string_view what) {
   int64_t have = physical_memory_bytes();
   if (have <= 0 || m.total() <= have) return;
-  fail({}, "model '{}' needs more memory than this machine has ({} bytes, {:.1f} GiB){}: {}", model, have,
-       static_cast<double>(have) / (1 << 30), what.empty() ? "" : fmt::format(" {}", what), describe(m));
+  fail({}, "model '{}' needs {}{} bytes ({:.1f} GiB){}, more than this machine's {} bytes ({:.1f} GiB) of memory: {}",
+       model, m.total() == INT64_MAX ? "more than " : "", m.total(), static_cast<double>(m.total()) / (1 << 30),
+       what.empty() ? "" : fmt::format(" {}", what), have, static_cast<double>(have) / (1 << 30), describe(m));
 }
 
 }  // namespace gradc
