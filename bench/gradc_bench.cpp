@@ -131,6 +131,7 @@ struct Options {
   double run_seconds = 0.2;
   bool gemms = false;
   bool torch = true;
+  bool finite_check = false;
 };
 
 struct Row {
@@ -138,6 +139,7 @@ struct Row {
   int64_t batch = 0;
   double flops = 0;  // GEMM FLOPs per step
   double gradc_us = 0, blas_us = 0, torch_us = 0;
+  double check_cost = 0;  // --finite-check: median over runs of (checked step / unchecked step) - 1
   std::string loss_match = "n/a";
   std::vector<std::string> notes;
 };
@@ -173,6 +175,15 @@ Row bench_model(const std::string& path, const Options& o, const std::optional<b
   std::vector<Timed> timed;
   timed.push_back({.name = "gradc", .call = [&] { train ? (void)session.step(feeds) : (void)session.predict(feeds); }});
 
+  // --finite-check: the same model compiled without the step's NaN/inf check on updated params.
+  std::optional<Model> unchecked_model;
+  std::optional<Session> unchecked;
+  if (o.finite_check && train) {
+    unchecked_model.emplace(compile(spec, {.check_finite = false}));
+    unchecked.emplace(*unchecked_model, SessionOptions{.threads = o.threads});
+    timed.push_back({.name = "unchecked", .call = [&] { (void)unchecked->step(feeds); }});
+  }
+
   std::optional<benchmark::StepGemms> blas_gemms;
   if (blas && !gemms.empty()) {
     blas_gemms.emplace(*blas, gemms);
@@ -207,8 +218,13 @@ Row bench_model(const std::string& path, const Options& o, const std::optional<b
 #endif
 
   time_interleaved(timed, o.runs, o.steps, o.run_seconds);
+  if (unchecked) {  // runs r of both were back to back: their ratio is paired against the machine's noise
+    std::vector<double> ratios;
+    for (size_t r = 0; r < timed[0].us.size(); ++r) ratios.push_back(timed[0].us[r] / timed[1].us[r]);
+    row.check_cost = median(ratios) - 1;
+  }
   for (const Timed& t : timed) {
-    (t.name == "gradc" ? row.gradc_us : t.name == "openblas" ? row.blas_us : row.torch_us) = t.median_us();
+    if (t.name != "unchecked") (t.name == "gradc" ? row.gradc_us : t.name == "openblas" ? row.blas_us : row.torch_us) = t.median_us();
     row.notes.push_back(fmt::format("{}: runs of {} steps, us/step {:.1f}", t.name, t.steps, fmt::join(t.us, ", ")));
   }
 
@@ -244,6 +260,8 @@ int main(int argc, char** argv) {
   app.add_flag("--gemms", o.gemms, "list each model's GEMMs with OpenBLAS's time for each");
   bool no_torch = false;
   app.add_flag("--no-torch", no_torch, "skip libtorch");
+  app.add_flag("--finite-check", o.finite_check,
+               "also time each step compiled without its NaN/inf check on updated params, and print what the check costs");
   CLI11_PARSE(app, argc, argv);
   o.torch = !no_torch;
   if (o.specs.empty())
@@ -302,6 +320,12 @@ int main(int argc, char** argv) {
                "GEMMs, same transposes, alone (no im2col/col2im, no elementwise work). libtorch/gradc > 1: gradc is "
                "faster. loss match: step-0 relative difference / worst of the next two steps.\n",
                best, peak.isa, o.threads, o.threads == 1 ? "" : "s");
+    if (o.finite_check) {
+      fmt::print("\n| model | gradc us/step | NaN/inf check cost |\n|---|--:|--:|\n");
+      for (const Row& r : rows) fmt::print("| {} | {} | {:+.1f}% |\n", r.model, us_cell(r.gradc_us), 100 * r.check_cost);
+      fmt::print("\ncheck cost: the median over runs of (step / the same step compiled without the check) - 1; each "
+                 "run of one is timed right after the other's.\n");
+    }
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "gradc_bench: " << e.what() << "\n";

@@ -65,6 +65,7 @@ class KernelBuilder {
   // needed inside a loop).
   llvm::Value* entry_local(llvm::Value* init);
   llvm::Value* get(llvm::Value* local) { return b.CreateLoad(local_types_.at(local), local); }
+  llvm::Type* type_of(llvm::Value* local) const { return local_types_.at(local); }
   void set(llvm::Value* local, llvm::Value* v) { b.CreateStore(v, local); }
 
   // Makes the function return a fresh error code, whose message the runtime shows, when `cond`

@@ -30,6 +30,8 @@ struct EmittedModule {
 };
 
 // `train` may be null (a spec that minimizes nothing has no train step). Both are planned.
-EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predict);
+// `check_finite`: the train step checks the new value of every param and state for NaN and
+// infinity as it stores it (see Program's errors_after_update).
+EmittedModule emit_module(const KernelProgram* train, const KernelProgram& predict, bool check_finite = true);
 
 }  // namespace gradc::codegen

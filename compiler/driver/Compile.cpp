@@ -61,7 +61,7 @@ KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_v
   return p;
 }
 
-codegen::EmittedModule emit(const Graph& g, Stopwatch watch = Stopwatch()) {
+codegen::EmittedModule emit(const Graph& g, bool check_finite, Stopwatch watch = Stopwatch()) {
   std::optional<KernelProgram> train;
   if (trains(g)) {
     Graph simplified = simplified_graph(g);
@@ -73,7 +73,7 @@ codegen::EmittedModule emit(const Graph& g, Stopwatch watch = Stopwatch()) {
   KernelProgram predict = planned(forward, true, watch, "predict");
   // Refused before any code is made when it would not fit in this machine's memory.
   require_memory(g.name, memory_use(train ? &*train : nullptr, predict));
-  codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict);
+  codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict, check_finite);
   watch.lap("LLVM IR emission");
   return m;
 }
@@ -91,7 +91,7 @@ void print_phases(const Model& m) {
 // The compile of a parsed spec, its clock started (and phases timed) before parsing.
 Model compile_from(const Graph& g, const CompileOptions& options, Clock::time_point start, Phases phases) {
   Model m;
-  codegen::EmittedModule module = emit(g, Stopwatch(&phases));
+  codegen::EmittedModule module = emit(g, options.check_finite, Stopwatch(&phases));
   codegen::JitReport report;
   static_cast<Program&>(m) = codegen::jit(
       std::move(module), {.cache_dir = options.cache_dir.value_or(codegen::cache_dir_from_environment())}, &report);
@@ -153,8 +153,8 @@ std::string dump_backend(const Graph& g, Stage stage) {
     if (stage == Stage::Fused) return print_kernels(p);
     return fmt::format("{}# memory (as gradc bench and train report it): {}\n", print_plan(p), describe(memory_use(g)));
   }
-  if (stage == Stage::Asm) return codegen::host_assembly(emit(g));
-  codegen::EmittedModule m = emit(g);
+  if (stage == Stage::Asm) return codegen::host_assembly(emit(g, true));
+  codegen::EmittedModule m = emit(g, true);
   std::string before = codegen::print_module(m);
   return fmt::format("; ---- LLVM IR as gradc emits it (one function per op)\n{}\n"
                      "; ---- after LLVM's O3 pipeline for the host CPU\n{}",

@@ -2,7 +2,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -40,7 +42,8 @@ static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& optio
 // What `gradc train` prints: the compile time, progress through each epoch (a bar redrawn in
 // place on a terminal, a plain line at each quarter of the epoch otherwise), and a summary line
 // per epoch.
-static gradc::TrainEvents train_printer(const std::string& model, const std::string& data) {
+static gradc::TrainEvents train_printer(const std::string& model, const std::string& data,
+                                        std::shared_ptr<bool> bar_drawn) {
   const bool tty = isatty(fileno(stdout));
   auto last_draw = std::make_shared<std::chrono::steady_clock::time_point>();
   gradc::TrainEvents events;
@@ -56,6 +59,7 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
       *last_draw = now;
       constexpr int kWidth = 30;
       int filled = static_cast<int>(kWidth * r.step / r.epoch_steps);
+      *bar_drawn = true;
       fmt::print("\repoch {:>3} [{}{}] {}/{} loss {:.4f} ETA {:.1f} s\x1b[K", r.epoch, std::string(static_cast<size_t>(filled), '#'),
                  std::string(static_cast<size_t>(kWidth - filled), '.'), r.step, r.epoch_steps, r.loss, eta);
     } else {
@@ -66,10 +70,20 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
     std::fflush(stdout);
   };
   events.epoch = [=](const gradc::EpochReport& r) {
-    std::string accuracy =
-        r.test_examples ? fmt::format(", test accuracy {:.2f}% ({} images)", 100 * r.test_accuracy, r.test_examples) : "";
+    std::string val;
+    if (r.val_examples) {
+      const char* set = r.test_set ? "test" : "val";
+      val = fmt::format(", {} loss {:.4f}", set, r.val_loss);
+      if (r.val_accuracy) val += fmt::format(", {} accuracy {:.2f}%", set, 100 * *r.val_accuracy);
+      val += fmt::format(" ({} {})", r.val_examples, r.test_set ? "images" : "examples");
+    }
     fmt::print("{}epoch {:>3}: {} steps, mean loss {:.4f}{}, {:.2f} s\n", tty ? "\r\x1b[K" : "", r.epoch, r.steps,
-               r.mean_loss, accuracy, r.seconds);
+               r.mean_loss, val, r.seconds);
+    *bar_drawn = false;
+    std::fflush(stdout);
+  };
+  events.note = [=](const std::string& text) {
+    fmt::print("{}{}\n", tty ? "\r\x1b[K" : "", text);
     std::fflush(stdout);
   };
   return events;
@@ -122,10 +136,42 @@ int main(int argc, char** argv) {
   train->add_flag("--no-shuffle", no_shuffle, "serve the training examples in order");
   train->add_option("--load", train_options.load, "start from this safetensors checkpoint (params, optimizer state)");
   train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
-  train->add_option("--log", train_options.log, "write a CSV of step,loss");
+  train->add_option("--log", train_options.log,
+                    "write a CSV with a row per step and per epoch: kind,epoch,step,loss,val_loss,val_accuracy,lr,seconds");
   train->add_option("--threads", train_options.threads, "threads a step may use (0: every core)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  std::vector<std::string> val_files, feeds;
+  train->add_option("--val", val_files, "NAME=FILE.npy: held-out examples, evaluated after each epoch (with --input)")
+      ->excludes(data_opt);
+  train->add_option("--feed", feeds, "NAME=VALUE: a scalar input's value, fed every step (repeat for each)");
+  std::string schedule_name;
+  double lr = 0, lr_min = 0, gamma = 0;
+  int64_t every = 0, warmup = 0;
+  CLI::Option* schedule_opt =
+      train->add_option("--lr-schedule", schedule_name, "feeds the optimizer's lr input: "
+                        "constant|step|exponential|cosine|warmup-cosine (formulas below)")
+          ->check(CLI::IsMember({"constant", "step", "exponential", "cosine", "warmup-cosine"}));
+  CLI::Option* lr_opt = train->add_option("--lr", lr, "the schedule's initial lr (alone: a constant lr)");
+  CLI::Option* lr_min_opt = train->add_option("--lr-min", lr_min, "cosine, warmup-cosine: the final lr (default 0)");
+  CLI::Option* gamma_opt = train->add_option("--gamma", gamma, "step, exponential: the decay factor (default 0.1)");
+  CLI::Option* every_opt = train->add_option("--every", every, "step, exponential: steps per decay (default 1)");
+  CLI::Option* warmup_opt = train->add_option("--warmup", warmup, "warmup-cosine: steps of linear warmup");
+  train->add_option("--early-stop", train_options.early_stop,
+                    "stop after this many epochs without a lower validation loss; the best params are restored")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--save-every", train_options.save_every, "also write the --save checkpoint every N steps")
+      ->check(CLI::PositiveNumber);
+  train->footer(
+      "Learning-rate schedules, at step t = 0..T-1 of a run of T steps (--lr-schedule NAME --lr LR):\n"
+      "  constant       lr(t) = LR\n"
+      "  step           lr(t) = LR * GAMMA^floor(t / EVERY)                    (PyTorch StepLR)\n"
+      "  exponential    lr(t) = LR * GAMMA^(t / EVERY)                         (Keras ExponentialDecay)\n"
+      "  cosine         lr(t) = MIN + (LR - MIN) * (1 + cos(pi * t / T)) / 2   (PyTorch CosineAnnealingLR)\n"
+      "  warmup-cosine  lr(t) = LR * t / W for t < W, then cosine from LR to MIN over the last T - W steps\n"
+      "                 (transformers' get_cosine_schedule_with_warmup)\n"
+      "GAMMA is --gamma, EVERY --every, MIN --lr-min, W --warmup. The spec's optimizer must name a scalar\n"
+      "input as its lr: `input lr : f32[]` and `minimize loss with adam(lr=lr)`.");
 
   gradc::BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand(
@@ -160,9 +206,59 @@ int main(int argc, char** argv) {
         if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", kv));
         train_options.inputs.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
       }
+      for (const std::string& kv : val_files) {
+        size_t eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--val {}: expected NAME=FILE.npy", kv));
+        train_options.val.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+      }
+      for (const std::string& kv : feeds) {
+        size_t eq = kv.find('=');
+        std::string value = eq == std::string::npos ? "" : kv.substr(eq + 1);
+        char* end = nullptr;
+        double v = value.empty() ? 0 : std::strtod(value.c_str(), &end);
+        if (eq == std::string::npos || eq == 0 || value.empty() || *end != '\0' || !std::isfinite(v))
+          throw gradc::Error({}, fmt::format("--feed {}: expected NAME=VALUE with a finite number", kv));
+        train_options.feeds.emplace_back(kv.substr(0, eq), v);
+      }
+      if (!schedule_opt->empty() || !lr_opt->empty()) {
+        gradc::LrSchedule s;
+        s.kind = schedule_opt->empty() ? gradc::LrSchedule::Kind::Constant : *gradc::parse_lr_schedule(schedule_name);
+        using K = gradc::LrSchedule::Kind;
+        auto only_with = [&](CLI::Option* opt, std::initializer_list<K> kinds, const char* which) {
+          if (!opt->empty() && std::find(kinds.begin(), kinds.end(), s.kind) == kinds.end())
+            throw gradc::Error({}, fmt::format("{} goes with --lr-schedule {}", opt->get_name(), which));
+        };
+        only_with(lr_min_opt, {K::Cosine, K::WarmupCosine}, "cosine or warmup-cosine");
+        only_with(gamma_opt, {K::Step, K::Exponential}, "step or exponential");
+        only_with(every_opt, {K::Step, K::Exponential}, "step or exponential");
+        only_with(warmup_opt, {K::WarmupCosine}, "warmup-cosine");
+        if (lr_opt->empty()) throw gradc::Error({}, "--lr-schedule needs --lr, the initial learning rate");
+        if (!(lr > 0) || !std::isfinite(lr)) throw gradc::Error({}, fmt::format("--lr {}: must be a positive number", lr));
+        if (!(lr_min >= 0) || lr_min > lr)
+          throw gradc::Error({}, fmt::format("--lr-min {}: must be at least 0 and at most --lr {}", lr_min, lr));
+        if (!gamma_opt->empty() && (!(gamma > 0) || !std::isfinite(gamma)))
+          throw gradc::Error({}, fmt::format("--gamma {}: must be a positive number", gamma));
+        if (!every_opt->empty() && every < 1) throw gradc::Error({}, fmt::format("--every {}: must be at least 1", every));
+        if (s.kind == K::WarmupCosine && (warmup_opt->empty() || warmup < 1))
+          throw gradc::Error({}, "--lr-schedule warmup-cosine needs --warmup N, at least 1 step");
+        s.lr = lr;
+        s.lr_min = lr_min;
+        if (!gamma_opt->empty()) s.gamma = gamma;
+        if (!every_opt->empty()) s.every = every;
+        s.warmup = warmup;
+        train_options.schedule = s;
+      }
+      if (train_options.save_every > 0 && train_options.save.empty())
+        throw gradc::Error({}, "--save-every needs --save, the checkpoint it writes");
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
-      gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST"));
+      auto bar_drawn = std::make_shared<bool>(false);
+      try {
+        gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST", bar_drawn));
+      } catch (const gradc::Error&) {
+        if (*bar_drawn) fmt::print("\n");  // the error goes below the progress bar, not after it
+        throw;
+      }
     }
     if (bench->parsed()) {
       gradc::Graph g = gradc::load_spec_file(spec);

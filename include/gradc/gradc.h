@@ -90,6 +90,9 @@ struct CompileOptions {
   // environment's ($GRADC_CACHE_DIR, else $XDG_CACHE_HOME/gradc, else $HOME/.cache/gradc; none
   // when GRADC_CACHE=0). Empty: no cache.
   std::optional<std::string> cache_dir;
+  // The step checks every param and state it updates for NaN and infinity and stops naming the
+  // first (see Session::step). Off only to measure what the check costs (bench/finite_check_bench).
+  bool check_finite = true;
 };
 
 // Every stage of the pipeline, then LLVM's O3 and ORC's JIT for the host CPU (or the cached object).
