@@ -45,6 +45,7 @@ BenchReport bench(const Graph& spec, const BenchOptions& options) {
   Model model = compile(spec);
   r.compile_ms = model.compile_ms;
   r.arena_bytes = model.arena_bytes;
+  r.memory = memory_use(spec);
   r.gemm_flops = step_gemm_flops(spec);
   Session session(model, {.threads = options.threads});
   r.threads = session.threads();

@@ -1,6 +1,4 @@
 // The back of the pipeline behind <gradc/gradc.h>: graphs -> LLVM module -> native code.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -8,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "codegen/Jit.h"
+#include "driver/Memory.h"
 #include "gradc/gradc.h"
 #include "ir/Verifier.h"
 #include "passes/Fusion.h"
@@ -62,24 +61,6 @@ KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_v
   return p;
 }
 
-int64_t bytes_of(const TensorType& t) { return t.numel() * dtype_bytes(t.dtype); }
-
-// Refuses, before any code is made, a model whose memory would not fit in this machine's:
-// its params, state, inputs, outputs and the larger arena.
-void check_fits(const KernelProgram* train, const KernelProgram& predict) {
-  const Graph& g = train ? train->graph : predict.graph;
-  int64_t need = std::max(train ? train->arena_bytes : 0, predict.arena_bytes);
-  for (const Node& n : g.nodes)
-    if (n.kind == NodeKind::Input || n.kind == NodeKind::Param || n.kind == NodeKind::State) need += bytes_of(n.type);
-  for (const Output& o : g.outputs) need += bytes_of(g[o.value].type);
-  for (const Output& o : predict.graph.outputs) need += bytes_of(predict.graph[o.value].type);
-  int64_t have = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGE_SIZE));
-  if (have > 0 && need > have)
-    fail({}, "model '{}' needs {} bytes ({:.1f} GiB) for its params, optimizer state, inputs, outputs and arena; "
-             "this machine has {} bytes ({:.1f} GiB) of memory",
-         g.name, need, static_cast<double>(need) / (1 << 30), have, static_cast<double>(have) / (1 << 30));
-}
-
 codegen::EmittedModule emit(const Graph& g, bool check_finite, Stopwatch watch = Stopwatch()) {
   std::optional<KernelProgram> train;
   if (trains(g)) {
@@ -90,7 +71,8 @@ codegen::EmittedModule emit(const Graph& g, bool check_finite, Stopwatch watch =
   Graph forward = predict_graph(g);
   watch.lap("predict graph");
   KernelProgram predict = planned(forward, true, watch, "predict");
-  check_fits(train ? &*train : nullptr, predict);
+  // Refused before any code is made when it would not fit in this machine's memory.
+  require_memory(g.name, memory_use(train ? &*train : nullptr, predict));
   codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict, check_finite);
   watch.lap("LLVM IR emission");
   return m;
@@ -168,7 +150,8 @@ std::string Model::dump(Stage stage, bool dot) const { return gradc::dump(spec, 
 std::string dump_backend(const Graph& g, Stage stage) {
   if (stage == Stage::Fused || stage == Stage::Plan) {
     KernelProgram p = trains(g) ? train_kernels(g) : predict_kernels(g);
-    return stage == Stage::Fused ? print_kernels(p) : print_plan(p);
+    if (stage == Stage::Fused) return print_kernels(p);
+    return fmt::format("{}# memory (as gradc bench and train report it): {}\n", print_plan(p), describe(memory_use(g)));
   }
   if (stage == Stage::Asm) return codegen::host_assembly(emit(g, true));
   codegen::EmittedModule m = emit(g, true);

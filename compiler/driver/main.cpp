@@ -15,16 +15,18 @@
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
 
-// Prints the worst relative error per param; exit code 1 when one is above `tol`.
+// Prints the step and the worst absolute and relative errors per param; exit code 1 when a
+// relative error is above `tol`.
 static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& options, double tol) {
   std::vector<gradc::ParamCheck> results = gradc::check_gradients(g, options);
-  fmt::print("{:<24} {:>10} {:>7} {:>6} {:>14}\n", "param", "elements", "probes", "kinks", "max rel error");
+  fmt::print("{:<24} {:>10} {:>7} {:>6} {:>10} {:>14} {:>14}\n", "param", "elements", "probes", "kinks", "step",
+             "max abs error", "max rel error");
   int failures = 0;
   for (const gradc::ParamCheck& r : results) {
     bool ok = r.max_rel_error <= tol;
     failures += ok ? 0 : 1;
-    fmt::print("{:<24} {:>10} {:>7} {:>6} {:>14.3e}{}\n", r.param, r.elements, r.probes, r.kinks, r.max_rel_error,
-               ok ? "" : "  FAIL");
+    fmt::print("{:<24} {:>10} {:>7} {:>6} {:>10.2e} {:>14.3e} {:>14.3e}{}\n", r.param, r.elements, r.probes, r.kinks,
+               r.step, r.max_abs_error, r.max_rel_error, ok ? "" : "  FAIL");
   }
   if (results.empty()) {
     fmt::print(stderr, "gradc check: no param reaches the loss, so there is no gradient to check\n");
@@ -119,6 +121,12 @@ int main(int argc, char** argv) {
   check->add_option("SPEC", spec, "the model spec (.gir)")->required();
   check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str();
   check->add_option("--seed", check_options.seed, "seeds the random inputs, params and probes")->capture_default_str();
+  check->add_option("--step", check_options.step, "the finite-difference step h (default: per param, 10 cbrt(eps) max(1, max |w|))")
+      ->check(CLI::PositiveNumber);
+  check->add_flag("--interpreter", check_options.interpreter, "evaluate with the reference interpreter instead of the JIT");
+  check->add_option("--threads", check_options.threads, "threads the JIT-ed f64 model may use (0: every core)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   std::string data;
   gradc::TrainOptions train_options;
@@ -312,7 +320,7 @@ int main(int argc, char** argv) {
       gradc::Graph g = gradc::load_spec_file(spec);
       gradc::BenchReport r = gradc::bench(g, bench_options);
       fmt::print("{}: {}\n", g.name, gradc::version_string());
-      fmt::print("compile: {:.0f} ms\narena: {} bytes\nthreads: {}\n", r.compile_ms, r.arena_bytes, r.threads);
+      fmt::print("compile: {:.0f} ms\nmemory: {}\nthreads: {}\n", r.compile_ms, gradc::describe(r.memory), r.threads);
       fmt::print("runs of {} steps, us/step: {:.1f}\n", bench_options.steps, fmt::join(r.us_per_step, ", "));
       fmt::print("GEMM FLOPs/step: {:.4g} M (the step's matmuls and convs, 2 per multiply-add)\n", r.gemm_flops / 1e6);
       fmt::print("GFLOP/s: {:.2f}\n", r.gflops);

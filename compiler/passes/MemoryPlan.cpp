@@ -136,8 +136,10 @@ void plan_memory(KernelProgram& p) {
     for (ValueId v : p.kernels[static_cast<size_t>(k)].inputs) last_read[static_cast<size_t>(root(g, v))] = k;
   }
   std::map<ValueId, int> outputs, assigns;  // how often a value is output, assigned
+  // By the value itself: an output that is a view (reshape) of a value is copied from that
+  // value's buffer into its own slot; the value has no output slot to be written into.
   std::map<ValueId, ValueId> assigned_to;   // the target of the first assign of a value
-  for (const Output& o : g.outputs) ++outputs[root(g, o.value)];
+  for (const Output& o : g.outputs) ++outputs[o.value];
   for (const Assign& a : g.assigns) ++assigns[root(g, a.value)], assigned_to.emplace(root(g, a.value), a.target);
   std::vector<bool> read_by_copy(g.nodes.size(), false);
   for (const Output& o : g.outputs) read_by_copy[static_cast<size_t>(root(g, o.value))] = true;

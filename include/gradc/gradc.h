@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "driver/Memory.h"
 #include "gradc/GraphBuilder.h"
 #include "interp/Interpreter.h"
 #include "gradc/Error.h"
@@ -40,13 +41,18 @@ struct GradCheckOptions {
   uint64_t seed = 0;      // seeds the random inputs, params and probes
   int coordinates = 6;    // elements of each param probed one by one (all if it has fewer)
   int directions = 2;     // random directions probed for each param (all elements at once)
-  double step = 1e-6;     // the finite-difference step h
+  double step = 0;        // the finite-difference step h; 0: per param, 10 cbrt(eps) max(1, max |w|)
+  bool interpreter = false;  // evaluate with the reference interpreter instead of the JIT (f64)
+  int threads = 0;        // threads the JIT-ed f64 model may use (0: every core)
+  double gradient_scale = 1;  // test-only: autodiff's gradients are multiplied by this before the check
 };
 struct ParamCheck {
   std::string param;
   int64_t elements = 0;
   int probes = 0;            // finite differences compared
   int kinks = 0;             // probes dropped because they straddled a kink (relu, max, ...)
+  double step = 0;           // the h used
+  double max_abs_error = 0;  // |autodiff - numeric|
   double max_rel_error = 0;  // |autodiff - numeric| / (scale of the param's gradient)
 };
 std::vector<ParamCheck> check_gradients(const Graph& g, const GradCheckOptions& options = {});
@@ -138,7 +144,8 @@ struct BenchOptions {
 };
 struct BenchReport {
   double compile_ms = 0;
-  int64_t arena_bytes = 0;
+  int64_t arena_bytes = 0;  // the Session's arena: memory.working()
+  MemoryUse memory;         // the breakdown `gradc dump --stage plan` and train's memory check report
   std::vector<double> us_per_step;  // one per run
   double median_us = 0;
   int threads = 1;           // the threads a step used
