@@ -1,6 +1,7 @@
 // The `gradc` command. User errors print one message and exit with code 1.
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +12,17 @@
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
+
+// --threads: 1 to ThreadPool::kMaxThreads (256; ThreadPool.h says why), every core when not given.
+static const CLI::Validator kThreadCount(
+    [](std::string& text) -> std::string {
+      long long n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec == std::errc{} && end == text.data() + text.size() && n >= 1 && n <= gradc::ThreadPool::kMaxThreads) return "";
+      return fmt::format("takes 1 to {} threads (leave it out for every core), not '{}'", gradc::ThreadPool::kMaxThreads,
+                         text.size() > 24 ? text.substr(0, 24) + "..." : text);
+    },
+    "1-256");
 
 // Prints the worst relative error per param; exit code 1 when one is above `tol`.
 static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& options, double tol) {
@@ -115,9 +127,8 @@ int main(int argc, char** argv) {
   train->add_option("--load", train_options.load, "start from this safetensors checkpoint (params, optimizer state)");
   train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
   train->add_option("--log", train_options.log, "write a CSV of step,loss");
-  train->add_option("--threads", train_options.threads, "threads a step may use (0: every core)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  train->add_option("--threads", train_options.threads, "threads a step may use, 1 to 256 (default: every core)")
+      ->check(kThreadCount);
 
   gradc::BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand(
@@ -126,9 +137,9 @@ int main(int argc, char** argv) {
   bench->add_option("--steps", bench_options.steps, "steps per timed run (5 runs; the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  bench->add_option("--threads", bench_options.threads, "threads a step may use (0: every core); the peak is measured on as many")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  bench->add_option("--threads", bench_options.threads,
+                    "threads a step may use, 1 to 256 (default: every core); the peak is measured on as many")
+      ->check(kThreadCount);
 
   try {
     app.parse(argc, argv);
