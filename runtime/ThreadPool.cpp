@@ -1,6 +1,11 @@
 #include "runtime/ThreadPool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <limits>
+#include <system_error>
+
+#include "gradc/Error.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -18,66 +23,130 @@ void relax() {
 #endif
 }
 
-// About 100 µs of pauses: long enough to catch the next kernel of a step, short enough not to
-// hold a core when the program has stopped stepping.
-constexpr int kSpins = 4000;
+// How long a waiting thread spins before it blocks. A step's kernels follow each other within
+// microseconds and a futex wake costs a few; 20 µs catches those without holding a core that
+// another process (or a descheduled worker) could use.
+constexpr std::chrono::microseconds kSpin{20};
+
+// Spins while still() holds, for at most kSpin; true if it stopped holding.
+template <typename Still>
+bool spin_while(Still still) {
+  auto until = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 16; ++i) {
+      if (!still()) return true;
+      relax();
+    }
+    if (std::chrono::steady_clock::now() >= until) return !still();
+  }
+}
+
+constexpr uint64_t kLeftMask = 0xffffffffu;
+// Tasks per round: the count of unclaimed tasks must fit the low half of work_.
+constexpr int64_t kMaxRound = std::numeric_limits<int32_t>::max();
 
 }  // namespace
 
 int ThreadPool::resolve(int threads) {
-  if (threads > 0) return threads;
-  return std::max(1u, std::thread::hardware_concurrency());
+  if (threads != 0) return threads;
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, static_cast<unsigned>(kMaxThreads)));
 }
 
 ThreadPool::ThreadPool(int threads)
     : entry_{[](void* pool, TaskFn task, void* ctx, int64_t n) { return static_cast<ThreadPool*>(pool)->run(task, ctx, n); },
              this} {
-  // Each worker starts from the generation of now: one read later could miss the first bump.
-  uint32_t start = generation_.load();
-  for (int i = 1; i < resolve(threads); ++i) workers_.emplace_back([this, start] { work(start); });
+  int total = resolve(threads);
+  if (total < 1 || total > kMaxThreads)
+    fail({}, "a thread pool takes 1 to {} threads (0: every core), not {}", kMaxThreads, threads);
+  // Each worker starts from the generation of now: one read later could miss the first run.
+  uint32_t start = epoch_.load();
+  workers_.reserve(static_cast<size_t>(total - 1));
+  for (int i = 1; i < total; ++i) {
+    try {
+      workers_.emplace_back([this, start] { work(start); });
+    } catch (const std::system_error& e) {
+      int started = static_cast<int>(workers_.size()) + 1;
+      stop_workers();  // the destructor does not run for a constructor that throws
+      fail({}, "cannot start {} threads for the step (the system refused thread {}: {}); try a smaller --threads",
+           total, started + 1, e.what());
+    }
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   stop_.store(true);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  epoch_.fetch_add(1);
+  epoch_.notify_all();
   for (std::thread& t : workers_) t.join();
+  workers_.clear();
 }
 
-void ThreadPool::drain() {
+// Claims and runs tasks of `generation` until none is left unclaimed (or the run has moved on).
+void ThreadPool::drain(uint32_t generation) {
+  uint64_t w = work_.load(std::memory_order_acquire);
   for (;;) {
-    int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= n_) return;
+    if (static_cast<uint32_t>(w >> 32) != generation || (w & kLeftMask) == 0) return;
+    if (!work_.compare_exchange_weak(w, w - 1, std::memory_order_acquire, std::memory_order_acquire)) continue;
+    // Claimed: the run cannot end (nor its arguments change) before this task is counted.
+    uint32_t n = n_;
+    int64_t t = base_ + (n - static_cast<uint32_t>(w & kLeftMask));
     if (int32_t status = task_(ctx_, t, t + 1); status != 0) {
       std::lock_guard lock(failure_mutex_);
       if (failure_ == 0 || t < failed_task_) failure_ = status, failed_task_ = t;
     }
+    // The last finished task wakes the caller if it blocked. (Both sides use sequentially
+    // consistent operations: either the caller sees the count or this sees caller_waiting_.)
+    if (finished_.fetch_add(1) + 1 == n && caller_waiting_.load()) finished_.notify_one();
+    w = work_.load(std::memory_order_acquire);
   }
 }
 
 void ThreadPool::work(uint32_t seen) {
   for (;;) {
-    for (int i = 0; i < kSpins && generation_.load(std::memory_order_acquire) == seen; ++i) relax();
-    generation_.wait(seen, std::memory_order_acquire);
-    seen = generation_.load(std::memory_order_acquire);
+    if (!spin_while([&] { return epoch_.load(std::memory_order_acquire) == seen; })) {
+      // Announce the sleep before the last look at epoch_: a run that publishes after this
+      // sees sleepers_ and notifies; one that published before is seen by wait().
+      sleepers_.fetch_add(1);
+      while (epoch_.load() == seen) epoch_.wait(seen);
+      sleepers_.fetch_sub(1);
+    }
+    seen = epoch_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    drain();
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
+    drain(seen);
   }
 }
 
-int32_t ThreadPool::run(TaskFn task, void* ctx, int64_t n) {
-  if (workers_.empty() || n <= 1) return task(ctx, 0, n);
-  task_ = task, ctx_ = ctx, n_ = n;
+void ThreadPool::wait_finished(uint32_t n) {
+  if (spin_while([&] { return finished_.load(std::memory_order_acquire) != n; })) return;
+  caller_waiting_.store(true);
+  for (uint32_t f = finished_.load(); f != n; f = finished_.load()) finished_.wait(f);
+  caller_waiting_.store(false);
+}
+
+int32_t ThreadPool::run_round(int64_t base, uint32_t n) {
+  base_ = base, n_ = n;
   failure_ = 0, failed_task_ = 0;
-  next_.store(0, std::memory_order_relaxed);
-  busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
-  drain();
-  while (busy_.load(std::memory_order_acquire) != 0) relax();
+  finished_.store(0, std::memory_order_relaxed);
+  uint32_t g = ++generation_;
+  work_.store((static_cast<uint64_t>(g) << 32) | n, std::memory_order_release);
+  epoch_.store(g);
+  if (sleepers_.load() > 0) epoch_.notify_all();
+  drain(g);
+  wait_finished(n);
   return failure_;
 }
 
-}  // namespace gradc
+int32_t ThreadPool::run(TaskFn task, void* ctx, int64_t n) {
+  if (workers_.empty() || n <= 1) return n > 0 ? task(ctx, 0, n) : 0;
+  task_ = task, ctx_ = ctx;
+  int32_t first_failure = 0;
+  for (int64_t base = 0; base < n; base += kMaxRound) {
+    int32_t status = run_round(base, static_cast<uint32_t>(std::min(kMaxRound, n - base)));
+    if (first_failure == 0) first_failure = status;
+  }
+  return first_failure;
+}
 
+}  // namespace gradc

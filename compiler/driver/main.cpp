@@ -1,6 +1,7 @@
 // The `gradc` command. User errors print one message and exit with code 1.
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,17 @@
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
+
+// --threads: 1 to ThreadPool::kMaxThreads (256; ThreadPool.h says why), every core when not given.
+static const CLI::Validator kThreadCount(
+    [](std::string& text) -> std::string {
+      long long n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec == std::errc{} && end == text.data() + text.size() && n >= 1 && n <= gradc::ThreadPool::kMaxThreads) return "";
+      return fmt::format("takes 1 to {} threads (leave it out for every core), not '{}'", gradc::ThreadPool::kMaxThreads,
+                         text.size() > 24 ? text.substr(0, 24) + "..." : text);
+    },
+    "1-256");
 
 // Prints the step and the worst absolute and relative errors per param; exit code 1 when a
 // relative error is above `tol`.
@@ -124,9 +136,8 @@ int main(int argc, char** argv) {
   check->add_option("--step", check_options.step, "the finite-difference step h (default: per param, 10 cbrt(eps) max(1, max |w|))")
       ->check(CLI::PositiveNumber);
   check->add_flag("--interpreter", check_options.interpreter, "evaluate with the reference interpreter instead of the JIT");
-  check->add_option("--threads", check_options.threads, "threads the JIT-ed f64 model may use (0: every core)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  check->add_option("--threads", check_options.threads, "threads the JIT-ed f64 model may use, 1 to 256 (default: every core)")
+      ->check(kThreadCount);
 
   std::string data;
   gradc::TrainOptions train_options;
@@ -150,9 +161,8 @@ int main(int argc, char** argv) {
   train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
   train->add_option("--log", train_options.log,
                     "write a CSV with a row per step and per epoch: kind,epoch,step,loss,val_loss,val_accuracy,lr,seconds");
-  train->add_option("--threads", train_options.threads, "threads a step may use (0: every core)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  train->add_option("--threads", train_options.threads, "threads a step may use, 1 to 256 (default: every core)")
+      ->check(kThreadCount);
   std::vector<std::string> val_files, feeds;
   train->add_option("--val", val_files, "NAME=FILE.npy: held-out examples, evaluated after each epoch (with --input)")
       ->excludes(data_opt);
@@ -192,9 +202,9 @@ int main(int argc, char** argv) {
   bench->add_option("--steps", bench_options.steps, "steps per timed run (5 runs; the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  bench->add_option("--threads", bench_options.threads, "threads a step may use (0: every core); the peak is measured on as many")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  bench->add_option("--threads", bench_options.threads,
+                    "threads a step may use, 1 to 256 (default: every core); the peak is measured on as many")
+      ->check(kThreadCount);
 
   // eval and predict: a trained spec on held-out data, and its outputs for any number of rows.
   gradc::EvalOptions eval_options;
@@ -211,9 +221,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval->add_option("--input", eval_inputs, "NAME=FILE.npy: an input's examples (repeat for each input)")
       ->excludes(eval_data_opt);
-  eval->add_option("--threads", eval_options.threads, "threads predict may use (0: every core)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
+  eval->add_option("--threads", eval_options.threads, "threads predict may use, 1 to 256 (default: every core)")
+      ->check(kThreadCount);
 
   gradc::PredictOptions predict_options;
   std::vector<std::string> predict_inputs;
@@ -223,9 +232,8 @@ int main(int argc, char** argv) {
   predict->add_option("--input", predict_inputs, "NAME=FILE.npy: an input's rows (repeat for each input)")->required();
   predict->add_option("-o,--out", predict_options.out, "the .npy file to write")->required();
   predict->add_option("--output", predict_options.output, "which output of the spec (needed when it has several)");
-  predict->add_option("--threads", predict_options.threads, "threads predict may use (0: every core)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
+  predict->add_option("--threads", predict_options.threads, "threads predict may use, 1 to 256 (default: every core)")
+      ->check(kThreadCount);
 
   try {
     app.parse(argc, argv);
