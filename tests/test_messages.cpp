@@ -124,7 +124,7 @@ TEST_CASE("messages: a long source line is cut around the column, the caret unde
   // spaces before the caret.
   std::string pad(1 << 20, ' ');
   for (const std::string& text : {"input x : f32[4]" + pad + "zzz\n", "input x : f32[4]" + pad + "zzz" + pad + "\n",
-                                  "input x : f32[4]  zzz\n"}) {
+                                  std::string("input x : f32[4]  zzz\n")}) {
     Error e = error_of([&] { load_spec(text, "m.gir"); });
     CHECK(e.message().find("expected end of line after the statement, got 'zzz'") != std::string::npos);
     CHECK(std::strlen(e.what()) < 300);
@@ -194,9 +194,10 @@ TEST_CASE("messages: numeric and path options are checked, in words, and nothing
            {"train " + seed + " --epochs -1", "error: --epochs: expected an integer of at least 1, got '-1'"},
            {"train " + seed + " --epochs 0", "--epochs: expected an integer of at least 1, got '0'"},
            {"train " + seed + " --epochs abc", "--epochs: expected an integer of at least 1, got 'abc'"},
-           {"train " + seed + " --steps -5", "--steps: expected an integer of at least 1, got '-5'"},
-           {"train " + seed + " --steps 0 --save /tmp/never.safetensors", "--steps: expected an integer of at least 1"},
-           {"train " + seed + " --steps 99999999999999999999", "an integer of at least 1 below 2^63"},
+           {"train " + seed + " --steps -5", "--steps: expected an integer of at least 0, got '-5'"},
+           {"train " + seed + " --data fashion-mnist --steps 0 --save /tmp/never.safetensors",
+            "error: gradc train: --steps 0 trains nothing, so --save would write the initial params as if trained"},
+           {"train " + seed + " --steps 99999999999999999999", "an integer of at least 0 below 2^63"},
            {"train " + seed + " --seed -1", "--seed: expected an integer from 0 to 2^64-1, got '-1'"},
            {"train " + seed + " --save ''", "--save: expected a file to write, got ''"},
            {"train " + seed + " --log ''", "--log: expected a file to write, got ''"},

@@ -68,6 +68,8 @@ static std::string failure_message(const CLI::App* app, const CLI::Error& e) {
   if (what.size() > 1 && std::isupper(static_cast<unsigned char>(what[0])) &&
       std::islower(static_cast<unsigned char>(what[1])))
     what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
+  for (std::string_view cap : {"At Most", "At Least"})  // ArgumentMismatch: "--epochs: At Most 1 required ..."
+    if (size_t at = what.find(cap); at != std::string::npos) what.replace(at, 2, "at");
   std::string command = "gradc";
   for (const CLI::App* sub : app->get_subcommands()) command += " " + sub->get_name();
   return fmt::format("error: {}\nrun '{} --help' for the options\n", what, command);
@@ -175,7 +177,8 @@ int main(int argc, char** argv) {
       ->excludes(data_opt)
       ->check(non_empty("NAME=FILE.npy"));
   train->add_option("--epochs", train_options.epochs, "epochs to run")->capture_default_str()->check(integer_at_least(1));
-  train->add_option("--steps", train_options.max_steps, "stop after this many steps in all")->check(integer_at_least(1));
+  train->add_option("--steps", train_options.max_steps, "stop after this many steps in all (0: with --load, to re-save a checkpoint)")
+      ->check(integer_at_least(0));
   train->add_option("--seed", train_options.seed, "seeds the params and the shuffling")
       ->capture_default_str()
       ->check(seed_value());
