@@ -32,7 +32,7 @@ static CLI::Validator integer_at_least(int64_t lo) {
         bool ok = ec == std::errc() && end == value.data() + value.size() && v >= lo;
         return ok ? std::string() : refused(value, expected + (ec == std::errc::result_out_of_range ? " below 2^63" : ""));
       },
-      "INT >= " + std::to_string(lo));
+      lo == 0 ? "NONNEGATIVE" : lo == 1 ? "POSITIVE" : ">= " + std::to_string(lo));  // in --help, as CLI11's own
 }
 
 static CLI::Validator seed_value() {
@@ -43,18 +43,18 @@ static CLI::Validator seed_value() {
         bool ok = ec == std::errc() && end == value.data() + value.size();
         return ok ? std::string() : refused(value, "an integer from 0 to 2^64-1");
       },
-      "0 to 2^64-1");
+      "NONNEGATIVE");
 }
 
-static CLI::Validator positive_number() {
+static CLI::Validator non_negative_number() {
   return CLI::Validator(
       [](std::string& value) {
         double v = 0;
         auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-        bool ok = ec == std::errc() && end == value.data() + value.size() && std::isfinite(v) && v > 0;
-        return ok ? std::string() : refused(value, "a finite number above 0 (such as 1e-6)");
+        bool ok = ec == std::errc() && end == value.data() + value.size() && std::isfinite(v) && v >= 0;
+        return ok ? std::string() : refused(value, "a finite number of at least 0 (such as 1e-6)");
       },
-      "NUMBER > 0");
+      "NONNEGATIVE");
 }
 
 static CLI::Validator non_empty(std::string expected) {
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
   gradc::GradCheckOptions check_options;
   CLI::App* check = app.add_subcommand("check", "Check autodiff's gradients against finite differences in f64");
   check->add_option("SPEC", spec, "the model spec (.gir)")->required();
-  check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str()->check(positive_number());
+  check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str()->check(non_negative_number());
   check->add_option("--seed", check_options.seed, "seeds the random inputs, params and probes")
       ->capture_default_str()
       ->check(seed_value());
