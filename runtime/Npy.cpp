@@ -65,6 +65,10 @@ std::string_view trimmed(std::string_view header) {
   return header;
 }
 
+// The header for a message: about 80 bytes of it around `at`, cut with "..." (a corrupt header
+// may be a megabyte long).
+std::string header_excerpt(std::string_view header, size_t at = 0) { return excerpt(trimmed(header), at).text; }
+
 // A value of the header's Python literal: a string, a bool, an int, or a tuple or list of values.
 struct PyValue {
   enum class Kind { Str, Bool, Int, Seq } kind = Kind::Str;
@@ -85,9 +89,9 @@ class HeaderParser {
     while (!peek_is('}')) {
       if (peek() != '\'' && peek() != '"') error("a quoted key or '}'");
       std::string key = parse_string();
-      expect(':', fmt::format("':' after the key '{}'", key));
+      expect(':', fmt::format("':' after the key '{}'", shortened(key)));
       PyValue value = parse_value();
-      if (!dict.emplace(key, std::move(value)).second) error(fmt::format("no second '{}' key", key));
+      if (!dict.emplace(key, std::move(value)).second) error(fmt::format("no second '{}' key", shortened(key)));
       if (!peek_is(',')) break;
       ++pos_;
     }
@@ -169,7 +173,7 @@ class HeaderParser {
 
   [[noreturn]] void error(std::string_view expected) const {
     fail(SourceLoc{path_}, "malformed .npy header: expected {} at column {} of {:?}", expected, pos_ + 1,
-         trimmed(text_));
+         header_excerpt(text_, pos_));
   }
 
   const std::string& path_;
@@ -184,7 +188,7 @@ struct Header {
 
 Header interpret(const std::string& path, std::string_view text, const std::map<std::string, PyValue>& dict) {
   // Errors about the dict's content show the header, where the offending value can be read.
-  auto bad = [&](std::string_view what) { fail(SourceLoc{path}, "{} in .npy header {:?}", what, trimmed(text)); };
+  auto bad = [&](std::string_view what) { fail(SourceLoc{path}, "{} in .npy header {:?}", what, header_excerpt(text)); };
   for (const char* key : {"descr", "fortran_order", "shape"})
     if (!dict.contains(key)) bad(fmt::format("no '{}' key", key));
 
@@ -196,9 +200,9 @@ Header interpret(const std::string& path, std::string_view text, const std::map<
     if (descr.str == d.name) h.descr = &d;
   if (!h.descr && descr.str.starts_with('>'))
     fail(SourceLoc{path}, "big-endian dtype '{}' is not supported; save it little-endian, e.g. a.astype('<{}')",
-         descr.str, descr.str.substr(1));
+         shortened(descr.str), shortened(descr.str.substr(1)));
   if (!h.descr)
-    fail(SourceLoc{path}, "unsupported dtype '{}': expected '<f4', '<f8', '<i4', '<i8', '|u1' or '<u1'", descr.str);
+    fail(SourceLoc{path}, "unsupported dtype '{}': expected '<f4', '<f8', '<i4', '<i8', '|u1' or '<u1'", shortened(descr.str));
 
   const PyValue& fortran = dict.at("fortran_order");
   if (fortran.kind != PyValue::Kind::Bool) bad("fortran_order is not True or False");

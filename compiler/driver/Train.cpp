@@ -204,6 +204,13 @@ void restore(Session& s, const std::vector<Tensor>& copy) {
 }  // namespace
 
 void train(const Graph& spec, const TrainOptions& options, const TrainEvents& events) {
+  if (options.epochs < 1) fail({}, "gradc train: epochs must be at least 1, not {}", options.epochs);
+  if (options.max_steps < -1) fail({}, "gradc train: max_steps must be at least 0 (or -1: every epoch), not {}", options.max_steps);
+  // No step from the spec's initial params would save (or report) them as if trained; with a
+  // checkpoint loaded, 0 steps re-saves it.
+  if (options.max_steps == 0 && options.load.empty())
+    fail({}, "gradc train: --steps 0 trains nothing, so --save would write the initial params as if trained "
+             "(give --steps 1 or more, or --load CKPT to re-save a checkpoint)");
   const bool fashion = options.inputs.empty();
   if (!spec.minimize && spec.assigns.empty()) fail({}, "gradc train: the spec minimizes nothing (add `minimize LOSS with adam()`)");
   std::vector<Source> sources, val_sources;

@@ -1,6 +1,7 @@
 // The `gradc` command. User errors print one message and exit with code 1.
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -26,6 +27,66 @@ static const CLI::Validator kThreadCount(
                          text.size() > 24 ? text.substr(0, 24) + "..." : text);
     },
     "1-256");
+
+// ---- option checks
+// CLI11's range validators print their bounds in full (PositiveNumber's upper bound, DBL_MAX, is
+// 309 digits) and let "nan" through, so every numeric option is checked here, before CLI11
+// converts it, with the accepted range in words. The value is quoted shortened.
+static std::string refused(const std::string& value, std::string_view expected) {
+  return fmt::format("expected {}, got '{}'", expected, gradc::shortened(value));
+}
+
+static CLI::Validator integer_at_least(int64_t lo) {
+  std::string expected = fmt::format("an integer of at least {}", lo);
+  return CLI::Validator(
+      [=](std::string& value) {
+        int64_t v = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+        bool ok = ec == std::errc() && end == value.data() + value.size() && v >= lo;
+        return ok ? std::string() : refused(value, expected + (ec == std::errc::result_out_of_range ? " below 2^63" : ""));
+      },
+      lo == 0 ? "NONNEGATIVE" : lo == 1 ? "POSITIVE" : ">= " + std::to_string(lo));  // in --help, as CLI11's own
+}
+
+static CLI::Validator seed_value() {
+  return CLI::Validator(
+      [](std::string& value) {
+        uint64_t v = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+        bool ok = ec == std::errc() && end == value.data() + value.size();
+        return ok ? std::string() : refused(value, "an integer from 0 to 2^64-1");
+      },
+      "NONNEGATIVE");
+}
+
+static CLI::Validator non_negative_number() {
+  return CLI::Validator(
+      [](std::string& value) {
+        double v = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+        bool ok = ec == std::errc() && end == value.data() + value.size() && std::isfinite(v) && v >= 0;
+        return ok ? std::string() : refused(value, "a finite number of at least 0 (such as 1e-6)");
+      },
+      "NONNEGATIVE");
+}
+
+static CLI::Validator non_empty(std::string expected) {
+  return CLI::Validator([=](std::string& value) { return value.empty() ? refused(value, expected) : std::string(); },
+                        "");
+}
+
+// CLI11's messages in the style of gradc's own (and of compilers): "error: ...", lower case.
+static std::string failure_message(const CLI::App* app, const CLI::Error& e) {
+  std::string what = e.what();
+  if (what.size() > 1 && std::isupper(static_cast<unsigned char>(what[0])) &&
+      std::islower(static_cast<unsigned char>(what[1])))
+    what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
+  for (std::string_view cap : {"At Most", "At Least"})  // ArgumentMismatch: "--epochs: At Most 1 required ..."
+    if (size_t at = what.find(cap); at != std::string::npos) what.replace(at, 2, "at");
+  std::string command = "gradc";
+  for (const CLI::App* sub : app->get_subcommands()) command += " " + sub->get_name();
+  return fmt::format("error: {}\nrun '{} --help' for the options\n", what, command);
+}
 
 // Prints the step and the worst absolute and relative errors per param; exit code 1 when a
 // relative error is above `tol`.
@@ -117,6 +178,7 @@ int main(int argc, char** argv) {
   CLI::App app{"gradc: a static computation-graph compiler for training neural networks", "gradc"};
   app.set_version_flag("--version", gradc::version_string());
   app.require_subcommand(1);
+  app.failure_message(failure_message);
 
   std::string spec, stage_text = "parsed";
   bool dot = false;
@@ -131,8 +193,10 @@ int main(int argc, char** argv) {
   gradc::GradCheckOptions check_options;
   CLI::App* check = app.add_subcommand("check", "Check autodiff's gradients against finite differences in f64");
   check->add_option("SPEC", spec, "the model spec (.gir)")->required();
-  check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str();
-  check->add_option("--seed", check_options.seed, "seeds the random inputs, params and probes")->capture_default_str();
+  check->add_option("--tol", tol, "the largest relative error that passes")->capture_default_str()->check(non_negative_number());
+  check->add_option("--seed", check_options.seed, "seeds the random inputs, params and probes")
+      ->capture_default_str()
+      ->check(seed_value());
   check->add_option("--step", check_options.step, "the finite-difference step h (default: per param, 10 cbrt(eps) max(1, max |w|))")
       ->check(CLI::PositiveNumber);
   check->add_flag("--interpreter", check_options.interpreter, "evaluate with the reference interpreter instead of the JIT");
@@ -150,17 +214,25 @@ int main(int argc, char** argv) {
       train->add_option("--data", data, "the dataset: fashion-mnist")->check(CLI::IsMember({"fashion-mnist"}));
   train_options.data_dir = gradc::kFashionMnistDir;
   train->add_option("--data-dir", train_options.data_dir, "where --data fashion-mnist finds its gzipped IDX files")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_empty("a directory"));
   train->add_option("--input", input_files, "NAME=FILE.npy: an input's examples (repeat for each input)")
-      ->excludes(data_opt);
-  train->add_option("--epochs", train_options.epochs, "epochs to run")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--steps", train_options.max_steps, "stop after this many steps in all");
-  train->add_option("--seed", train_options.seed, "seeds the params and the shuffling")->capture_default_str();
+      ->excludes(data_opt)
+      ->check(non_empty("NAME=FILE.npy"));
+  train->add_option("--epochs", train_options.epochs, "epochs to run")->capture_default_str()->check(integer_at_least(1));
+  train->add_option("--steps", train_options.max_steps, "stop after this many steps in all (0: with --load, to re-save a checkpoint)")
+      ->check(integer_at_least(0));
+  train->add_option("--seed", train_options.seed, "seeds the params and the shuffling")
+      ->capture_default_str()
+      ->check(seed_value());
   train->add_flag("--no-shuffle", no_shuffle, "serve the training examples in order");
-  train->add_option("--load", train_options.load, "start from this safetensors checkpoint (params, optimizer state)");
-  train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)");
+  train->add_option("--load", train_options.load, "start from this safetensors checkpoint (params, optimizer state)")
+      ->check(non_empty("a checkpoint file"));
+  train->add_option("--save", train_options.save, "write params and optimizer state here at the end (safetensors)")
+      ->check(non_empty("a file to write"));
   train->add_option("--log", train_options.log,
-                    "write a CSV with a row per step and per epoch: kind,epoch,step,loss,val_loss,val_accuracy,lr,seconds");
+                    "write a CSV with a row per step and per epoch: kind,epoch,step,loss,val_loss,val_accuracy,lr,seconds")
+      ->check(non_empty("a file to write"));
   train->add_option("--threads", train_options.threads, "threads a step may use, 1 to 256 (default: every core)")
       ->check(kThreadCount);
   std::vector<std::string> val_files, feeds;
@@ -201,7 +273,7 @@ int main(int argc, char** argv) {
   bench->add_option("SPEC", spec, "the model spec (.gir)")->required();
   bench->add_option("--steps", bench_options.steps, "steps per timed run (5 runs; the median is reported)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   bench->add_option("--threads", bench_options.threads,
                     "threads a step may use, 1 to 256 (default: every core); the peak is measured on as many")
       ->check(kThreadCount);
@@ -240,6 +312,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {  // CLI11 says "A subcommand is required"
+      std::vector<std::string> names;
+      for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+      fmt::print(stderr, "error: unknown command '{}' (expected one of: {})\nrun 'gradc --help' for the options\n",
+                 gradc::shortened(argv[1]), fmt::join(names, ", "));
+      return 1;
+    }
     app.exit(e);
     return 1;
   }
@@ -254,8 +333,14 @@ int main(int argc, char** argv) {
       if (data.empty() && input_files.empty()) throw gradc::Error({}, "gradc train: give --data fashion-mnist or --input NAME=FILE.npy");
       for (const std::string& kv : input_files) {
         size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", kv));
-        train_options.inputs.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+        if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
+          throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", gradc::shortened(kv)));
+        std::string name = kv.substr(0, eq);
+        for (const auto& [given, file] : train_options.inputs)
+          if (given == name)
+            throw gradc::Error({}, fmt::format("--input {}: given twice (first as {}={})", gradc::shortened(kv), name,
+                                               gradc::shortened(file)));
+        train_options.inputs.emplace_back(name, kv.substr(eq + 1));
       }
       for (const std::string& kv : val_files) {
         size_t eq = kv.find('=');

@@ -28,8 +28,8 @@ std::string describe(const Token& tok) {
   switch (tok.kind) {
     case Tok::Ident:
     case Tok::Int:
-    case Tok::Float: return fmt::format("'{}'", tok.text);
-    case Tok::String: return fmt::format("string \"{}\"", tok.text);
+    case Tok::Float: return fmt::format("'{}'", shortened(tok.text));  // a token may be a megabyte long
+    case Tok::String: return fmt::format("string \"{}\"", shortened(tok.text));
     default: return std::string(describe(tok.kind));
   }
 }
@@ -128,12 +128,12 @@ class Lexer {
     Token& tok = push(is_float ? Tok::Float : Tok::Int, word, loc);
     if (is_float) {
       auto [p, ec] = std::from_chars(first, last, tok.float_value);
-      if (ec == std::errc::result_out_of_range) fail(loc, "number '{}' is out of range", word);
-      if (ec != std::errc() || p != last) fail(loc, "malformed number '{}'", word);
+      if (ec == std::errc::result_out_of_range) fail(loc, "number '{}' is out of range", shortened(word));
+      if (ec != std::errc() || p != last) fail(loc, "malformed number '{}'", shortened(word));
     } else {
       auto [p, ec] = std::from_chars(first, last, tok.int_value);
-      if (ec == std::errc::result_out_of_range) fail(loc, "integer '{}' is too large", word);
-      if (ec != std::errc() || p != last) fail(loc, "malformed number '{}'", word);
+      if (ec == std::errc::result_out_of_range) fail(loc, "integer '{}' is too large", shortened(word));
+      if (ec != std::errc() || p != last) fail(loc, "malformed number '{}'", shortened(word));
     }
   }
 

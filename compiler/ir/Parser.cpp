@@ -99,7 +99,7 @@ class Parser {
     if (is_keyword(tok.text)) fail(tok.loc, "'{}' is a keyword and cannot name a value", tok.text);
     if (find_op(tok.text)) fail(tok.loc, "'{}' is an op and cannot name a value", tok.text);
     if (auto it = defined_.find(tok.text); it != defined_.end())
-      fail(tok.loc, "'{}' is already defined at line {}", tok.text, it->second.loc.line);
+      fail(tok.loc, "'{}' is already defined at line {}", shortened(tok.text), it->second.loc.line);
     return tok;
   }
 
@@ -116,7 +116,7 @@ class Parser {
     for (const auto& [name, loc] : defined_) names.push_back(name);
     if (find_op(tok.text))
       fail(tok.loc, "'{}' is an op: call it as {}(...)", tok.text, tok.text);
-    fail(tok.loc, "'{}' is not defined{}", tok.text, suggestion(tok.text, names));
+    fail(tok.loc, "'{}' is not defined{}", shortened(tok.text), suggestion(tok.text, names));
   }
 
   // ---- statements
@@ -211,7 +211,7 @@ class Parser {
     Token opt = expect(Tok::Ident, "(an optimizer such as adam(lr=0.001)) after 'with'");
     const std::vector<AttrSpec>* schema = optimizer_schema(opt.text);
     if (!schema)
-      fail(opt.loc, "unknown optimizer '{}' (expected one of: {})", opt.text, optimizer_names());
+      fail(opt.loc, "unknown optimizer '{}' (expected one of: {})", shortened(opt.text), optimizer_names());
     graph_.minimize = Minimize{id, Optimizer{opt.text, call_attrs(*schema, opt)}, kw.loc};
   }
 
@@ -227,7 +227,7 @@ class Parser {
   TensorType type() {
     Token dt = expect(Tok::Ident, "(a type such as f32[64, 784])");
     std::optional<DType> dtype = parse_dtype(dt.text);
-    if (!dtype) fail(dt.loc, "unknown type '{}' (expected f32, f64 or i32)", dt.text);
+    if (!dtype) fail(dt.loc, "unknown type '{}' (expected f32, f64 or i32)", shortened(dt.text));
     expect(Tok::LBracket, fmt::format("after '{}' (a shape such as {}[64, 784], or {}[] for a scalar)", dt.text, dt.text, dt.text));
     TensorType t{*dtype, {}};
     if (accept(Tok::RBracket)) return t;
@@ -246,7 +246,7 @@ class Parser {
   Init init() {
     Token kind = expect(Tok::Ident, "(an initializer such as glorot_uniform)");
     const std::vector<AttrSpec>* schema = init_schema(kind.text);
-    if (!schema) fail(kind.loc, "unknown initializer '{}' (expected one of: {})", kind.text, init_names());
+    if (!schema) fail(kind.loc, "unknown initializer '{}' (expected one of: {})", shortened(kind.text), init_names());
     if (peek().kind != Tok::LParen) return Init{kind.text, bind_attrs(*schema, kind.text, {}, {}, kind.loc)};
     return Init{kind.text, call_attrs(*schema, kind)};
   }
@@ -331,7 +331,7 @@ class Parser {
     if (!kind) {
       std::vector<std::string_view> names;
       for (const OpInfo& op : all_ops()) names.push_back(op.name);
-      fail(callee.loc, "unknown op '{}'{}", callee.text, suggestion(callee.text, names));
+      fail(callee.loc, "unknown op '{}'{}", shortened(callee.text), suggestion(callee.text, names));
     }
     const OpInfo& op = op_info(*kind);
     expect(Tok::LParen, "");

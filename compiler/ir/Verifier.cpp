@@ -1,5 +1,6 @@
 #include "ir/Verifier.h"
 
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -52,8 +53,7 @@ class Verifier {
       if (n.kind == NodeKind::Constant && !n.type.is_scalar())
         error(n.loc, "constant {} must be a scalar, is {}", label(id), n.type);
       if (n.kind == NodeKind::Input && n.init) error(n.loc, "input {} has an initializer", label(id));
-      if ((n.kind == NodeKind::Param || n.kind == NodeKind::State) && !n.type.shape.empty() &&
-          !is_float(n.type.dtype))
+      if ((n.kind == NodeKind::Param || n.kind == NodeKind::State) && !is_float(n.type.dtype))
         error(n.loc, "{} {} must be a float tensor, is {}", n.kind == NodeKind::Param ? "param" : "state",
               label(id), n.type);
       if (n.init) init(id, *n.init);
@@ -81,9 +81,63 @@ class Verifier {
     }
   }
 
+  // The initializer's arguments as torch.nn.init takes them: finite, normal's std >= 0
+  // (normal_ refuses a negative std), uniform's lo <= hi (uniform_ refuses from > to).
   void init(ValueId id, const Init& in) {
     const std::vector<AttrSpec>* schema = init_schema(in.kind);
-    if (!schema) error(g_[id].loc, "{} has an unknown initializer '{}'", label(id), in.kind);
+    if (!schema) {
+      error(g_[id].loc, "{} has an unknown initializer '{}'", label(id), in.kind);
+      return;
+    }
+    auto where = [&](std::string_view arg) {
+      for (const NamedAttr& a : in.args)
+        if (a.name == arg && a.loc.known()) return a.loc;
+      return g_[id].loc;
+    };
+    for (const NamedAttr& a : in.args)
+      if (a.value.is_number() && !std::isfinite(a.value.as_number()))
+        error(where(a.name), "{}: {}'s '{}' must be finite, is {}", label(id), in.kind, a.name, to_string(a.value));
+    auto number = [&](std::string_view arg) {
+      const Attr* a = in.args.find(arg);
+      return a && a->is_number() ? a->as_number() : 0.0;
+    };
+    if (in.kind == "normal" && number("std") < 0)
+      error(where("std"), "{}: normal's std must be at least 0, is {:g}", label(id), number("std"));
+    if (in.kind == "uniform" && number("lo") > number("hi"))
+      error(where("lo"), "{}: uniform's lo ({:g}) must not be above its hi ({:g})", label(id), number("lo"),
+            number("hi"));
+  }
+
+  // Hyper-parameters in the ranges torch.optim accepts (torch/optim/sgd.py, adam.py, adamw.py:
+  // "Invalid learning rate", "Invalid beta parameter at index 0", ...), each finite:
+  //   lr >= 0, momentum >= 0 (nesterov needs momentum > 0), 0 <= beta1, beta2 < 1,
+  //   weight_decay >= 0; stricter than torch: eps > 0 (torch takes 0, which makes 0/0 where a
+  //   gradient element is 0 from the first step) and clip_norm > 0 (clip_grad_norm_ checks
+  //   nothing; 0 zeroes every gradient, a negative one turns them uphill).
+  void hyper_parameters(const Minimize& m) {
+    const Attrs& args = m.optimizer.args;
+    auto check = [&](std::string_view name, bool ok, std::string_view range) {
+      const Attr* a = args.find(name);
+      if (!a || !a->is_number()) return;
+      if (ok && std::isfinite(a->as_number())) return;
+      SourceLoc loc = m.loc;
+      for (const NamedAttr& n : args)
+        if (n.name == name && n.loc.known()) loc = n.loc;
+      error(loc, "{}: {} must be {}, is {:g}", m.optimizer.kind, name, range, a->as_number());
+    };
+    auto value = [&](std::string_view name) {
+      const Attr* a = args.find(name);
+      return a && a->is_number() ? a->as_number() : 0.0;
+    };
+    check("lr", value("lr") >= 0, "at least 0");
+    check("momentum", value("momentum") >= 0, "at least 0");
+    if (const Attr* n = args.find("nesterov"); n && *n == Attr(true) && value("momentum") == 0)
+      check("momentum", false, "above 0 with nesterov=true");
+    check("beta1", value("beta1") >= 0 && value("beta1") < 1, "in [0, 1)");
+    check("beta2", value("beta2") >= 0 && value("beta2") < 1, "in [0, 1)");
+    check("eps", value("eps") > 0, "above 0");
+    check("weight_decay", value("weight_decay") >= 0, "at least 0");
+    check("clip_norm", value("clip_norm") > 0, "above 0");
   }
 
   void minimize(const Minimize& m) {
@@ -94,6 +148,8 @@ class Verifier {
             label(m.loss), loss.type);
     if (!optimizer_schema(m.optimizer.kind))
       error(m.loc, "unknown optimizer '{}' (expected one of: {})", m.optimizer.kind, optimizer_names());
+    else
+      hyper_parameters(m);
     if (const Attr* lr = m.optimizer.args.find("lr"); lr && lr->is_ident()) {
       std::optional<ValueId> in = g_.find(lr->as_ident());
       if (!in || g_[*in].kind != NodeKind::Input || !g_[*in].type.is_scalar() || !is_float(g_[*in].type.dtype))

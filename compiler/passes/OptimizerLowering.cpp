@@ -19,10 +19,17 @@ namespace {
 
 class Lowering {
  public:
-  Lowering(Graph& g, const Optimizer& opt) : g_(g), e_(g), opt_(opt) {}
+  Lowering(Graph& g, const Optimizer& opt, SourceLoc loc) : g_(g), e_(g), opt_(opt), loc_(std::move(loc)) {}
 
   void run(std::vector<ParamGrad> grads) {
     if (grads.empty()) return;
+    // A param the loss reaches takes its new value from the optimizer; an `assign` of it would
+    // be a second new value, so it is refused where it is written.
+    for (const ParamGrad& pg : grads)
+      for (const Assign& a : g_.assigns)
+        if (a.target == pg.param)
+          fail(a.loc, "'{}' is assigned here, but the optimizer of 'minimize' (line {}) updates it too: drop the assign "
+                      "or make '{}' a state", g_[pg.param].name, loc_.line, g_[pg.param].name);
     dtype_ = g_[grads.front().param].type.dtype;
     if (const Attr* clip = opt_.args.find("clip_norm")) clip_by_global_norm(grads, clip->as_number());
     if (opt_.kind == "adam" || opt_.kind == "adamw") begin_adam();
@@ -38,7 +45,7 @@ class Lowering {
     const Attr& a = opt_.args.get("lr");
     if (!a.is_ident()) return c(a.as_number());
     if (!lr_input_) lr_input_ = g_.find(a.as_ident());  // once: a search of every node per param was quadratic
-    if (!*lr_input_) fail({}, "optimizer: lr={} names no input", a.as_ident());
+    if (!*lr_input_) fail(loc_, "optimizer: lr={} names no input", a.as_ident());
     return **lr_input_;
   }
 
@@ -70,7 +77,7 @@ class Lowering {
   void begin_adam() {
     ValueId t = new_state(opt_.kind + ".step", TensorType{dtype_, {}});
     ValueId t_next = e_.add(t, c(1.0));
-    g_.assigns.push_back({t, t_next, {}});
+    g_.assigns.push_back({t, t_next, loc_});
     bias1_ = e_.sub(c(1.0), e_.op(OpKind::Pow, {c(number("beta1")), t_next}));
     bias2_ = e_.sub(c(1.0), e_.op(OpKind::Pow, {c(number("beta2")), t_next}));
   }
@@ -85,7 +92,7 @@ class Lowering {
       double mu = number("momentum");
       ValueId buf = new_state(name + ".momentum_buffer", type);
       ValueId buf_next = e_.add(e_.scale(buf, mu), grad);
-      g_.assigns.push_back({buf, buf_next, {}});
+      g_.assigns.push_back({buf, buf_next, loc_});
       ValueId dir = opt_.args.get("nesterov").as_bool() ? e_.add(grad, e_.scale(buf_next, mu)) : buf_next;
       next = e_.sub(w, e_.mul(lr(), dir));
     } else {
@@ -94,19 +101,20 @@ class Lowering {
       ValueId v = new_state(name + ".exp_avg_sq", type);
       ValueId m_next = e_.add(e_.scale(m, b1), e_.scale(grad, 1 - b1));
       ValueId v_next = e_.add(e_.scale(v, b2), e_.scale(e_.op(OpKind::Square, {grad}), 1 - b2));
-      g_.assigns.push_back({m, m_next, {}});
-      g_.assigns.push_back({v, v_next, {}});
+      g_.assigns.push_back({m, m_next, loc_});
+      g_.assigns.push_back({v, v_next, loc_});
       ValueId denom = e_.add(e_.div(e_.op(OpKind::Sqrt, {v_next}), e_.op(OpKind::Sqrt, {bias2_})), c(number("eps")));
       ValueId base = w;
       if (opt_.kind == "adamw") base = e_.mul(w, e_.sub(c(1.0), e_.mul(lr(), c(number("weight_decay")))));
       next = e_.sub(base, e_.mul(e_.div(lr(), bias1_), e_.div(m_next, denom)));
     }
-    g_.assigns.push_back({w, next, {}});
+    g_.assigns.push_back({w, next, loc_});
   }
 
   Graph& g_;
   Emitter e_;
   const Optimizer& opt_;
+  SourceLoc loc_;  // of the minimize statement: the optimizer's assigns carry it
   DType dtype_ = DType::F32;
   ValueId bias1_ = -1, bias2_ = -1;
   std::optional<std::optional<ValueId>> lr_input_;  // the input lr names, once looked up
@@ -120,7 +128,7 @@ Graph lower_optimizer(Differentiated d) {
   GRADC_ASSERT(g.minimize.has_value(), "lower_optimizer needs a graph with a minimize statement");
   Minimize m = *g.minimize;
   g.minimize.reset();
-  Lowering(g, m.optimizer).run(d.grads);
+  Lowering(g, m.optimizer, m.loc).run(d.grads);
   // The loss is the first output of a training graph: that is how a step finds it.
   std::erase_if(g.outputs, [&](const Output& o) { return o.value == m.loss; });
   g.outputs.insert(g.outputs.begin(), Output{m.loss, m.loc});

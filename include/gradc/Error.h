@@ -68,6 +68,36 @@ inline Error::Error(SourceLoc loc, std::string message, std::string snippet)
       message_(std::move(message)),
       snippet_(std::move(snippet)) {}
 
+// A window of `line` around byte `at` (0-based) for a message: the whole line when it has at
+// most `width` bytes, else `width` bytes around `at` with "..." where it was cut (never inside
+// a UTF-8 sequence). `col` is where byte `at` lands in `text`, for the caret.
+struct Excerpt {
+  std::string text;
+  size_t col = 0;
+};
+
+inline Excerpt excerpt(std::string_view line, size_t at, size_t width = 80) {
+  at = std::min(at, line.size());
+  if (line.size() <= width) return {std::string(line), at};
+  size_t begin = at > width / 2 ? at - width / 2 : 0;
+  size_t end = std::min(line.size(), begin + width);
+  begin = end - std::min(end, width);  // a window that ends at the line's end starts earlier
+  auto continuation = [&](size_t i) { return i < line.size() && (static_cast<unsigned char>(line[i]) & 0xC0) == 0x80; };
+  while (begin > 0 && continuation(begin)) --begin;
+  while (continuation(end)) ++end;
+  std::string text = begin > 0 ? "..." : "";
+  size_t col = at - begin + text.size();
+  text += line.substr(begin, end - begin);
+  if (end < line.size()) text += "...";
+  return {std::move(text), col};
+}
+
+// `text` for quoting in a message: itself when short, else its first `width` bytes and "...".
+inline std::string shortened(std::string_view text, size_t width = 40) {
+  if (text.size() <= width) return std::string(text);
+  return excerpt(text, 0, width).text;
+}
+
 inline Error Error::with_source(std::string_view source) const {
   if (!loc_.known() || !snippet_.empty()) return *this;
   size_t begin = 0;
@@ -77,13 +107,15 @@ inline Error Error::with_source(std::string_view source) const {
     ++begin;
   }
   size_t end = source.find('\n', begin);
-  std::string_view text = source.substr(begin, end == std::string_view::npos ? end : end - begin);
-  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-  std::string caret(static_cast<size_t>(std::max(loc_.col - 1, 0)), ' ');
+  std::string_view line = source.substr(begin, end == std::string_view::npos ? end : end - begin);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // A long line is cut around the column, so that an error in a 1 MB line prints a line, not 2 MB.
+  Excerpt shown = excerpt(line, static_cast<size_t>(std::max(loc_.col - 1, 0)));
+  std::string caret(shown.col, ' ');
   // Keep tabs so that the caret lines up under the column in a terminal.
-  for (size_t i = 0; i < caret.size() && i < text.size(); ++i)
-    if (text[i] == '\t') caret[i] = '\t';
-  return Error(loc_, message_, fmt::format("{:>5} | {}\n      | {}^", loc_.line, text, caret));
+  for (size_t i = 0; i < caret.size() && i < shown.text.size(); ++i)
+    if (shown.text[i] == '\t') caret[i] = '\t';
+  return Error(loc_, message_, fmt::format("{:>5} | {}\n      | {}^", loc_.line, shown.text, caret));
 }
 
 }  // namespace gradc
