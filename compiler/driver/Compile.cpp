@@ -62,7 +62,7 @@ KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_v
   return p;
 }
 
-int64_t bytes_of(const TensorType& t) { return t.numel() * dtype_bytes(t.dtype); }
+int64_t bytes_of(const TensorType& t) { return saturating_bytes(t); }
 
 // Refuses, before any code is made, a model whose memory would not fit in this machine's:
 // its params, state, inputs, outputs and the larger arena.
@@ -70,9 +70,10 @@ void check_fits(const KernelProgram* train, const KernelProgram& predict) {
   const Graph& g = train ? train->graph : predict.graph;
   int64_t need = std::max(train ? train->arena_bytes : 0, predict.arena_bytes);
   for (const Node& n : g.nodes)
-    if (n.kind == NodeKind::Input || n.kind == NodeKind::Param || n.kind == NodeKind::State) need += bytes_of(n.type);
-  for (const Output& o : g.outputs) need += bytes_of(g[o.value].type);
-  for (const Output& o : predict.graph.outputs) need += bytes_of(predict.graph[o.value].type);
+    if (n.kind == NodeKind::Input || n.kind == NodeKind::Param || n.kind == NodeKind::State)
+      need = saturating_add(need, bytes_of(n.type));  // saturates: 4,100 inputs of 2^51 bytes must not wrap
+  for (const Output& o : g.outputs) need = saturating_add(need, bytes_of(g[o.value].type));
+  for (const Output& o : predict.graph.outputs) need = saturating_add(need, bytes_of(predict.graph[o.value].type));
   int64_t have = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGE_SIZE));
   if (have > 0 && need > have)
     fail({}, "model '{}' needs {} bytes ({:.1f} GiB) for its params, optimizer state, inputs, outputs and arena; "

@@ -125,6 +125,10 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
   }
   if (!spec.minimize && spec.assigns.empty()) fail({}, "gradc train: the spec minimizes nothing (add `minimize LOSS with adam()`)");
 
+  // Refused now rather than after the training: a --save or --log onto a FIFO or a directory.
+  for (const std::string* out : {&options.save, &options.log})
+    if (!out->empty()) check_output_path(*out);
+
   Model model = compile(spec);
   if (events.compiled) events.compiled(model.compile_ms);
   Session session(model, {.seed = options.seed, .threads = options.threads});

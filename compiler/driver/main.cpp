@@ -11,6 +11,7 @@
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
+#include "runtime/File.h"
 
 // Prints the worst relative error per param; exit code 1 when one is above `tol`.
 static int run_check(const gradc::Graph& g, const gradc::GradCheckOptions& options, double tol) {
@@ -74,6 +75,8 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
 }
 
 int main(int argc, char** argv) {
+  // Ctrl-C or a kill during a save removes the save's temporary; the old file stays whole.
+  gradc::remove_temporaries_on_signals();
   CLI::App app{"gradc: a static computation-graph compiler for training neural networks", "gradc"};
   app.set_version_flag("--version", gradc::version_string());
   app.require_subcommand(1);
