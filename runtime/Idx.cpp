@@ -75,7 +75,9 @@ class Reader {
     if (code == Z_OK) return;
     std::string_view msg = text;
     // zlib prefixes its message with the path, which the error's location already gives.
+    // (gzdopen's streams are named "<fd:N>").
     if (msg.starts_with(path_) && msg.substr(path_.size()).starts_with(": ")) msg.remove_prefix(path_.size() + 2);
+    if (auto end = msg.find(">: "); msg.starts_with("<fd:") && end != std::string_view::npos) msg.remove_prefix(end + 3);
     if (code == Z_ERRNO) fail(SourceLoc{path_}, "cannot read file: {}", msg);
     fail(SourceLoc{path_}, "corrupt or truncated gzip stream: {}", msg);
   }

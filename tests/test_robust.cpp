@@ -93,18 +93,12 @@ const char* kRegression = "model m\ninput x : f32[4, 2]\nparam w : f32[2, 2] = z
 
 // ---- fault 5: specs the backend indexed or recursed over unchecked
 
-TEST_CASE("robust: a spec with assign lines needs a first output, a float scalar, for the step's loss") {
+TEST_CASE("robust: a spec with assign lines needs an output, the step's loss") {
   std::string no_output = "model m\ninput x : f32[4, 3]\nparam w : f32[3, 2] = zeros\nh = matmul(x, w)\n"
                           "assign w = sub(w, mul(w, 0.1))\n";
   std::string e = error_of([&] { load_spec(no_output, "noout.gir"); });
   CHECK(contains(e, "noout.gir:5:"));
   CHECK(contains(e, "a spec with assign lines needs an output"));
-
-  std::string not_scalar = "model m\ninput x : f32[4, 3]\nparam w : f32[3, 2] = zeros\noutput h = matmul(x, w)\n"
-                           "assign w = sub(w, mul(w, 0.1))\n";
-  e = error_of([&] { load_spec(not_scalar, "vec.gir"); });
-  CHECK(contains(e, "vec.gir:4:"));
-  CHECK(contains(e, "must be a float scalar, but 'h' is f32[4, 2]"));
 
   // The command: exit 1 with the location (was SIGSEGV in ModuleEmitter, outputs[0] of none).
   std::string spec = test::write_temp("noout.gir", no_output);
@@ -123,7 +117,6 @@ TEST_CASE("robust: ranks are bounded (kMaxRank) in specs, ops, graphs built in C
   std::string e = error_of([&] { load_spec("model m\ninput x : f32[" + dims + "]\noutput y = neg(x)\n", "r.gir"); });
   CHECK(contains(e, "r.gir:2:"));
   CHECK(contains(e, fmt::format("at most {} dimensions", kMaxRank)));
-  CHECK(e.size() < 2000);  // the 20,000 dims are not printed back
 
   std::string ones = "1" + repeat(", 1", 40);
   e = error_of([&] { load_spec("model m\ninput x : f32[2]\noutput y = reshape(x, shape=[2, " + ones + "])\n", "o.gir"); });
@@ -218,7 +211,8 @@ TEST_CASE("robust: a FIFO, directory or device given as an input is refused at o
   REQUIRE(::mkfifo((fashion / "train-images-idx3-ubyte.gz").c_str(), 0600) == 0);
   for (const std::string& args : {"train " + spec + " --input x=" + fifo, "train " + spec + " --input x=" + xs + " --load " + fifo,
                                   "dump " + fifo, "check " + fifo,
-                                  "train " + spec + " --data fashion-mnist --data-dir " + fashion.string()}) {
+                                  "train " + test::source_path("samples/specs/seed_mlp.gir") + " --data fashion-mnist --data-dir " +
+                                      fashion.string()}) {
     CAPTURE(args);
     auto start = std::chrono::steady_clock::now();
     test::CommandResult r = run_with_timeout(args);
@@ -276,7 +270,7 @@ TEST_CASE("robust: a save onto a FIFO, a directory or a symlink to one is refuse
   Tensor x(TensorType{DType::F32, {8, 2}});
   std::string xs = (dir / "x.npy").string();
   save_npy(xs, x);
-  for (const std::string& option : {"--save", "--log"}) {
+  for (const char* option : {"--save", "--log"}) {
     CAPTURE(option);
     test::CommandResult r =
         test::run_gradc(fmt::format("train {} --input x={} --epochs 1 {} {}", spec, xs, option, fifo.string()));
