@@ -1,5 +1,10 @@
 #include "runtime/File.h"
 
+#include <limits.h>
+#include <signal.h>
+
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -7,7 +12,86 @@
 #include <utility>
 
 namespace gradc {
+
+std::string_view file_kind(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
+
+int open_regular_file(const std::string& path) {
+  SourceLoc loc{path};
+  auto refuse = [&](mode_t mode) {
+    fail(loc, "cannot read file: it is {}, not a regular file", file_kind(mode));
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(loc, "cannot open file: {}", std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) refuse(st.st_mode);
+  // O_NONBLOCK: should the path be swapped for a FIFO after the stat, the open still returns.
+  Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.fd < 0) fail(loc, "cannot open file: {}", std::strerror(errno));
+  if (::fstat(fd.fd, &st) != 0) fail(loc, "cannot read file: {}", std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) refuse(st.st_mode);
+  int flags = ::fcntl(fd.fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd.fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+    fail(loc, "cannot read file: {}", std::strerror(errno));
+  return std::exchange(fd.fd, -1);
+}
+
+std::string temporary_name_pattern(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  return dir + "." + base + ".gradc-tmp-XXXXXX";
+}
+
 namespace {
+
+// The temporary of the write in progress, for the signal handler: a fixed buffer, since a
+// handler may not allocate, claimed by one write at a time (0 free, 1 being filled, 2 set).
+char g_temporary[PATH_MAX + 1];
+std::atomic<int> g_temporary_state{0};
+
+bool claim_temporary(const std::string& name) {
+  int free = 0;
+  if (name.size() > PATH_MAX || !g_temporary_state.compare_exchange_strong(free, 1)) return false;
+  std::memcpy(g_temporary, name.c_str(), name.size() + 1);
+  g_temporary_state.store(2);
+  return true;
+}
+
+void on_signal(int sig) {
+  if (g_temporary_state.load() == 2) ::unlink(g_temporary);
+  // SA_RESETHAND restored the default action; the signal, blocked while this runs, is
+  // delivered again when it returns and ends the process as it would have.
+  ::raise(sig);
+}
+
+// Where a write to `path` goes: `path`, or the file its symlink points to. Refuses anything that
+// is not a regular file, because renaming over it would replace it (a device node, as root).
+std::string write_target(const std::string& path) {
+  SourceLoc loc{path};
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return path;  // a new path (or one mkstemp will explain)
+  if (S_ISREG(st.st_mode)) return path;
+  if (!S_ISLNK(st.st_mode))
+    fail(loc, "cannot save: it is {}, not a regular file; gradc writes only over regular files or to a new path",
+         file_kind(st.st_mode));
+  if (::stat(path.c_str(), &st) != 0)
+    fail(loc, "cannot save: it is a symbolic link to a missing file ({}); give the path to write itself",
+         std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    fail(loc, "cannot save: it is a symbolic link to {}, not to a regular file; gradc writes only over regular files "
+              "or to a new path", file_kind(st.st_mode));
+  char resolved[PATH_MAX];
+  if (!::realpath(path.c_str(), resolved)) fail(loc, "cannot save: resolving the symbolic link: {}", std::strerror(errno));
+  return resolved;
+}
 
 // The mode a file created by open(..., 0666) would get. mkstemp creates 0600, which would make
 // checkpoints private where every other output is not. The umask is read from /proc instead of
@@ -23,16 +107,18 @@ mode_t new_file_mode() {
 class TempFile {
  public:
   explicit TempFile(const std::string& target)
-      : target_(target), name_(target + ".tmp-XXXXXX"), fd_(::mkstemp(name_.data())) {
+      : target_(target), name_(temporary_name_pattern(target)), fd_(::mkstemp(name_.data())) {
     // On failure mkstemp leaves a random name in the template that names no file; show the pattern.
     if (fd_.fd < 0)
-      fail(SourceLoc{target_}, "cannot save: creating the temporary file {}.tmp-XXXXXX: {}", target_,
+      fail(SourceLoc{target_}, "cannot save: creating the temporary file {}: {}", temporary_name_pattern(target_),
            std::strerror(errno));
+    claimed_ = claim_temporary(name_);
   }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
   ~TempFile() {
     if (!committed_) ::unlink(name_.c_str());
+    release();
   }
 
   void write(std::span<const std::byte> bytes) {
@@ -55,10 +141,16 @@ class TempFile {
     if (std::rename(name_.c_str(), target_.c_str()) != 0)
       fail(SourceLoc{target_}, "cannot save: renaming {} over it: {}", name_, std::strerror(errno));
     committed_ = true;
+    release();
     sync_directory();
   }
 
  private:
+  void release() {
+    if (claimed_) g_temporary_state.store(0);
+    claimed_ = false;
+  }
+
   [[noreturn]] void step_failed(std::string_view step) {
     fail(SourceLoc{target_}, "cannot save: {} {}: {}", step, name_, std::strerror(errno));
   }
@@ -78,14 +170,29 @@ class TempFile {
   std::string name_;
   Descriptor fd_;
   bool committed_ = false;
+  bool claimed_ = false;  // the name is the one the signal handler removes
 };
 
 }  // namespace
 
+void check_output_path(const std::string& path) { write_target(path); }
+
 void write_file_atomically(const std::string& path, const std::vector<std::span<const std::byte>>& pieces) {
-  TempFile tmp(path);
+  TempFile tmp(write_target(path));
   for (auto piece : pieces) tmp.write(piece);
   tmp.commit();
+}
+
+void remove_temporaries_on_signals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;  // nohup, or a background job
+    struct sigaction action {};
+    action.sa_handler = on_signal;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(sig, &action, nullptr);
+  }
 }
 
 }  // namespace gradc

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gradc/Error.h"
@@ -29,14 +30,21 @@ struct Descriptor {
   }
 };
 
+// What a file of `mode` is, for messages: "a directory", "a FIFO (named pipe)", ...
+std::string_view file_kind(mode_t mode);
+
+// Opens `path` (through symlinks) for reading and returns the descriptor, which the caller
+// closes; throws unless it is a regular file. The type is checked before the open and again on
+// the open descriptor, and the open does not block, so that a FIFO, a device or a socket is
+// refused at once and never waited on.
+int open_regular_file(const std::string& path);
+
 // A regular file open for reading at any offset.
 class InputFile {
  public:
-  explicit InputFile(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd_.fd < 0) fail(SourceLoc{path_}, "cannot open file: {}", std::strerror(errno));
+  explicit InputFile(const std::string& path) : path_(path), fd_(open_regular_file(path)) {
     struct stat st {};
     if (::fstat(fd_.fd, &st) != 0) fail(SourceLoc{path_}, "cannot read file: {}", std::strerror(errno));
-    if (!S_ISREG(st.st_mode)) fail(SourceLoc{path_}, "cannot read file: not a regular file");
     size_ = static_cast<uint64_t>(st.st_size);
   }
 
@@ -68,10 +76,26 @@ class InputFile {
   uint64_t at_ = 0;
 };
 
-// Writes `pieces`, one after the other, to a temporary file next to `path` (path + ".tmp-XXXXXX"),
-// syncs it to disk and renames it over `path`, so that a reader, or a crash, sees the old file or
-// the new one and never a mix. On failure the temporary is removed and gradc::Error says which
-// step failed and why. Shared by every writer of the runtime (checkpoints, .npy arrays).
+// Writes `pieces`, one after the other, to a temporary file next to `path` (DIR/.NAME.gradc-tmp-XXXXXX
+// for DIR/NAME), syncs it to disk and renames it over `path`, so that a reader, or a crash, sees
+// the old file or the new one and never a mix. `path` must be a new path or a regular file (a
+// symlink to one: the file it points to is replaced and the link kept); a directory, FIFO,
+// device or socket is refused before anything is written. On failure the temporary is removed
+// and gradc::Error says which step failed and why. Shared by every writer of the runtime
+// (checkpoints, .npy arrays, logs).
 void write_file_atomically(const std::string& path, const std::vector<std::span<const std::byte>>& pieces);
+
+// Throws the error write_file_atomically would for a path it must not write over (a directory,
+// FIFO, device, socket, or a symlink to one): for commands that check their outputs up front.
+void check_output_path(const std::string& path);
+
+// The temporary a write in progress would leave behind if the process died: the name above.
+std::string temporary_name_pattern(const std::string& path);
+
+// Installs SIGINT, SIGTERM and SIGHUP handlers that remove the temporary of a write in
+// progress and then let the signal end the process as it would have (signals the process
+// ignores stay ignored). For commands; a library caller may install its own. kill -9 cannot be
+// caught: the temporary's name says what it is.
+void remove_temporaries_on_signals();
 
 }  // namespace gradc

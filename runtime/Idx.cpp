@@ -11,12 +11,13 @@
 
 #include "gradc/Error.h"
 #include "gradc/Types.h"
+#include "runtime/File.h"
 
 namespace gradc {
 namespace {
 
 constexpr uint8_t kUnsignedByte = 0x08;
-constexpr int kMaxRank = 4;
+constexpr int kMaxIdxRank = 4;  // below gradc's kMaxRank: IDX files hold images and labels
 // Past this, the byte count no longer fits the int that gzread and most consumers take.
 constexpr int64_t kMaxBytes = int64_t{1} << 31;
 // Reads go in chunks so that a header that claims more than the file holds allocates
@@ -43,9 +44,13 @@ using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
-    errno = 0;
-    file_.reset(gzopen(path.c_str(), "rb"));
-    if (!file_) fail(SourceLoc{path_}, "cannot open file: {}", errno ? std::strerror(errno) : "out of memory");
+    // Opened here, where the type is checked without blocking (a FIFO would hang gzopen).
+    int fd = open_regular_file(path);
+    file_.reset(gzdopen(fd, "rb"));
+    if (!file_) {
+      ::close(fd);
+      fail(SourceLoc{path_}, "cannot open file: out of memory");
+    }
   }
 
   // Reads up to `n` bytes into `out` and returns how many came; fewer means end of file.
@@ -70,7 +75,9 @@ class Reader {
     if (code == Z_OK) return;
     std::string_view msg = text;
     // zlib prefixes its message with the path, which the error's location already gives.
+    // (gzdopen's streams are named "<fd:N>").
     if (msg.starts_with(path_) && msg.substr(path_.size()).starts_with(": ")) msg.remove_prefix(path_.size() + 2);
+    if (auto end = msg.find(">: "); msg.starts_with("<fd:") && end != std::string_view::npos) msg.remove_prefix(end + 3);
     if (code == Z_ERRNO) fail(SourceLoc{path_}, "cannot read file: {}", msg);
     fail(SourceLoc{path_}, "corrupt or truncated gzip stream: {}", msg);
   }
@@ -101,9 +108,9 @@ IdxArray read_idx(const std::string& path) {
     fail(SourceLoc{path}, "unsupported IDX type 0x{:02x} ({}): only 0x08 (unsigned byte) is supported", magic[2],
          type_name(magic[2]));
   int rank = magic[3];
-  if (rank == 0 || rank > kMaxRank) fail(SourceLoc{path}, "unsupported rank {}: expected 1 to {}", rank, kMaxRank);
+  if (rank == 0 || rank > kMaxIdxRank) fail(SourceLoc{path}, "unsupported rank {}: expected 1 to {}", rank, kMaxIdxRank);
 
-  uint8_t dims[4 * kMaxRank];
+  uint8_t dims[4 * kMaxIdxRank];
   read_header(in, path, dims, 4 * static_cast<size_t>(rank), "dimensions");
   IdxArray a;
   for (int i = 0; i < rank; ++i) a.shape.push_back(big_endian_u32(dims + 4 * i));

@@ -31,6 +31,8 @@ constexpr std::string_view kMagic = "\x93NUMPY";
 constexpr size_t kPrefixBytes = 8;  // the magic and the two version bytes
 // numpy writes headers of a few hundred bytes; a larger one is corrupt, and is not allocated.
 constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 20;
+// A header holds one level of nesting (the shape tuple); numpy writes no deeper ones.
+constexpr int kMaxNesting = 16;
 // numpy aligns the data to this, for memory mapping.
 constexpr size_t kAlign = 64;
 // numpy leaves room in the header for the first dim to grow to this many digits, so that a
@@ -108,6 +110,9 @@ class HeaderParser {
     if (c == '\'' || c == '"') {
       v.str = parse_string();
     } else if (c == '(' || c == '[') {
+      // Bounded, so that a header of nested parentheses cannot overflow the stack.
+      if (depth_ == kMaxNesting) error(fmt::format("at most {} nested tuples or lists", kMaxNesting));
+      ++depth_;
       v.kind = PyValue::Kind::Seq;
       char close = c == '(' ? ')' : ']';
       ++pos_;
@@ -117,6 +122,7 @@ class HeaderParser {
         ++pos_;
       }
       expect(close, fmt::format("',' or '{}' in a sequence", close));
+      --depth_;
     } else if (c == '-' || (c >= '0' && c <= '9')) {
       v.kind = PyValue::Kind::Int;
       v.integer = parse_int();
@@ -179,6 +185,7 @@ class HeaderParser {
   const std::string& path_;
   std::string_view text_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 struct Header {
@@ -210,6 +217,8 @@ Header interpret(const std::string& path, std::string_view text, const std::map<
 
   const PyValue& shape = dict.at("shape");
   if (shape.kind != PyValue::Kind::Seq) bad("shape is not a tuple such as (2, 3)");
+  if (static_cast<int64_t>(shape.items.size()) > kMaxRank)
+    fail(SourceLoc{path}, "shape has {} dims; gradc reads arrays of at most {}", shape.items.size(), kMaxRank);
   for (const PyValue& d : shape.items) {
     if (d.kind != PyValue::Kind::Int || d.integer < 0) bad("shape has a dim that is not a non-negative integer");
     h.shape.push_back(d.integer);
@@ -279,7 +288,7 @@ Tensor load_npy(const std::string& path) {
 
   Header h = interpret(path, text, HeaderParser(path, text).parse_dict());
   TensorType type{h.descr->dtype, h.shape};
-  uint64_t want = static_cast<uint64_t>(type.numel() * h.descr->item_bytes);
+  uint64_t want = static_cast<uint64_t>(saturating_mul(type.numel(), h.descr->item_bytes));
   if (in.left() < want)
     fail(loc, "truncated data: expected {} bytes for shape {} of '{}', found {}", want, shape_repr(h.shape),
          h.descr->name, in.left());

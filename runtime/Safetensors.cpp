@@ -40,6 +40,7 @@ using Json = nlohmann::json;
 
 // The reference implementation's limit: past it a header is corrupt, or meant to exhaust memory.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr int kMaxJsonDepth = 64;
 constexpr std::string_view kMetadataKey = "__metadata__";
 constexpr std::string_view kSupported = "F32, F64, I32";
 
@@ -112,6 +113,8 @@ Entry parse_entry(const std::string& path, const Json& header, const std::string
   Entry e{name, {*type, {}}};
   const Json& shape = info["shape"];
   if (!shape.is_array()) fail(loc, "tensor \"{}\": shape is {}, expected an array of sizes", name, shape.dump());
+  if (shape.size() > static_cast<size_t>(kMaxRank))
+    fail(loc, "tensor \"{}\": shape has {} dims; gradc reads tensors of at most {}", name, shape.size(), kMaxRank);
   for (const Json& d : shape) {
     auto size = as_index(d);
     if (!size)
@@ -132,7 +135,7 @@ Entry parse_entry(const std::string& path, const Json& header, const std::string
   if (*end > buffer_size)
     fail(loc, "tensor \"{}\": data_offsets [{}, {}] reach past the end of the {}-byte data buffer", name, *begin, *end,
          buffer_size);
-  uint64_t want = static_cast<uint64_t>(*numel * dtype_bytes(*type));
+  uint64_t want = static_cast<uint64_t>(saturating_mul(*numel, dtype_bytes(*type)));
   if (*end - *begin != want)
     fail(loc, "tensor \"{}\": {} {} takes {} bytes, but data_offsets [{}, {}] hold {}", name, dtype.get<std::string>(),
          to_string(e.type.shape), want, *begin, *end, *end - *begin);
@@ -146,6 +149,10 @@ Json parse_header(const std::string& path, const std::string& text) {
   std::string duplicate;
   std::set<std::string> names;
   auto on_event = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    // The format nests three deep (header, entry, shape); a deeper header is refused before
+    // anything recurses over it (dump() in a message, or the JSON value's destructor).
+    if (depth > kMaxJsonDepth)
+      fail(SourceLoc{path}, "header nests JSON arrays or objects over {} deep: not a safetensors header", kMaxJsonDepth);
     if (event == Json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second &&
         duplicate.empty())
       duplicate = parsed.get<std::string>();

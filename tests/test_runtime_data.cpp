@@ -125,7 +125,7 @@ TEST_CASE("runtime: idx rejects a missing file and a directory") {
                        doctest::Contains(error_at(missing, "cannot open file: No such file or directory").c_str()),
                        gradc::Error);
   std::string dir = test::temp_dir().string();
-  CHECK_THROWS_WITH_AS(read_idx(dir), doctest::Contains(error_at(dir, "cannot read file: Is a directory").c_str()),
+  CHECK_THROWS_WITH_AS(read_idx(dir), doctest::Contains(error_at(dir, "cannot read file: it is a directory, not a regular file").c_str()),
                        gradc::Error);
 }
 

@@ -189,6 +189,8 @@ class CachedObject {
 
   // The object, or null when there is none (or it was damaged, and is now deleted).
   std::unique_ptr<llvm::MemoryBuffer> load() const {
+    // Only a regular file is ours to read or delete: a FIFO would block the read.
+    if (!ours()) return nullptr;
     auto file = llvm::MemoryBuffer::getFile(path_, /*IsText=*/false, /*RequiresNullTerminator=*/false);
     if (!file) return nullptr;
     llvm::StringRef bytes = (*file)->getBuffer();
@@ -207,9 +209,10 @@ class CachedObject {
   // a reader sees the whole file or none.
   void store(llvm::StringRef object) const {
     if (llvm::sys::fs::create_directories(dir_)) return;
+    if (llvm::sys::fs::exists(path_) && !ours()) return;  // never renamed over a FIFO, device or directory
     int fd = -1;
     llvm::SmallString<256> temp;
-    if (llvm::sys::fs::createUniqueFile(path_ + ".tmp-%%%%%%%%", fd, temp)) return;
+    if (llvm::sys::fs::createUniqueFile(path_ + ".gradc-tmp-%%%%%%%%", fd, temp)) return;
     char trailer[kTrailerBytes];
     std::memcpy(trailer, kMagic, sizeof(kMagic));
     llvm::support::endian::write64le(trailer + 8, object.size());
@@ -224,6 +227,11 @@ class CachedObject {
       os.clear_error();  // a cache that cannot be written is no error
     }
     if (!written || llvm::sys::fs::rename(temp, path_)) llvm::sys::fs::remove(temp);
+  }
+
+  bool ours() const {
+    llvm::sys::fs::file_status st;
+    return !llvm::sys::fs::status(path_, st) && llvm::sys::fs::is_regular_file(st);
   }
 
   std::nullptr_t drop() const {

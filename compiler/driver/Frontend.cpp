@@ -1,8 +1,6 @@
 // The front of the pipeline behind <gradc/gradc.h>: text -> parsed, typed, verified Graph,
 // and the dumps of each stage.
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "gradc/gradc.h"
 #include "ir/Parser.h"
@@ -12,6 +10,7 @@
 #include "passes/OptimizerLowering.h"
 #include "passes/ShapeInference.h"
 #include "passes/Simplify.h"
+#include "runtime/File.h"
 
 namespace gradc {
 
@@ -28,13 +27,11 @@ Graph load_spec(std::string_view text, const std::string& file) {
 Graph load_spec_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail({path}, "no such file");
-  if (!std::filesystem::is_regular_file(path, ec)) fail({path}, "not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail({path}, "cannot open the file for reading");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail({path}, "cannot read the file");
-  return load_spec(text.str(), path);
+  // InputFile refuses a directory, FIFO, device or socket without opening it, so none is waited on.
+  InputFile in(path);
+  std::string text(in.size(), '\0');
+  in.read(text.data(), text.size());
+  return load_spec(text, path);
 }
 
 static constexpr std::pair<Stage, std::string_view> kStages[] = {

@@ -323,6 +323,10 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
       planned > 0)
     fail({}, "--warmup {}: the run has {} steps, so no step would follow the warmup", options.schedule->warmup, planned);
 
+  // Refused now rather than after the training: a --save or --log onto a FIFO or a directory.
+  for (const std::string* out : {&options.save, &options.log})
+    if (!out->empty()) check_output_path(*out);
+
   Model model = compile(compiled);
   if (events.compiled) events.compiled(model.compile_ms);
   Session session(model, {.seed = options.seed, .threads = options.threads});

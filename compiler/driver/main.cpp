@@ -16,6 +16,7 @@
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
+#include "runtime/File.h"
 
 // --threads: 1 to ThreadPool::kMaxThreads (256; ThreadPool.h says why), every core when not given.
 static const CLI::Validator kThreadCount(
@@ -175,6 +176,8 @@ static std::vector<std::pair<std::string, std::string>> parse_inputs(const std::
 }
 
 int main(int argc, char** argv) {
+  // Ctrl-C or a kill during a save removes the save's temporary; the old file stays whole.
+  gradc::remove_temporaries_on_signals();
   CLI::App app{"gradc: a static computation-graph compiler for training neural networks", "gradc"};
   app.set_version_flag("--version", gradc::version_string());
   app.require_subcommand(1);

@@ -33,6 +33,9 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
     for (const NamedAttr& a : attrs)
       if (a.name == spec.name) ordered.set(a.name, a.value, a.loc);
   attrs = std::move(ordered);
+  if (result.rank() > kMaxRank)
+    fail(loc, "{} would give a result of rank {}; a shape has at most {} dimensions (gradc's limit)", op.name,
+         result.rank(), kMaxRank);
   if (!checked_numel(result.shape)) fail(loc, "{} would give {}, more than 2^48 elements", op.name, result);
   return result;
 }

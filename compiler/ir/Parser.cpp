@@ -235,6 +235,7 @@ class Parser {
       Token d = next();
       if (d.kind != Tok::Int || d.int_value <= 0)
         fail(d.loc, "a dimension must be a positive integer, got {}", describe(d));
+      if (t.rank() == kMaxRank) fail(d.loc, "a shape has at most {} dimensions (gradc's limit)", kMaxRank);
       t.shape.push_back(d.int_value);
     } while (accept(Tok::Comma));
     expect(Tok::RBracket, "to close the shape");

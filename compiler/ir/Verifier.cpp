@@ -18,6 +18,7 @@ class Verifier {
     if (g_.minimize) minimize(*g_.minimize);
     std::set<ValueId> assigned;
     for (const Assign& a : g_.assigns) assign(a, assigned);
+    if (!g_.minimize && !g_.assigns.empty()) step_loss();
     return std::move(errors_);
   }
 
@@ -46,6 +47,11 @@ class Verifier {
     const Node& n = g_[id];
     if (!n.name.empty() && !names_.emplace(n.name, id).second)
       error(n.loc, "'{}' is defined twice", n.name);
+    if (n.type.rank() > kMaxRank) {  // before anything walks the dims (and a 20,000-dim type is not printed)
+      error(n.loc, "{} has rank {}; a shape has at most {} dimensions (gradc's limit)", label(id), n.type.rank(),
+            kMaxRank);
+      return;
+    }
     for (int64_t d : n.type.shape)
       if (d <= 0) error(n.loc, "{} has a non-positive dimension in {}", label(id), n.type);
     if (n.is_leaf()) {
@@ -169,6 +175,15 @@ class Verifier {
     if (g_[a.value].type != target.type)
       error(a.loc, "assign {}: the new value is {} but {} is {}", label(a.target), g_[a.value].type,
             label(a.target), target.type);
+  }
+
+  // A training graph written with assign lines (no minimize): its step returns its first output
+  // as the loss, as optimizer lowering arranges for a minimize, so there must be one.
+  void step_loss() {
+    if (g_.outputs.empty())
+      error(g_.assigns.front().loc,
+            "a spec with assign lines needs an output: its first output is the loss the train step returns "
+            "(add 'output loss' before the assigns, or use 'minimize LOSS with OPTIMIZER')");
   }
 
   const Graph& g_;

@@ -598,15 +598,15 @@ class Fuser {
       const Node& n = g_[m];
       if (k.kind == KernelKind::MatMul && m == k.members[0]) {
         const Shape& as = g_[n.args[0]].type.shape;
-        k.flops += 2 * n.type.numel() * as.back();
+        k.flops = saturating_add(k.flops, saturating_mul(2 * n.type.numel(), as.back()));
       } else if (k.kind == KernelKind::Op || is_head(k, m)) {
-        k.flops += op_flops(n);
+        k.flops = saturating_add(k.flops, op_flops(n));
       } else if (n.type.numel() != 1 || domain == 1) {
-        k.flops += domain;  // an elementwise op or a reduction step per element (scalars: hoisted)
+        k.flops = saturating_add(k.flops, domain);  // an elementwise op or a reduction step per element (scalars: hoisted)
       }
     }
-    for (ValueId v : k.inputs) k.bytes += g_[v].type.numel() * dtype_bytes(g_[v].type.dtype);
-    for (ValueId v : k.outputs) k.bytes += g_[v].type.numel() * dtype_bytes(g_[v].type.dtype);
+    for (ValueId v : k.inputs) k.bytes = saturating_add(k.bytes, saturating_bytes(g_[v].type));
+    for (ValueId v : k.outputs) k.bytes = saturating_add(k.bytes, saturating_bytes(g_[v].type));
     ValueId named = k.outputs.empty() ? k.members.back() : k.outputs.back();
     std::string what = g_[named].name.empty() ? std::string(op_info(g_[named].op).name) : g_[named].name;
     k.name = what;
@@ -616,13 +616,13 @@ class Fuser {
     switch (n.op) {
       case OpKind::Conv2d: {
         const Shape& w = g_[n.args[1]].type.shape;
-        return 2 * n.type.numel() * w[1] * w[2] * w[3];
+        return saturating_mul(saturating_mul(2 * n.type.numel(), w[1]), w[2] * w[3]);
       }
       case OpKind::Conv2dInputGrad: {
         const Shape& w = g_[n.args[1]].type.shape;
-        return 2 * g_[n.args[0]].type.numel() * w[1] * w[2] * w[3];
+        return saturating_mul(saturating_mul(2 * g_[n.args[0]].type.numel(), w[1]), w[2] * w[3]);
       }
-      case OpKind::Conv2dWeightGrad: return 2 * g_[n.args[1]].type.numel() * n.type.numel() / n.type.shape[0];
+      case OpKind::Conv2dWeightGrad: return saturating_mul(2 * g_[n.args[1]].type.numel(), n.type.numel() / n.type.shape[0]);
       default: {
         int64_t most = n.type.numel();
         for (ValueId a : n.args) most = std::max(most, g_[a].type.numel());

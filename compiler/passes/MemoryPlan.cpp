@@ -9,8 +9,10 @@ namespace {
 
 constexpr int64_t kAlign = 64;
 
-int64_t aligned(int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
-int64_t bytes_of(const Node& n) { return n.type.numel() * dtype_bytes(n.type.dtype); }
+// Sizes and offsets saturate rather than wrap, so that a model too big for any memory gets a
+// huge arena, which the compile's memory check refuses.
+int64_t aligned(int64_t bytes) { return saturating_add(bytes, kAlign - 1) / kAlign * kAlign; }
+int64_t bytes_of(const Node& n) { return saturating_bytes(n.type); }
 
 // The stored value a view (reshape) reads.
 ValueId root(const Graph& g, ValueId id) {
@@ -34,7 +36,7 @@ int64_t place_buffers(std::vector<ArenaBuffer>& buffers) {
     std::vector<std::pair<int64_t, int64_t>> busy;
     for (size_t j : placed) {
       const ArenaBuffer& o = buffers[j];
-      if (o.first <= buf.last && buf.first <= o.last) busy.emplace_back(o.offset, o.offset + aligned(o.bytes));
+      if (o.first <= buf.last && buf.first <= o.last) busy.emplace_back(o.offset, saturating_add(o.offset, aligned(o.bytes)));
     }
     std::sort(busy.begin(), busy.end());
     // Best fit: the smallest gap that holds it, else after the last busy range.
@@ -44,7 +46,7 @@ int64_t place_buffers(std::vector<ArenaBuffer>& buffers) {
       at = std::max(at, hi);
     }
     buf.offset = best >= 0 ? best : at;
-    arena = std::max(arena, buf.offset + need);
+    arena = std::max(arena, saturating_add(buf.offset, need));
     placed.push_back(i);
   }
   return arena;
@@ -55,7 +57,7 @@ std::vector<std::string> check_plan(const std::vector<ArenaBuffer>& buffers, int
   for (size_t i = 0; i < buffers.size(); ++i) {
     const ArenaBuffer& a = buffers[i];
     if (a.offset % kAlign != 0) faults.push_back(fmt::format("buffer of value {} at offset {} is not aligned", a.value, a.offset));
-    if (a.offset < 0 || a.offset + a.bytes > arena_bytes)
+    if (a.offset < 0 || saturating_add(a.offset, a.bytes) > arena_bytes)
       faults.push_back(fmt::format("buffer of value {} ({} bytes at {}) leaves the arena of {}", a.value, a.bytes, a.offset, arena_bytes));
     for (size_t j = i + 1; j < buffers.size(); ++j) {
       const ArenaBuffer& b = buffers[j];

@@ -37,6 +37,20 @@ struct TensorType {
 inline constexpr int64_t kMaxElements = int64_t{1} << 48;
 std::optional<int64_t> checked_numel(const Shape& s);
 
+// The most dims a tensor may have (numpy's limit before 2.0): specs, .npy, safetensors and IDX
+// files alike, so that no pass recursing over dims can run out of stack.
+inline constexpr int64_t kMaxRank = 32;
+
+// Size arithmetic (element counts, bytes, arena offsets, FLOPs, sizes read from file headers)
+// goes through these, the one place that knows about overflow. checked_*: nullopt when the
+// result does not fit in int64. saturating_*: INT64_MAX instead, for totals that are only
+// compared with a limit or printed (a sum of sizes, a FLOP count); operands must be >= 0.
+std::optional<int64_t> checked_mul(int64_t a, int64_t b);
+std::optional<int64_t> checked_add(int64_t a, int64_t b);
+int64_t saturating_mul(int64_t a, int64_t b);
+int64_t saturating_add(int64_t a, int64_t b);
+int64_t saturating_bytes(const TensorType& t);  // numel * element size
+
 std::string to_string(const Shape& s);        // "[64, 784]"
 std::string to_string(const TensorType& t);   // "f32[64, 784]"
 
@@ -74,6 +88,27 @@ inline std::optional<int64_t> checked_numel(const Shape& s) {
     n *= d;
   }
   return n;
+}
+
+inline std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+inline std::optional<int64_t> checked_add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+inline int64_t saturating_mul(int64_t a, int64_t b) { return checked_mul(a, b).value_or(INT64_MAX); }
+inline int64_t saturating_add(int64_t a, int64_t b) { return checked_add(a, b).value_or(INT64_MAX); }
+
+inline int64_t saturating_bytes(const TensorType& t) {
+  int64_t n = 1;
+  for (int64_t d : t.shape) n = saturating_mul(n, d);
+  return saturating_mul(n, dtype_bytes(t.dtype));
 }
 
 inline std::string to_string(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
