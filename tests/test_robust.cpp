@@ -339,3 +339,4 @@ TEST_CASE("robust: the file fuzzer's seeds are read or refused without a crash, 
   CHECK(files >= 9);
   CHECK(taken >= 5);
 }
+
