@@ -60,16 +60,18 @@ static CLI::Validator seed_value() {
       "NONNEGATIVE");
 }
 
-static CLI::Validator non_negative_number() {
+static CLI::Validator finite_number(bool positive) {
   return CLI::Validator(
-      [](std::string& value) {
+      [=](std::string& value) {
         double v = 0;
         auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-        bool ok = ec == std::errc() && end == value.data() + value.size() && std::isfinite(v) && v >= 0;
-        return ok ? std::string() : refused(value, "a finite number of at least 0 (such as 1e-6)");
+        bool ok = ec == std::errc() && end == value.data() + value.size() && std::isfinite(v) && (positive ? v > 0 : v >= 0);
+        return ok ? std::string()
+                  : refused(value, positive ? "a finite number above 0 (such as 1e-5)" : "a finite number of at least 0 (such as 1e-6)");
       },
-      "NONNEGATIVE");
+      positive ? "POSITIVE" : "NONNEGATIVE");
 }
+static CLI::Validator non_negative_number() { return finite_number(false); }
 
 static CLI::Validator non_empty(std::string expected) {
   return CLI::Validator([=](std::string& value) { return value.empty() ? refused(value, expected) : std::string(); },
@@ -201,7 +203,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(seed_value());
   check->add_option("--step", check_options.step, "the finite-difference step h (default: per param, 10 cbrt(eps) max(1, max |w|))")
-      ->check(CLI::PositiveNumber);
+      ->check(finite_number(true));
   check->add_flag("--interpreter", check_options.interpreter, "evaluate with the reference interpreter instead of the JIT");
   check->add_option("--threads", check_options.threads, "threads the JIT-ed f64 model may use, 1 to 256 (default: every core)")
       ->check(kThreadCount);
@@ -256,9 +258,9 @@ int main(int argc, char** argv) {
   CLI::Option* warmup_opt = train->add_option("--warmup", warmup, "warmup-cosine: steps of linear warmup");
   train->add_option("--early-stop", train_options.early_stop,
                     "stop after this many epochs without a lower validation loss; the best params are restored")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   train->add_option("--save-every", train_options.save_every, "also write the --save checkpoint every N steps")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   train->footer(
       "Learning-rate schedules, at step t = 0..T-1 of a run of T steps (--lr-schedule NAME --lr LR):\n"
       "  constant       lr(t) = LR\n"
