@@ -179,7 +179,9 @@ Row bench_model(const std::string& path, const Options& o, const std::optional<b
   std::optional<Model> unchecked_model;
   std::optional<Session> unchecked;
   if (o.finite_check && train) {
-    unchecked_model.emplace(compile(spec, {.check_finite = false}));
+    CompileOptions without_check;
+    without_check.check_finite = false;
+    unchecked_model.emplace(compile(spec, without_check));
     unchecked.emplace(*unchecked_model, SessionOptions{.threads = o.threads});
     timed.push_back({.name = "unchecked", .call = [&] { (void)unchecked->step(feeds); }});
   }
