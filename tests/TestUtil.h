@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -13,7 +14,19 @@
 
 #include <fmt/format.h>
 
+#include "gradc/Error.h"
+
 namespace gradc::test {
+
+// What f threw as a gradc Error, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 inline std::string source_path(const std::string& rel) { return std::string(GRADC_SOURCE_DIR) + "/" + rel; }
 

@@ -15,20 +15,13 @@
 
 namespace gradc {
 
+using test::error_of;
+
 namespace {
 
 const Model& seed_model() {
   static const Model model = compile_file(test::source_path("samples/specs/seed_mlp.gir"));
   return model;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::vector<float> random_floats(size_t n, uint64_t seed) {

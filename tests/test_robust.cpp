@@ -25,6 +25,8 @@
 #include "runtime/Safetensors.h"
 
 namespace gradc {
+
+using test::error_of;
 namespace {
 
 namespace fs = std::filesystem;
@@ -41,15 +43,6 @@ std::vector<std::string> names_in(const fs::path& dir) {
   for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // test::run_gradc under `timeout 60`, so that a hang fails the test (exit code 124).

@@ -10,6 +10,8 @@
 
 namespace gradc {
 
+using test::error_of;
+
 namespace {
 
 const Model& seed_model() {
@@ -25,15 +27,6 @@ bool same_weights(Session& a, Session& b) {
   for (const std::string& name : a.param_names())
     if (!same_bits(a.param(name), b.param(name))) return false;
   return true;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace
