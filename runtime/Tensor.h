@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "gradc/Error.h"
@@ -15,6 +16,19 @@ template <typename T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<double>() { return DType::F64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+
+// Tensor bytes start on a 64-byte cache line. malloc's 16 bytes would put a large tensor at
+// 16 past a line (glibc's mmap'ed blocks), so a GEMM task's 128-byte column chunk of every row
+// would share a line with its neighbour's, which the other thread is writing at the same time.
+template <typename T> struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheLineAllocator() = default;
+  template <typename U> CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t n) { ::operator delete(p, n * sizeof(T), kAlign); }
+  template <typename U> bool operator==(const CacheLineAllocator<U>&) const { return true; }
+};
 
 class Tensor {
  public:
@@ -49,7 +63,7 @@ class Tensor {
 
  private:
   TensorType type_;
-  std::vector<std::byte> bytes_;
+  std::vector<std::byte, CacheLineAllocator<std::byte>> bytes_;
 };
 
 }  // namespace gradc

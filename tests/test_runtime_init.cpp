@@ -86,3 +86,17 @@ TEST_CASE("runtime: init errors") {
   CHECK_THROWS_WITH_AS(initialize({"zeros", {}}, TensorType{DType::I32, {3}}, 1, "y"),
                        doctest::Contains("cannot initialize 'y' of type i32[3]"), Error);
 }
+
+// A GEMM task writes a 128-byte column chunk of each row while its neighbour writes the next:
+// tensors must start on a cache line or the two threads share one line per row (malloc's
+// large blocks start 16 bytes past a page).
+TEST_CASE("runtime: tensors start on a 64-byte cache line, small, large, copied or initialized") {
+  std::vector<Tensor> tensors;
+  for (int64_t n : {1, 3, 100, 1 << 20}) tensors.emplace_back(TensorType{DType::F32, {n}});
+  tensors.push_back(tensors.back());
+  tensors.push_back(initialize(InitSpec{"glorot_uniform", {}}, TensorType{DType::F32, {1024, 1024}}, 7, "w"));
+  for (const Tensor& t : tensors) {
+    CAPTURE(t.numel());
+    CHECK(reinterpret_cast<uintptr_t>(t.data()) % 64 == 0);
+  }
+}
