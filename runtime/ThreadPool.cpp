@@ -23,10 +23,12 @@ void relax() {
 #endif
 }
 
-// How long a waiting thread spins before it blocks. A step's kernels follow each other within
-// microseconds and a futex wake costs a few; 20 µs catches those without holding a core that
-// another process (or a descheduled worker) could use.
-constexpr std::chrono::microseconds kSpin{20};
+// How long a waiting thread spins before it blocks. A step's parallel kernels are often tens of
+// µs apart (the small kernels between them run on the caller alone), and waking a blocked worker
+// took 50-200 µs on the 2-core VMs here: with 20 µs, mlp_1024 on 2 threads was 1.4-1.6x one
+// thread, with 100 µs 1.8-1.95x, with 200 µs no better (threads_bench, quiet host). The spin
+// yields the core every 16 pauses, so beside another runnable process it gives way at once.
+constexpr std::chrono::microseconds kSpin{100};
 
 // Spins while still() holds, for at most kSpin; true if it stopped holding.
 template <typename Still>
@@ -38,6 +40,7 @@ bool spin_while(Still still) {
       relax();
     }
     if (std::chrono::steady_clock::now() >= until) return !still();
+    std::this_thread::yield();
   }
 }
 

@@ -10,9 +10,10 @@
 //    word (which fails once the generation moved on), so a worker that is slow to wake claims
 //    nothing and holds nothing back: the caller runs whatever is left.
 // 3. `run` then waits only for the tasks that were claimed to finish (a count of finished ones).
-// Waiting, the caller and the workers spin about 20 µs with `_mm_pause` (long enough to catch
-// the next kernel of a step, or a task about to finish) and then block in the kernel
-// (std::atomic::wait, a futex on Linux); nothing spins on a core it does not own for longer.
+// Waiting, the caller and the workers spin about 100 µs with `_mm_pause`, yielding the core
+// between bursts (long enough to catch the next parallel kernel of a step, or a task about to
+// finish), and then block in the kernel (std::atomic::wait, a futex on Linux); nothing spins on
+// a core it does not own for longer, and a yield gives way to any other runnable thread there.
 //
 // One thread calls `run` at a time (a Session steps from one thread). Calling through a
 // pointer rather than a symbol keeps the generated code free of imports.

@@ -76,13 +76,13 @@ class GemmEmitter {
     tile_ = tile;
   }
 
-  // scratch[((batch * blocks + i / mr) * k + p) * mr + i % mr] = A[i, p]; rows past m stay unset
-  // (the microkernel of the last block reads only its rows).
-  void pack_a() {
+  // scratch[((batch * blocks + i / mr) * k + p) * mr + i % mr] = A[i, p] for the row blocks
+  // [begin, end) of all batches' (blocks of mr rows, numbered batch by batch); rows past m stay
+  // unset (the microkernel of the last block reads only its rows).
+  void pack_a(llvm::Value* begin, llvm::Value* end) {
     // Block by block, the inner loop along A's memory: over p when A is as stored, over the
     // block's rows when it is read transposed (its rows are then columns in memory).
-    auto block = [&](llvm::Value* batch, llvm::Value* b, int64_t rows) {
-      llvm::Value* at = ir_.CreateAdd(ir_.CreateMul(batch, k_.index(p_.row_blocks())), b);
+    auto block = [&](llvm::Value* batch, llvm::Value* at, llvm::Value* b, int64_t rows) {
       llvm::Value* to = ir_.CreateInBoundsGEP(f32_, scratch_, ir_.CreateMul(at, k_.index(p_.k * p_.mr)));
       llvm::Value* i0 = ir_.CreateMul(b, k_.index(p_.mr));
       auto copy = [&](llvm::Value* p, llvm::Value* r) {
@@ -94,10 +94,13 @@ class GemmEmitter {
       else
         k_.loop(rows, [&](llvm::Value* r) { k_.loop(p_.k, [&](llvm::Value* p) { copy(p, r); }); });
     };
-    int64_t blocks = p_.m / p_.mr, rest = p_.m % p_.mr;
-    k_.loop(p_.batches, [&](llvm::Value* batch) {
-      k_.rolled_loop(blocks, [&](llvm::Value* b) { block(batch, b, p_.mr); });
-      if (rest > 0) block(batch, k_.index(blocks), rest);  // rows past m stay unset: never read
+    int64_t blocks = p_.row_blocks(), rest = p_.m % p_.mr;
+    k_.rolled_loop(begin, end, [&](llvm::Value* at) {
+      llvm::Value* batch = ir_.CreateUDiv(at, k_.index(blocks));
+      llvm::Value* b = ir_.CreateURem(at, k_.index(blocks));
+      if (rest == 0) return block(batch, at, b, p_.mr);
+      k_.if_else(ir_.CreateICmpULT(b, k_.index(blocks - 1)), [&] { block(batch, at, b, p_.mr); },
+                 [&] { block(batch, at, b, rest); });
     });
   }
 
@@ -400,10 +403,11 @@ class GemmEmitter {
 
 }  // namespace
 
-void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch) {
+void emit_gemm_pack(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
+                    llvm::Value* begin, llvm::Value* end) {
   if (p.swapped) std::swap(a, b);
-  if (p.pack_a) GemmEmitter(k, p, a, nullptr, scratch).pack_a();
-  if (p.dot && !p.b_transposed) GemmEmitter(k, p, a, b, scratch).pack_bt();
+  if (p.pack_a) GemmEmitter(k, p, a, nullptr, scratch).pack_a(begin, end);
+  if (p.dot && !p.b_transposed) GemmEmitter(k, p, a, b, scratch).pack_bt();  // one unit: the whole Bᵀ
 }
 
 void emit_gemm_tasks(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,

@@ -42,6 +42,9 @@ struct GemmPlan {
   int64_t tasks() const { return batches * panels(); }
   int64_t row_blocks() const { return (m + mr - 1) / mr; }
   int64_t chunks() const { return (k + kc - 1) / kc; }
+  // The copies every task reads, made before them in units that may run on any threads: A's
+  // row blocks of every batch when pack_a, or a dot plan's whole Bᵀ as one unit.
+  int64_t pack_units() const { return pack_a ? batches * row_blocks() : dot && !b_transposed ? 1 : 0; }
   // (rounded up to whole cache lines: the regions after it are read with aligned vector loads)
   int64_t packed_a_floats() const {
     int64_t floats = pack_a ? batches * row_blocks() * k * mr : dot && !b_transposed ? batches * n * k : 0;
@@ -62,9 +65,10 @@ GemmPlan plan_gemm(int64_t batches, int64_t m, int64_t n, int64_t k, bool a_tran
 using TileEpilogue = std::function<void(llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0,
                                         int64_t cols, llvm::Value* tile)>;
 
-// Emits the copy of A that the tasks read when p.pack_a (before the tasks run; it is shared).
-// a and b are C = A·B's operands, swapped or not.
-void emit_gemm_pack_a(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch);
+// Emits the pack units [begin, end) of p.pack_units(): the shared copies that the tasks read, so
+// all units must have run before any task. a and b are C = A·B's operands, swapped or not.
+void emit_gemm_pack(KernelBuilder& k, const GemmPlan& p, llvm::Value* a, llvm::Value* b, llvm::Value* scratch,
+                    llvm::Value* begin, llvm::Value* end);
 
 // Emits tasks [begin, end) of the plan into k's function. `scratch` has p.scratch_bytes().
 // Tiles are passed to the epilogue in the plan's coordinates (see `swapped`).

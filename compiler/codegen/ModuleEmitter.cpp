@@ -463,75 +463,96 @@ class KernelBody {
     GemmPlan plan = plan_gemm(batches, m, n, kk, kernel_.a_transposed, kernel_.b_transposed, host_vector_lanes());
     scratch_bytes_ = plan.scratch_bytes();
     start_reductions();
-    emit_gemm_pack_a(k_, plan, k_.fn->getArg(arg_of_.at(kernel_.a)), k_.fn->getArg(arg_of_.at(kernel_.b)), k_.fn->getArg(places_));
+    auto operand = [](llvm::Function* f, unsigned arg) { return f->getArg(arg); };
+    bool parallel = parallel_safe(plan) && plan.tasks() > 1 && kernel_.flops >= kParallelFlops;
+    // The shared copies first (on the pool too, so that a second thread is not idle for them),
+    // then the tasks: the pool's run returns only when all its tasks have.
+    auto [pack, pack_can_fail] = task_function(".pack.tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
+      llvm::Function* f = tk.fn;
+      emit_gemm_pack(tk, plan, operand(f, arg_of_.at(kernel_.a)), operand(f, arg_of_.at(kernel_.b)), f->getArg(places_), begin, end);
+    });
+    (void)pack_can_fail;  // copies cannot fail
+    if (plan.pack_units() > 0) run_tasks(pack, plan.pack_units(), parallel && plan.pack_units() > 1);
+    else pack->eraseFromParent();
 
+    auto [tasks, can_fail] = task_function(".tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
+      KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
+      inner.hoist_scalars();
+      // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
+      // at a time in row-major order (a masked store at the end of one row, then loads of the next
+      // row that overlap its 64 bytes, would wait for the store to retire: measured 20% slower on the
+      // seed's 10 columns than LLVM's gathers down the columns); then reductions, whose lanes could
+      // meet in one element, leave the epilogue to scalars.
+      bool vector = inner.vector_epilogue();
+      bool flat_vectors = vector && inner.no_reductions();
+      llvm::Function* f = tk.fn;
+      emit_gemm_tasks(tk, plan, operand(f, arg_of_.at(kernel_.a)), operand(f, arg_of_.at(kernel_.b)), f->getArg(places_), begin, end,
+                      [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
+                        inner.tile_epilogue(plan, vector, flat_vectors, batch, row0, rows, col0, cols, tile);
+                      });
+      inner.check_finite();
+      for (auto& [v, flag] : inner.finite_flags_) noted_elsewhere_.insert(v);
+      nonfinite_codes_.insert(nonfinite_codes_.end(), inner.nonfinite_codes_.begin(), inner.nonfinite_codes_.end());
+    });
+    llvm::Value* status = run_tasks(tasks, plan.tasks(), parallel);
+    if (can_fail) k_.propagate(status);
+    finish_reductions();
+  }
+
+  // A function `<kernel><suffix>(places..., begin, end)` that runs tasks [begin, end), its body
+  // written by `body` with a builder of its own; returns it and whether it can fail.
+  std::pair<llvm::Function*, bool> task_function(const char* suffix,
+                                                 const std::function<void(KernelBuilder&, llvm::Value*, llvm::Value*)>& body) {
     llvm::LLVMContext& ctx = k_.fn->getContext();
-    llvm::Module& mod = *k_.fn->getParent();
     auto* ptr = llvm::PointerType::getUnqual(ctx);
     auto* i64 = llvm::Type::getInt64Ty(ctx);
-    auto* i32 = llvm::Type::getInt32Ty(ctx);
     std::vector<llvm::Type*> params(places_ + 1, ptr);
     params.push_back(i64);
     params.push_back(i64);
-    auto* tasks = llvm::Function::Create(llvm::FunctionType::get(i32, params, false), llvm::Function::InternalLinkage,
-                                         k_.fn->getName() + ".tasks", mod);
-    for (unsigned i = 0; i <= places_; ++i) tasks->addParamAttr(i, llvm::Attribute::NoAlias);
-    tasks->addFnAttr(llvm::Attribute::NoUnwind);
-    tasks->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
-    KernelBuilder tk(tasks, k_.error_codes());
-    KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
-    inner.hoist_scalars();
-    // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
-    // at a time in row-major order (a masked store at the end of one row, then loads of the next
-    // row that overlap its 64 bytes, would wait for the store to retire: measured 20% slower on the
-    // seed's 10 columns than LLVM's gathers down the columns); then reductions, whose lanes could
-    // meet in one element, leave the epilogue to scalars.
-    bool vector = inner.vector_epilogue();
-    bool flat_vectors = vector && inner.no_reductions();
-    emit_gemm_tasks(tk, plan, tasks->getArg(arg_of_.at(kernel_.a)), tasks->getArg(arg_of_.at(kernel_.b)),
-                    tasks->getArg(places_), tasks->getArg(places_ + 1), tasks->getArg(places_ + 2),
-                    [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
-                      inner.tile_epilogue(plan, vector, flat_vectors, batch, row0, rows, col0, cols, tile);
-                    });
-    inner.check_finite();
-    for (auto& [v, flag] : inner.finite_flags_) noted_elsewhere_.insert(v);
-    nonfinite_codes_.insert(nonfinite_codes_.end(), inner.nonfinite_codes_.begin(), inner.nonfinite_codes_.end());
+    auto* f = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), params, false),
+                                     llvm::Function::InternalLinkage, k_.fn->getName() + suffix, *k_.fn->getParent());
+    for (unsigned i = 0; i <= places_; ++i) f->addParamAttr(i, llvm::Attribute::NoAlias);
+    f->addFnAttr(llvm::Attribute::NoUnwind);
+    f->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
+    KernelBuilder tk(f, k_.error_codes());
+    body(tk, f->getArg(places_ + 1), f->getArg(places_ + 2));
     tk.b.CreateRet(tk.status());
+    return {f, tk.can_fail()};
+  }
 
+  // Runs tasks [0, n) of a task_function (named "….tasks"; its pool entry "….task"): split over
+  // the step's pool when `parallel` and the step was given one, else all here. Returns their status.
+  llvm::Value* run_tasks(llvm::Function* tasks, int64_t n, bool parallel) {
     auto& ir = k_.b;
+    llvm::LLVMContext& ctx = k_.fn->getContext();
+    auto* ptr = llvm::PointerType::getUnqual(ctx);
+    auto* i64 = llvm::Type::getInt64Ty(ctx);
+    auto* i32 = llvm::Type::getInt32Ty(ctx);
     std::vector<llvm::Value*> args;
     for (unsigned i = 0; i <= places_; ++i) args.push_back(k_.fn->getArg(i));
     auto all_tasks_here = [&] {
       std::vector<llvm::Value*> all = args;
       all.push_back(k_.index(0));
-      all.push_back(k_.index(plan.tasks()));
+      all.push_back(k_.index(n));
       return ir.CreateCall(tasks, all);
     };
-    llvm::Value* status;
-    if (parallel_safe(plan) && plan.tasks() > 1 && kernel_.flops >= kParallelFlops) {
-      // ctx: the pointers the tasks take; a task function unpacks them for the pool's threads.
-      llvm::Value* ctx_array = k_.local(llvm::ConstantAggregateZero::get(llvm::ArrayType::get(ptr, places_ + 1)));
-      for (unsigned i = 0; i <= places_; ++i) ir.CreateStore(args[i], ir.CreateConstInBoundsGEP1_64(ptr, ctx_array, i));
-      auto* task_type = llvm::FunctionType::get(i32, {ptr, i64, i64}, false);
-      auto* task = llvm::Function::Create(task_type, llvm::Function::InternalLinkage, k_.fn->getName() + ".task", mod);
-      {
-        llvm::IRBuilder<> tb(llvm::BasicBlock::Create(ctx, "entry", task));
-        std::vector<llvm::Value*> unpacked;
-        for (unsigned i = 0; i <= places_; ++i)
-          unpacked.push_back(tb.CreateLoad(ptr, tb.CreateConstInBoundsGEP1_64(ptr, task->getArg(0), i)));
-        unpacked.push_back(task->getArg(1));
-        unpacked.push_back(task->getArg(2));
-        llvm::Value* caller_mode = enter_fp_mode(tb);
-        llvm::Value* status = tb.CreateCall(tasks, unpacked);
-        leave_fp_mode(tb, caller_mode);
-        tb.CreateRet(status);
-      }
-      status = parallel_for(task, ctx_array, plan.tasks(), all_tasks_here);
-    } else {
-      status = all_tasks_here();
-    }
-    if (tk.can_fail()) k_.propagate(status);
-    finish_reductions();
+    if (!parallel) return all_tasks_here();
+    // ctx: the pointers the tasks take; a task function unpacks them for the pool's threads.
+    llvm::Value* ctx_array = k_.local(llvm::ConstantAggregateZero::get(llvm::ArrayType::get(ptr, places_ + 1)));
+    for (unsigned i = 0; i <= places_; ++i) ir.CreateStore(args[i], ir.CreateConstInBoundsGEP1_64(ptr, ctx_array, i));
+    auto* task_type = llvm::FunctionType::get(i32, {ptr, i64, i64}, false);
+    auto* task = llvm::Function::Create(task_type, llvm::Function::InternalLinkage, tasks->getName().drop_back(1),
+                                        *k_.fn->getParent());
+    llvm::IRBuilder<> tb(llvm::BasicBlock::Create(ctx, "entry", task));
+    std::vector<llvm::Value*> unpacked;
+    for (unsigned i = 0; i <= places_; ++i) unpacked.push_back(tb.CreateLoad(ptr, tb.CreateConstInBoundsGEP1_64(ptr, task->getArg(0), i)));
+    unpacked.push_back(task->getArg(1));
+    unpacked.push_back(task->getArg(2));
+    llvm::Value* caller_mode = enter_fp_mode(tb);
+    llvm::Value* status = tb.CreateCall(tasks, unpacked);
+    leave_fp_mode(tb, caller_mode);
+    tb.CreateRet(status);
+    return parallel_for(task, ctx_array, n, all_tasks_here);
   }
 
   // Tasks split over columns (and batches) only: every reduction in the epilogue must keep
