@@ -351,6 +351,7 @@ class Fuser {
     if (reads_reduction_of(q, p) || reads_reduction_of(p, q)) return false;
     int rp = root_at_[static_cast<size_t>(p)], rq = root_at_[static_cast<size_t>(q)];
     if (rp < 0 || rq < 0) return true;  // an index emptied by an earlier merge: nothing reads or feeds it
+    if (set(rp).members.size() + set(rq).members.size() > kMaxKernelMembers) return false;
     return set(rp).pos < set(rq).pos ? !indirect_path(rp, rq) : !indirect_path(rq, rp);
   }
 

@@ -12,6 +12,12 @@
 
 namespace gradc {
 
+// The most members a kernel takes. LLVM's O3 and instruction selection grow faster than
+// linearly in one function's size (a 10,000-op tanh chain fused whole took 8.5 s, 44x the
+// 1,000-op one); kernels of a few hundred ops cost the same per op, and a cut through an
+// elementwise chain this long costs one store and load per element against hundreds of ops.
+constexpr size_t kMaxKernelMembers = 512;
+
 struct FusionOptions {
   bool fuse = true;  // false: every op a kernel of its own (the baseline the fused program is measured against)
 };

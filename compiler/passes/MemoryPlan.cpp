@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <map>
+#include <queue>
+#include <set>
 
 namespace gradc {
 
@@ -22,34 +24,69 @@ ValueId root(const Graph& g, ValueId id) {
 
 }  // namespace
 
+// Best fit in order of first use, as an allocator would run the step: a buffer's bytes are
+// freed after its last kernel (merged with free neighbours), and each new buffer takes the
+// smallest free range that holds it, else the free range at the top of the arena grown to fit,
+// else new bytes at the top. O(n log n) in buffers: placing each against every buffer live at
+// its time (largest first) packed as well on the samples but took 1.3 s on a 10,000-op chain.
 int64_t place_buffers(std::vector<ArenaBuffer>& buffers) {
   std::vector<size_t> order(buffers.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {  // largest first, then in order
-    return buffers[a].bytes != buffers[b].bytes ? buffers[a].bytes > buffers[b].bytes : a < b;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {  // by first use, larger first
+    const ArenaBuffer &x = buffers[a], &y = buffers[b];
+    return x.first != y.first ? x.first < y.first : x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
   });
-  std::vector<size_t> placed;
-  int64_t arena = 0;
+  std::map<int64_t, int64_t> free_at;                // offset -> bytes of each free range
+  std::set<std::pair<int64_t, int64_t>> free_sizes;  // (bytes, offset) of the same ranges
+  auto add_free = [&](int64_t at, int64_t bytes) {
+    auto next = free_at.find(saturating_add(at, bytes));
+    if (next != free_at.end()) {  // merge with the range after
+      bytes = saturating_add(bytes, next->second);
+      free_sizes.erase({next->second, next->first});
+      free_at.erase(next);
+    }
+    auto prev = free_at.lower_bound(at);
+    if (prev != free_at.begin() && saturating_add(std::prev(prev)->first, std::prev(prev)->second) == at) {
+      --prev;  // merge with the range before
+      free_sizes.erase({prev->second, prev->first});
+      at = prev->first, bytes = saturating_add(bytes, prev->second);
+      free_at.erase(prev);
+    }
+    free_at.emplace(at, bytes);
+    free_sizes.emplace(bytes, at);
+  };
+  auto take_free = [&](int64_t at, int64_t bytes) {
+    free_at.erase(at);
+    free_sizes.erase({bytes, at});
+  };
+  // Live buffers by their last kernel, the soonest to end first.
+  std::priority_queue<std::pair<int64_t, size_t>, std::vector<std::pair<int64_t, size_t>>, std::greater<>> live;
+  int64_t top = 0;
   for (size_t i : order) {
     ArenaBuffer& buf = buffers[i];
-    // The busy byte ranges of buffers live at the same time, by offset.
-    std::vector<std::pair<int64_t, int64_t>> busy;
-    for (size_t j : placed) {
-      const ArenaBuffer& o = buffers[j];
-      if (o.first <= buf.last && buf.first <= o.last) busy.emplace_back(o.offset, saturating_add(o.offset, aligned(o.bytes)));
+    while (!live.empty() && live.top().first < buf.first) {
+      const ArenaBuffer& done = buffers[live.top().second];
+      add_free(done.offset, aligned(done.bytes));
+      live.pop();
     }
-    std::sort(busy.begin(), busy.end());
-    // Best fit: the smallest gap that holds it, else after the last busy range.
-    int64_t at = 0, best = -1, best_gap = INT64_MAX, need = aligned(buf.bytes);
-    for (auto [lo, hi] : busy) {
-      if (lo - at >= need && lo - at < best_gap) best = at, best_gap = lo - at;
-      at = std::max(at, hi);
+    int64_t need = aligned(buf.bytes);
+    if (auto fit = free_sizes.lower_bound({need, INT64_MIN}); fit != free_sizes.end()) {
+      auto [bytes, at] = *fit;
+      take_free(at, bytes);
+      if (bytes > need) add_free(saturating_add(at, need), bytes - need);
+      buf.offset = at;
+    } else if (!free_at.empty() && saturating_add(free_at.rbegin()->first, free_at.rbegin()->second) == top) {
+      auto [at, bytes] = *free_at.rbegin();  // the free range at the top, too small: grow it
+      take_free(at, bytes);
+      buf.offset = at;
+      top = saturating_add(at, need);
+    } else {
+      buf.offset = top;
+      top = saturating_add(top, need);
     }
-    buf.offset = best >= 0 ? best : at;
-    arena = std::max(arena, saturating_add(buf.offset, need));
-    placed.push_back(i);
+    live.emplace(buf.last, i);
   }
-  return arena;
+  return top;
 }
 
 std::vector<std::string> check_plan(const std::vector<ArenaBuffer>& buffers, int64_t arena_bytes) {
