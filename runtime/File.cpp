@@ -183,16 +183,35 @@ void write_file_atomically(const std::string& path, const std::vector<std::span<
   tmp.commit();
 }
 
-void remove_temporaries_on_signals() {
+namespace {
+
+std::atomic<int> g_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free, "set from a signal handler");
+
+void handle_signals(void (*handler)(int), int flags) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction old {};
     if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;  // nohup, or a background job
     struct sigaction action {};
-    action.sa_handler = on_signal;
-    action.sa_flags = SA_RESETHAND;
+    action.sa_handler = handler;
+    action.sa_flags = flags;
     sigemptyset(&action.sa_mask);
     ::sigaction(sig, &action, nullptr);
   }
+}
+
+void on_first_signal(int sig) {
+  g_stop.store(sig);
+  handle_signals(on_signal, SA_RESETHAND);  // sigaction is async-signal-safe
+}
+
+}  // namespace
+
+void remove_temporaries_on_signals() { handle_signals(on_signal, SA_RESETHAND); }
+
+const std::atomic<int>& stop_on_first_signal() {
+  handle_signals(on_first_signal, SA_RESTART);  // the run's reads and writes go on after it
+  return g_stop;
 }
 
 }  // namespace gradc

@@ -2,6 +2,8 @@
 // clear errors, and a write that replaces a file all at once or not at all.
 #pragma once
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,5 +99,12 @@ std::string temporary_name_pattern(const std::string& path);
 // ignores stay ignored). For commands; a library caller may install its own. kill -9 cannot be
 // caught: the temporary's name says what it is.
 void remove_temporaries_on_signals();
+
+// For a long run that can stop cleanly (gradc train): the first SIGINT, SIGTERM or SIGHUP is
+// stored in the returned signal number (0 until then), which the run checks after each unit of
+// work, and puts back the handlers of remove_temporaries_on_signals, so a second signal ends the
+// process at once (as Ctrl-C twice does in PyTorch Lightning). Signals the process ignores
+// (nohup) stay ignored.
+const std::atomic<int>& stop_on_first_signal();
 
 }  // namespace gradc

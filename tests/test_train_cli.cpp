@@ -2,15 +2,23 @@
 // schedules, validation (--val), per-epoch log rows, early stopping, --save-every and what a
 // failed step leaves behind.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 
 #include "TestUtil.h"
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Npy.h"
+#include "runtime/Safetensors.h"
 
 using namespace gradc;
 
@@ -398,3 +406,47 @@ TEST_CASE("train_cli: a step refused before it changed anything saves the params
   REQUIRE(test::run_gradc(run + " --steps 1 --save " + one).exit_code == 0);
   CHECK(test::read_file(ckpt) == test::read_file(one));
 }
+
+namespace gradc {
+
+// Ctrl-C during a long run: the step in flight finishes, the params are saved as at the end,
+// the exit code is 128 + the signal (as a shell reports it), and the checkpoint loads.
+TEST_CASE("train_cli: the first SIGINT or SIGTERM stops after the step in flight and saves") {
+  for (int sig : {SIGINT, SIGTERM}) {
+    CAPTURE(sig);
+    std::string ckpt = path(fmt::format("stopped_{}.safetensors", sig)), out = path(fmt::format("stopped_{}.txt", sig));
+    std::filesystem::remove(ckpt);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      std::string spec = test::source_path("samples/specs/seed_mlp.gir");
+      int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::execl(GRADC_BINARY, GRADC_BINARY, "train", spec.c_str(), "--data", "fashion-mnist", "--epochs", "1000", "--save",
+              ckpt.c_str(), "--threads", "1", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Signal once training has begun (the first quarter-epoch line).
+    bool training = false;
+    for (int i = 0; i < 3000 && !training; ++i) {
+      training = test::read_file(out).find("epoch   1: step") != std::string::npos;
+      if (!training) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(training);
+    ::kill(child, sig);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 128 + sig);
+    std::string printed = test::read_file(out);
+    INFO(printed);
+    CHECK(printed.find(fmt::format("stopped by signal {} after step ", sig)) != std::string::npos);
+    CHECK(printed.find("the params and state are saved in " + ckpt) != std::string::npos);
+    std::map<std::string, Tensor> saved = load_safetensors(ckpt);
+    REQUIRE(saved.count("w1") == 1);
+    const float* w = saved.at("w1").as<float>();
+    CHECK(std::all_of(w, w + saved.at("w1").numel(), [](float v) { return std::isfinite(v); }));
+  }
+}
+
+}  // namespace gradc

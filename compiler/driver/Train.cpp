@@ -339,6 +339,7 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
     if (events.note) events.note(text);
   };
 
+  auto stopped = [&] { return options.stop && options.stop->load() != 0; };
   int64_t steps_run = 0, last_saved = -1;
   std::optional<double> best_loss;
   int64_t best_epoch = 0, epochs_without_gain = 0;
@@ -386,6 +387,13 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
         last_saved = steps_run;
       }
       if (events.step) events.step({epoch, b + 1, epoch_steps, loss, seconds_since(start)});
+      if (stopped()) break;
+    }
+    if (stopped()) {
+      note(fmt::format("stopped by signal {} after step {} (epoch {}, batch {} of {}){}", options.stop->load(), steps_run,
+                       epoch, r.steps, epoch_steps,
+                       options.save.empty() ? "" : fmt::format(": the params and state are saved in {}", options.save)));
+      break;
     }
     r.seconds = seconds_since(start);
     if (r.steps > 0) r.mean_loss /= static_cast<double>(r.steps);

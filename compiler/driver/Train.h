@@ -2,6 +2,8 @@
 // JIT-ed train step of a Session.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -49,6 +51,9 @@ struct TrainOptions {
   int64_t early_stop = 0;  // stop after this many epochs without a better val loss (0: never)
   std::string log;   // a CSV file of per-step and per-epoch rows ("" = none); see kLogHeader
   int threads = 0;   // threads a step may use (0: every core)
+  // Checked after every step: once nonzero (a signal's number, see stop_on_first_signal), the
+  // run stops there as it would at its end (no validation of the part epoch), saving and logging.
+  const std::atomic<int>* stop = nullptr;
 };
 
 // The --log file: one row per step (kind "step") and one per epoch (kind "epoch").

@@ -394,12 +394,16 @@ int main(int argc, char** argv) {
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
       auto bar_drawn = std::make_shared<bool>(false);
+      // Ctrl-C (or a kill) stops after the step in flight, saves as at the end, and exits
+      // 128 + the signal, as a shell reports it; a second one ends the process at once.
+      train_options.stop = &gradc::stop_on_first_signal();
       try {
         gradc::train(g, train_options, train_printer(g.name, data.empty() ? ".npy inputs" : "Fashion-MNIST", bar_drawn));
       } catch (const gradc::Error&) {
         if (*bar_drawn) fmt::print("\n");  // the error goes below the progress bar, not after it
         throw;
       }
+      if (int sig = train_options.stop->load(); sig != 0) return 128 + sig;
     }
     if (eval->parsed()) {
       if (eval_data.empty() && eval_inputs.empty())
