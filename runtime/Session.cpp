@@ -112,7 +112,7 @@ void Session::run(EntryPoint entry, const char* what) {
                           : fmt::format("unknown error code {}", status);
     bool changed = status > 0 && static_cast<size_t>(status) <= program_.errors_after_update.size() &&
                    program_.errors_after_update[static_cast<size_t>(status - 1)];
-    fail({}, "{} stopped, {}: {}", what, changed ? "params changed" : "params unchanged", why);
+    throw StepError(fmt::format("{} stopped, {}: {}", what, changed ? "params changed" : "params unchanged", why), changed);
   }
 }
 

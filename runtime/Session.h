@@ -82,14 +82,26 @@ struct SessionOptions {
   int threads = 0;    // threads a step may use: 0 means every core; results do not depend on it
 };
 
+// What step and predict throw when the compiled code stopped on bad data (a label out of range,
+// a non-finite loss, gradient or updated param): whether it stopped after an update had already
+// written params (they are then not the last good ones) or before anything changed.
+class StepError : public Error {
+ public:
+  StepError(std::string message, bool params_changed) : Error({}, std::move(message)), params_changed_(params_changed) {}
+  bool params_changed() const { return params_changed_; }
+
+ private:
+  bool params_changed_;
+};
+
 class Session {
  public:
   explicit Session(const Program& program, SessionOptions options = {});
 
   // One training step on the inputs (every input the step reads, each of exactly its slot's
   // dtype and shape, or a vector or span of exactly its element count). Returns the loss.
-  // Throws gradc::Error for missing or mismatched inputs and for bad data the step found
-  // (params are then left as they were).
+  // Throws gradc::Error for missing or mismatched inputs (params left as they were), and a
+  // StepError for bad data the step found (its params_changed() says whether params were).
   double step(const Feeds& inputs);
 
   // The forward graph on the inputs it reads; returns every output of the spec by name. Takes

@@ -12,8 +12,9 @@ namespace gradc {
 
 namespace {
 
-// The error of one step of `spec` on inputs of ones, or "" when the step succeeds.
-std::string step_error(Session& s, const Model& m) {
+// The error of one step of `spec` on inputs of ones, or "" when the step succeeds; `changed`
+// (if given) is set to whether the step said it had changed params.
+std::string step_error(Session& s, const Model& m, bool* changed = nullptr) {
   std::map<std::string, Tensor> inputs;
   for (const Slot& slot : m.slots)
     if (slot.kind == SlotKind::Input) {
@@ -28,7 +29,8 @@ std::string step_error(Session& s, const Model& m) {
   for (const auto& [name, t] : inputs) feeds.emplace(name, TensorView(t));
   try {
     s.step(feeds);
-  } catch (const Error& e) {
+  } catch (const StepError& e) {
+    if (changed) *changed = e.params_changed();
     return e.message();
   }
   return "";
@@ -60,8 +62,10 @@ TEST_CASE("nonfinite: a NaN gradient stops the step naming the param, for every 
       CAPTURE(optimizer);
       Model m = compile_string(spec(dtype, optimizer), "nan_grad.gir");
       Session s(m);
-      std::string error = step_error(s, m);
+      bool changed = false;
+      std::string error = step_error(s, m, &changed);
       CHECK(error.find("params changed") != std::string::npos);
+      CHECK(changed);
       CHECK(error.find("is not finite after this step's update") != std::string::npos);
       CHECK((error.find("param 'w'") != std::string::npos || error.find("param 'b'") != std::string::npos));
     }

@@ -125,6 +125,12 @@ TEST_CASE("session: a label out of range stops the step with the op's location, 
   inputs.at("y").as<int32_t>()[17] = 10;
   Tensor before = s.param("w1");
   std::string err = error_of([&] { s.step(test::views(inputs)); });
+  CHECK_THROWS_AS(s.step(test::views(inputs)), StepError);
+  try {
+    s.step(test::views(inputs));
+  } catch (const StepError& e) {
+    CHECK_FALSE(e.params_changed());
+  }
   CHECK(err.find("seed_mlp.gir:") != std::string::npos);
   CHECK(err.find("out of range [0, 10)") != std::string::npos);
   CHECK(same_bits(s.param("w1"), before));

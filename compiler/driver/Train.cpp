@@ -361,7 +361,8 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
       } catch (const Error& e) {
         // Session::run says whether the step stopped before or after it changed params; a
         // non-finite loss is found after the whole step ran.
-        bool changed = stepped || e.message().find("params changed") != std::string::npos;
+        auto* stopped_in_step = dynamic_cast<const StepError*>(&e);
+        bool changed = stepped || (stopped_in_step && stopped_in_step->params_changed());
         std::string kept;
         if (options.save.empty()) {
           kept = changed ? "; the params are corrupted (no --save was given)" : "";
