@@ -33,37 +33,9 @@
 #include "passes/OptimizerLowering.h"
 #include "passes/ShapeInference.h"
 #include "passes/Simplify.h"
+#include "ScaleSpecs.h"
 
 namespace {
-
-std::string chain_spec(int n) {
-  std::string s = fmt::format("model chain_{}\ninput x : f32[16, 32]\nparam p : f32[32] = normal(0, 0.5)\n"
-                              "h0 = tanh(add(x, p))\n", n);
-  for (int i = 1; i < n; ++i) s += fmt::format("h{} = tanh(h{})\n", i, i - 1);
-  return s + fmt::format("loss = mean(square(h{}))\noutput h{}\nminimize loss with sgd(lr=0.01)\n", n - 1, n - 1);
-}
-
-std::string mlp_spec(int layers) {
-  std::string s = fmt::format("model mlp_{}\ninput x : f32[16, 64]\ninput y : i32[16]\n", layers);
-  int prev = 64;
-  for (int i = 0; i < layers; ++i) {
-    int out = i == layers - 1 ? 10 : 32;
-    s += fmt::format("param w{} : f32[{}, {}] = glorot_uniform\nparam b{} : f32[{}] = zeros\n", i, prev, out, i, out);
-    prev = out;
-  }
-  std::string h = "x";
-  for (int i = 0; i < layers; ++i) {
-    std::string pre = fmt::format("add(matmul({}, w{}), b{})", h, i, i);
-    if (i == layers - 1) {
-      s += "logits = " + pre + "\n";
-    } else {
-      s += fmt::format("h{} = relu({})\n", i, pre);
-      h = fmt::format("h{}", i);
-    }
-  }
-  return s + "loss = softmax_cross_entropy(logits, y)\noutput probs = softmax(logits, axis=1)\n"
-             "minimize loss with adam(lr=0.001)\n";
-}
 
 using Clock = std::chrono::steady_clock;
 using Times = std::vector<std::pair<std::string, double>>;  // pass, ms
@@ -167,8 +139,8 @@ int main(int argc, char** argv) {
     int size;
   };
   std::vector<Model> models;
-  for (int n : parse_sizes(chains)) models.push_back({"chain", fmt::format("chain {}", n), chain_spec(n), n});
-  for (int n : parse_sizes(mlps)) models.push_back({"mlp", fmt::format("MLP {}", n), mlp_spec(n), n});
+  for (int n : parse_sizes(chains)) models.push_back({"chain", fmt::format("chain {}", n), gradc::scale::chain_spec(n, 16, 32, "sgd(lr=0.01)"), n});
+  for (int n : parse_sizes(mlps)) models.push_back({"mlp", fmt::format("MLP {}", n), gradc::scale::mlp_spec(n, {}, "adam(lr=0.001)"), n});
 
   std::vector<std::string> passes;
   std::vector<std::map<std::string, double>> medians;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "JitUtil.h"
+#include "bench/ScaleSpecs.h"
 #include "ir/Kernel.h"
 #include "passes/Fusion.h"
 
@@ -11,34 +12,11 @@ namespace gradc {
 
 namespace {
 
-std::string chain_spec(int n, const std::string& optimizer) {
-  std::string s = fmt::format("model chain_{}\ninput x : f32[4, 16]\nparam p : f32[16] = normal(0, 0.5)\n"
-                              "h0 = tanh(add(x, p))\n", n);
-  for (int i = 1; i < n; ++i) s += fmt::format("h{} = tanh(h{})\n", i, i - 1);
-  return s + fmt::format("loss = mean(square(h{}))\noutput h{}\nminimize loss with {}\n", n - 1, n - 1, optimizer);
-}
+std::string chain_spec(int n, const std::string& optimizer) { return scale::chain_spec(n, 4, 16, optimizer); }
 
 // Dense layers of one width with tanh (bounded, so that random params keep every value finite).
 std::string mlp_spec(int layers, const std::string& optimizer) {
-  std::string s = fmt::format("model mlp_{}\ninput x : f32[8, 24]\ninput y : i32[8]\n", layers);
-  int prev = 24;
-  for (int i = 0; i < layers; ++i) {
-    int out = i == layers - 1 ? 10 : 16;
-    s += fmt::format("param w{} : f32[{}, {}] = glorot_uniform\nparam b{} : f32[{}] = zeros\n", i, prev, out, i, out);
-    prev = out;
-  }
-  std::string h = "x";
-  for (int i = 0; i < layers; ++i) {
-    std::string pre = fmt::format("add(matmul({}, w{}), b{})", h, i, i);
-    if (i == layers - 1) {
-      s += "logits = " + pre + "\n";
-    } else {
-      s += fmt::format("h{} = tanh({})\n", i, pre);
-      h = fmt::format("h{}", i);
-    }
-  }
-  return s + fmt::format("loss = softmax_cross_entropy(logits, y)\noutput probs = softmax(logits, axis=1)\n"
-                         "minimize loss with {}\n", optimizer);
+  return scale::mlp_spec(layers, {.batch = 8, .inputs = 24, .width = 16, .activation = "tanh"}, optimizer);
 }
 
 // Eight identical hidden layers, SGD: their forward and input-gradient GEMMs repeat (the weight

@@ -121,19 +121,6 @@ Feeds views(const std::vector<Fed>& fed, int64_t first, int64_t count) {
 
 double scalar(const Tensor& t) { return t.dtype() == DType::F64 ? *t.as<double>() : *t.as<float>(); }
 
-template <typename T>
-int64_t argmax(const T* row, int64_t n) {
-  int64_t best = 0;
-  for (int64_t c = 1; c < n; ++c)
-    if (row[c] > row[best]) best = c;
-  return best;
-}
-
-int64_t argmax_row(const Tensor& logits, int64_t row, int64_t classes) {
-  return logits.dtype() == DType::F64 ? argmax(logits.as<double>() + row * classes, classes)
-                                      : argmax(logits.as<float>() + row * classes, classes);
-}
-
 // The spec's class labels: the first softmax_cross_entropy of logits [B, C] against an i32[B] input.
 struct Classes {
   ValueId logits = -1;
@@ -173,6 +160,23 @@ void load_params(Session& session, const Graph& spec, const std::string& path) {
     updates.emplace_back(s.name, std::move(it->second));
   }
   for (auto& [name, t] : updates) session.param(name) = std::move(t);
+}
+
+namespace {
+
+template <typename T>
+int64_t argmax(const T* row, int64_t n) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < n; ++c)
+    if (row[c] > row[best]) best = c;
+  return best;
+}
+
+}  // namespace
+
+int64_t argmax_row(const Tensor& scores, int64_t row, int64_t classes) {
+  return scores.dtype() == DType::F64 ? argmax(scores.as<double>() + row * classes, classes)
+                                      : argmax(scores.as<float>() + row * classes, classes);
 }
 
 double EvalReport::accuracy() const {

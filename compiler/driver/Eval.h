@@ -25,6 +25,9 @@ struct EvalOptions {
   int threads = 0;
 };
 
+// The class that row `row` of scores [rows, classes] (f32 or f64) rates highest (the first of ties).
+int64_t argmax_row(const Tensor& scores, int64_t row, int64_t classes);
+
 struct EvalReport {
   std::string model;
   int64_t examples = 0;

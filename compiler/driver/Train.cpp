@@ -6,6 +6,7 @@
 #include <numbers>
 #include <sstream>
 
+#include "driver/Eval.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
 #include "runtime/File.h"
@@ -116,13 +117,6 @@ std::vector<Source> npy_sources(const Graph& spec, const std::vector<std::pair<s
   return sources;
 }
 
-template <typename T>
-int64_t argmax_row(const T* scores, int64_t classes) {
-  int64_t best = 0;
-  for (int64_t c = 1; c < classes; ++c)
-    if (scores[c] > scores[best]) best = c;
-  return best;
-}
 
 // What the loop knows about the spec's inputs and outputs.
 struct Roles {
@@ -162,9 +156,7 @@ Evaluation evaluate(Session& session, std::vector<Source>& val, const std::map<s
     const int32_t* labels = label_source->batch.as<int32_t>();
     int64_t classes = scores.shape()[1];
     for (int64_t i = 0; i < real; ++i) {
-      int64_t guess = scores.dtype() == DType::F64 ? argmax_row(scores.as<double>() + i * classes, classes)
-                                                   : argmax_row(scores.as<float>() + i * classes, classes);
-      correct += guess == labels[i] ? 1 : 0;
+      correct += argmax_row(scores, i, classes) == labels[i] ? 1 : 0;
     }
   }
   if (full > 0) r.loss /= static_cast<double>(full);
