@@ -166,13 +166,21 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
   return events;
 }
 
-// `--input NAME=FILE.npy` options as (name, file) pairs.
-static std::vector<std::pair<std::string, std::string>> parse_inputs(const std::vector<std::string>& options) {
+// `--input NAME=FILE.npy` (or `--val`, as `flag` says) options as (name, file) pairs; a name
+// given twice is refused.
+static std::vector<std::pair<std::string, std::string>> parse_inputs(const std::vector<std::string>& options,
+                                                                     const char* flag = "--input") {
   std::vector<std::pair<std::string, std::string>> inputs;
   for (const std::string& kv : options) {
     size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", kv));
-    inputs.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
+      throw gradc::Error({}, fmt::format("{} {}: expected NAME=FILE.npy", flag, gradc::shortened(kv)));
+    std::string name = kv.substr(0, eq);
+    for (const auto& [given, file] : inputs)
+      if (given == name)
+        throw gradc::Error({}, fmt::format("{} {}: given twice (first as {}={})", flag, gradc::shortened(kv), name,
+                                           gradc::shortened(file)));
+    inputs.emplace_back(name, kv.substr(eq + 1));
   }
   return inputs;
 }
@@ -336,22 +344,8 @@ int main(int argc, char** argv) {
     if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
     if (train->parsed()) {
       if (data.empty() && input_files.empty()) throw gradc::Error({}, "gradc train: give --data fashion-mnist or --input NAME=FILE.npy");
-      for (const std::string& kv : input_files) {
-        size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
-          throw gradc::Error({}, fmt::format("--input {}: expected NAME=FILE.npy", gradc::shortened(kv)));
-        std::string name = kv.substr(0, eq);
-        for (const auto& [given, file] : train_options.inputs)
-          if (given == name)
-            throw gradc::Error({}, fmt::format("--input {}: given twice (first as {}={})", gradc::shortened(kv), name,
-                                               gradc::shortened(file)));
-        train_options.inputs.emplace_back(name, kv.substr(eq + 1));
-      }
-      for (const std::string& kv : val_files) {
-        size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) throw gradc::Error({}, fmt::format("--val {}: expected NAME=FILE.npy", kv));
-        train_options.val.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-      }
+      train_options.inputs = parse_inputs(input_files);
+      train_options.val = parse_inputs(val_files, "--val");
       for (const std::string& kv : feeds) {
         size_t eq = kv.find('=');
         std::string value = eq == std::string::npos ? "" : kv.substr(eq + 1);
