@@ -40,7 +40,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Times = std::vector<std::pair<std::string, double>>;  // pass, ms
 
-double ms_since(Clock::time_point& t) {
+// Milliseconds since t, and t moved to now.
+double lap_ms(Clock::time_point& t) {
   Clock::time_point now = Clock::now();
   double ms = std::chrono::duration<double, std::milli>(now - t).count();
   t = now;
@@ -60,38 +61,38 @@ Times compile_once(const std::string& text, bool llvm, int* kernels) {
   double cpu_start = cpu_ms();
   Clock::time_point at = Clock::now();
   Graph g = infer_shapes(parse_spec(text, "bench.gir"));
-  t.emplace_back("parse", ms_since(at));
+  t.emplace_back("parse", lap_ms(at));
   verify_or_throw(g);
-  t.emplace_back("verify", ms_since(at));
+  t.emplace_back("verify", lap_ms(at));
   Differentiated d = differentiate(g);
   verify_or_throw(d.graph);
-  t.emplace_back("autodiff", ms_since(at));
+  t.emplace_back("autodiff", lap_ms(at));
   Graph trained = lower_optimizer(std::move(d));
   verify_or_throw(trained);
-  t.emplace_back("optimizer", ms_since(at));
+  t.emplace_back("optimizer", lap_ms(at));
   Graph simple = simplify(std::move(trained));
   verify_or_throw(simple);
-  t.emplace_back("simplify", ms_since(at));
+  t.emplace_back("simplify", lap_ms(at));
   KernelProgram train = fuse(simple);
   if (!verify_kernels(train, false).empty()) fail({}, "unsound kernels after fusion");
-  t.emplace_back("fusion", ms_since(at));
+  t.emplace_back("fusion", lap_ms(at));
   plan_memory(train);
   if (!verify_kernels(train, true).empty()) fail({}, "unsound kernels after the plan");
-  t.emplace_back("memory plan", ms_since(at));
+  t.emplace_back("memory plan", lap_ms(at));
   *kernels = static_cast<int>(train.kernels.size());
   KernelProgram predict = predict_kernels(g);
-  t.emplace_back("predict (graph, fusion, plan)", ms_since(at));
+  t.emplace_back("predict (graph, fusion, plan)", lap_ms(at));
   double before_llvm = 0;
   for (const auto& [pass, ms] : t) before_llvm += ms;
   t.emplace_back("= every pass before LLVM", before_llvm);
   t.emplace_back("  (its CPU time)", cpu_ms() - cpu_start);
   at = Clock::now();
   codegen::EmittedModule m = codegen::emit_module(&train, predict);
-  t.emplace_back("LLVM IR emission", ms_since(at));
+  t.emplace_back("LLVM IR emission", lap_ms(at));
   if (!llvm) return t;
   codegen::JitReport report;
   Program p = codegen::jit(std::move(m), {.cache_dir = ""}, &report);
-  double jit_ms = ms_since(at);
+  double jit_ms = lap_ms(at);
   double o3 = 0, link = 0;
   for (const auto& [phase, ms] : report.phases) {
     if (phase.rfind("O3 + codegen", 0) == 0 || phase.rfind("O3", 0) == 0) o3 = std::max(o3, ms);

@@ -25,16 +25,9 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/StepAbi.h"
+
 namespace gradc {
-
-// int32_t task(void* ctx, int64_t begin, int64_t end): tasks [begin, end); 0, or an error code.
-using TaskFn = int32_t (*)(void* ctx, int64_t begin, int64_t end);
-
-// What a step's `pool` points at (the layout generated code relies on).
-struct ParallelFor {
-  int32_t (*run)(void* pool, TaskFn task, void* ctx, int64_t n);
-  void* pool;
-};
 
 class ThreadPool {
  public:

@@ -51,21 +51,6 @@ T unwrap(llvm::Expected<T> v, std::string_view what) {
   return std::move(*v);
 }
 
-// Times consecutive phases into a report.
-class Stopwatch {
- public:
-  explicit Stopwatch(JitReport& report) : report_(report) {}
-  void lap(std::string phase) {
-    auto now = std::chrono::steady_clock::now();
-    report_.phases.emplace_back(std::move(phase), std::chrono::duration<double, std::milli>(now - last_).count());
-    last_ = now;
-  }
-
- private:
-  JitReport& report_;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-};
-
 // The host CPU, its features and our code generation level, detected once per process.
 const llvm::orc::JITTargetMachineBuilder& host_machine() {
   static const llvm::orc::JITTargetMachineBuilder host = [] {
@@ -396,7 +381,7 @@ llvm::Error link_all(Program& p, std::vector<std::unique_ptr<llvm::MemoryBuffer>
 // O3 and instruction selection of one part, on the calling thread (with `tm`, or a target
 // machine of its own).
 std::unique_ptr<llvm::MemoryBuffer> compile_part(ModulePart& part, JitReport& report, std::unique_ptr<llvm::TargetMachine> tm = nullptr) {
-  Stopwatch watch(report);
+  Stopwatch watch(&report.phases);
   if (!tm) tm = target_machine();
   optimize(*part.module, *tm);
   watch.lap("O3");
@@ -423,7 +408,7 @@ std::string cache_dir_from_environment() {
 Program jit(EmittedModule m, const JitOptions& options, JitReport* report) {
   JitReport local;
   JitReport& r = report ? *report : local;
-  Stopwatch watch(r);
+  Stopwatch watch(&r.phases);
   std::unique_ptr<llvm::TargetMachine> tm = target_machine();
   llvm::DataLayout layout = tm->createDataLayout();
   bool trains = m.program.loss_slot >= 0;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "codegen/ModuleEmitter.h"
+#include "ir/Stopwatch.h"
 
 namespace gradc::codegen {
 
@@ -35,7 +36,7 @@ struct JitOptions {
 // What jit() did: whether the object came from the cache, and its phases' times in ms.
 struct JitReport {
   bool cached = false;
-  std::vector<std::pair<std::string, double>> phases;
+  Phases phases;
 };
 
 // Optimizes, compiles and links the modules (or links their cached objects); the returned

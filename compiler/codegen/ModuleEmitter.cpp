@@ -579,8 +579,8 @@ class KernelBody {
         [&] {
           auto* ptr = ir.getPtrTy();
           auto* run_type = llvm::FunctionType::get(ir.getInt32Ty(), {ptr, ptr, ptr, ir.getInt64Ty()}, false);
-          llvm::Value* run = ir.CreateLoad(ptr, pool);
-          llvm::Value* self = ir.CreateLoad(ptr, ir.CreateConstInBoundsGEP1_64(ptr, pool, 1));
+          llvm::Value* run = ir.CreateLoad(ptr, ir.CreateConstInBoundsGEP1_64(ptr, pool, kParallelForRunSlot));
+          llvm::Value* self = ir.CreateLoad(ptr, ir.CreateConstInBoundsGEP1_64(ptr, pool, kParallelForPoolSlot));
           k_.set(status, ir.CreateCall(run_type, run, {self, task, ctx, k_.index(n)}));
         });
     return k_.get(status);

@@ -17,27 +17,7 @@ namespace gradc {
 
 namespace {
 
-bool trains(const Graph& g) { return g.minimize || !g.assigns.empty(); }
-
 using Clock = std::chrono::steady_clock;
-using Phases = std::vector<std::pair<std::string, double>>;
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-// Times consecutive phases of a compile (when it is given somewhere to put them).
-class Stopwatch {
- public:
-  explicit Stopwatch(Phases* phases = nullptr) : phases_(phases) {}
-  void lap(std::string phase) {
-    if (!phases_) return;
-    phases_->emplace_back(std::move(phase), ms_since(last_));
-    last_ = Clock::now();
-  }
-
- private:
-  Phases* phases_;
-  Clock::time_point last_ = Clock::now();
-};
 
 // Codegen trusts the Kernel program: a fault here is a compiler bug, reported before any code.
 void check_kernels(const KernelProgram& p, bool planned, std::string_view after) {
@@ -63,7 +43,7 @@ KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_v
 
 codegen::EmittedModule emit(const Graph& g, bool check_finite, Stopwatch watch = Stopwatch()) {
   std::optional<KernelProgram> train;
-  if (trains(g)) {
+  if (g.trains()) {
     Graph simplified = simplified_graph(g);
     watch.lap("train graph (autodiff, optimizer, simplify)");
     train = planned(simplified, true, watch, "train");
@@ -123,7 +103,7 @@ Graph predict_graph(const Graph& g) {
 }
 
 KernelProgram train_kernels(const Graph& g, bool fuse) {
-  if (!trains(g)) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
+  if (!g.trains()) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
   Stopwatch untimed;
   return planned(simplified_graph(g), fuse, untimed, "train");
 }
@@ -149,7 +129,7 @@ std::string Model::dump(Stage stage, bool dot) const { return gradc::dump(spec, 
 // minimizes nothing).
 std::string dump_backend(const Graph& g, Stage stage) {
   if (stage == Stage::Fused || stage == Stage::Plan) {
-    KernelProgram p = trains(g) ? train_kernels(g) : predict_kernels(g);
+    KernelProgram p = g.trains() ? train_kernels(g) : predict_kernels(g);
     if (stage == Stage::Fused) return print_kernels(p);
     return fmt::format("{}# memory (as gradc bench and train report it): {}\n", print_plan(p), describe(memory_use(g)));
   }

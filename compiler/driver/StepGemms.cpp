@@ -18,8 +18,6 @@ namespace gradc {
 
 namespace {
 
-bool trains(const Graph& g) { return g.minimize || !g.assigns.empty(); }
-
 bool is_op(const Graph& g, ValueId id, OpKind op) { return g[id].kind == NodeKind::Op && g[id].op == op; }
 
 // A transpose of the last two dims, which a GEMM reads as a transposed operand.
@@ -85,7 +83,7 @@ StepGemm conv_gemm(const Graph& g, ValueId id) {
 }  // namespace
 
 std::vector<StepGemm> step_gemms(const Graph& g) {
-  KernelProgram p = trains(g) ? train_kernels(g) : predict_kernels(g);
+  KernelProgram p = g.trains() ? train_kernels(g) : predict_kernels(g);
   std::vector<StepGemm> gemms;
   for (const Kernel& k : p.kernels)
     for (ValueId id : k.members) {

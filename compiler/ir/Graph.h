@@ -82,6 +82,8 @@ class Graph {
 
   std::optional<ValueId> find(std::string_view name) const;  // by node name
   std::vector<ValueId> leaves(NodeKind kind) const;          // inputs, params or states in order
+  // Whether the spec has a train step: something to minimize, or state it assigns.
+  bool trains() const { return minimize.has_value() || !assigns.empty(); }
 };
 
 // Schemas of initializers and optimizers, so that parser, builder and verifier agree.
