@@ -7,6 +7,7 @@
 
 #include "codegen/Jit.h"
 #include "driver/Memory.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 #include "ir/Verifier.h"
 #include "passes/Fusion.h"
@@ -19,41 +20,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Codegen trusts the Kernel program: a fault here is a compiler bug, reported before any code.
-void check_kernels(const KernelProgram& p, bool planned, std::string_view after) {
-  std::vector<std::string> faults = verify_kernels(p, planned);
-#ifndef NDEBUG  // check_plan compares every pair of buffers: debug builds only (tests call it on every sample)
-  if (planned)
-    for (std::string& f : check_plan(p.buffers, p.arena_bytes)) faults.push_back(std::move(f));
-#endif
-  if (!faults.empty())
-    fail({}, "internal error: after {}, the kernel program of '{}' is unsound: {}", after, p.graph.name,
-         fmt::join(faults, "; "));
-}
-
-KernelProgram planned(const Graph& g, bool fuse, Stopwatch& watch, std::string_view which) {
-  KernelProgram p = gradc::fuse(g, {.fuse = fuse});
-  check_kernels(p, false, "fusion");
-  watch.lap(fmt::format("{} fusion", which));
-  plan_memory(p);
-  check_kernels(p, true, "the memory plan");
-  watch.lap(fmt::format("{} memory plan", which));
-  return p;
-}
-
-codegen::EmittedModule emit(const Graph& g, bool check_finite, Stopwatch watch = Stopwatch()) {
-  std::optional<KernelProgram> train;
-  if (g.trains()) {
-    Graph simplified = simplified_graph(g);
-    watch.lap("train graph (autodiff, optimizer, simplify)");
-    train = planned(simplified, true, watch, "train");
-  }
-  Graph forward = predict_graph(g);
-  watch.lap("predict graph");
-  KernelProgram predict = planned(forward, true, watch, "predict");
+codegen::EmittedModule emit(const Graph& g, bool check_finite, Phases* phases = nullptr) {
+  Lowered l = lower(g);
+  if (phases)
+    for (const PassRun& p : l.passes) phases->emplace_back(p.name, p.ms);
+  Stopwatch watch(phases);
+  const KernelProgram* train = l.train ? &*l.train : nullptr;
   // Refused before any code is made when it would not fit in this machine's memory.
-  require_memory(g.name, memory_use(train ? &*train : nullptr, predict));
-  codegen::EmittedModule m = codegen::emit_module(train ? &*train : nullptr, predict, check_finite);
+  require_memory(g.name, memory_use(train, l.predict));
+  codegen::EmittedModule m = codegen::emit_module(train, l.predict, check_finite);
   watch.lap("LLVM IR emission");
   return m;
 }
@@ -71,7 +46,7 @@ void print_phases(const Model& m) {
 // The compile of a parsed spec, its clock started (and phases timed) before parsing.
 Model compile_from(const Graph& g, const CompileOptions& options, Clock::time_point start, Phases phases) {
   Model m;
-  codegen::EmittedModule module = emit(g, options.check_finite, Stopwatch(&phases));
+  codegen::EmittedModule module = emit(g, options.check_finite, &phases);
   codegen::JitReport report;
   static_cast<Program&>(m) = codegen::jit(
       std::move(module), {.cache_dir = options.cache_dir.value_or(codegen::cache_dir_from_environment())}, &report);
@@ -92,26 +67,6 @@ Model parse_and_compile(Parse parse, const CompileOptions& options) {
 }
 
 }  // namespace
-
-Graph predict_graph(const Graph& g) {
-  Graph forward = g;
-  forward.minimize.reset();
-  forward.assigns.clear();
-  forward = simplify(std::move(forward));
-  verify_or_throw(forward);
-  return forward;
-}
-
-KernelProgram train_kernels(const Graph& g, bool fuse) {
-  if (!g.trains()) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
-  Stopwatch untimed;
-  return planned(simplified_graph(g), fuse, untimed, "train");
-}
-
-KernelProgram predict_kernels(const Graph& g, bool fuse) {
-  Stopwatch untimed;
-  return planned(predict_graph(g), fuse, untimed, "predict");
-}
 
 Model compile(const Graph& g, const CompileOptions& options) { return compile_from(g, options, Clock::now(), {}); }
 

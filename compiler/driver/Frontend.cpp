@@ -6,10 +6,7 @@
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
-#include "passes/Autodiff.h"
-#include "passes/OptimizerLowering.h"
 #include "passes/ShapeInference.h"
-#include "passes/Simplify.h"
 #include "runtime/File.h"
 
 namespace gradc {
@@ -45,28 +42,20 @@ std::string_view stage_name(Stage s) {
   return "?";
 }
 
+std::vector<std::string> stage_names() {
+  std::vector<std::string> names;
+  for (auto [stage, name] : kStages) names.emplace_back(name);
+  return names;
+}
+
 std::optional<Stage> parse_stage(std::string_view name) {
   for (auto [stage, n] : kStages)
     if (n == name) return stage;
   return std::nullopt;
 }
 
-// Each stage's graph is verified before anyone sees it (the verifier after every pass).
+// Each stage's graph comes from the pipeline (driver/Pipeline.cpp), verified after every pass.
 std::string dump_backend(const Graph& g, Stage stage);  // Compile.cpp
-
-static Graph verified(Graph g) {
-  verify_or_throw(g);
-  return g;
-}
-
-Graph grad_graph(const Graph& g) { return verified(differentiate(g).graph); }
-
-Graph train_graph(const Graph& g) {
-  if (!g.minimize && !g.assigns.empty()) return g;  // already a training graph (a dumped one)
-  return verified(lower_optimizer(differentiate(g)));
-}
-
-Graph simplified_graph(const Graph& g) { return verified(simplify(train_graph(g))); }
 
 std::string dump(const Graph& g, Stage stage, bool dot) {
   Graph staged;

@@ -13,6 +13,7 @@
 #include <fmt/ranges.h>
 
 #include "driver/Eval.h"
+#include "driver/Pipeline.h"
 #include "driver/Train.h"
 #include "gradc/gradc.h"
 #include "runtime/Dataset.h"
@@ -197,10 +198,17 @@ int main(int argc, char** argv) {
   bool dot = false;
   CLI::App* dump = app.add_subcommand("dump", "Print the model at a stage of the pipeline");
   dump->add_option("SPEC", spec, "the model spec (.gir)")->required();
-  dump->add_option("--stage", stage_text, "parsed|grad|train|simplified|fused|plan|llvm|asm")
-      ->check(CLI::IsMember({"parsed", "grad", "train", "simplified", "fused", "plan", "llvm", "asm"}))
-      ->capture_default_str();
+  std::vector<std::string> stages = gradc::stage_names();
+  CLI::Option* stage_opt = dump->add_option("--stage", stage_text, fmt::format("{}", fmt::join(stages, "|")))
+                               ->check(CLI::IsMember(stages))
+                               ->capture_default_str();
   dump->add_flag("--dot", dot, "print a Graphviz digraph instead of spec text");
+  bool passes = false, print_after_all = false;
+  CLI::Option* passes_opt =
+      dump->add_flag("--passes", passes, "list every pass before LLVM in order, with its time and 'unchanged' where it "
+                                         "changed nothing")
+          ->excludes(stage_opt);
+  dump->add_flag("--print-after-all", print_after_all, "with --passes: the IR after each pass too")->needs(passes_opt);
 
   double tol = 1e-6;
   gradc::GradCheckOptions check_options;
@@ -339,7 +347,12 @@ int main(int argc, char** argv) {
   try {
     if (dump->parsed()) {
       gradc::Graph g = gradc::load_spec_file(spec);
-      std::cout << gradc::dump(g, *gradc::parse_stage(stage_text), dot);
+      if (passes) {
+        if (dot) throw gradc::Error({}, "--dot draws one graph stage, not the list of passes");
+        std::cout << gradc::print_passes(gradc::lower(g, {.trace = true, .print_after = print_after_all}));
+      } else {
+        std::cout << gradc::dump(g, *gradc::parse_stage(stage_text), dot);
+      }
     }
     if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
     if (train->parsed()) {

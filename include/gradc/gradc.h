@@ -61,6 +61,7 @@ std::vector<ParamCheck> check_gradients(const Graph& g, const GradCheckOptions& 
 enum class Stage { Parsed, Grad, Train, Simplified, Fused, Plan, Llvm, Asm };
 std::string_view stage_name(Stage s);
 std::optional<Stage> parse_stage(std::string_view name);
+std::vector<std::string> stage_names();  // in pipeline order
 
 // The graph at `stage` as spec text (or Graphviz with dot = true).
 std::string dump(const Graph& g, Stage stage, bool dot = false);

@@ -1,0 +1,170 @@
+#include "driver/Pipeline.h"
+
+#include <functional>
+
+#include <fmt/ranges.h>
+
+#include "gradc/gradc.h"
+#include "ir/Printer.h"
+#include "ir/Stopwatch.h"
+#include "ir/Verifier.h"
+#include "passes/Autodiff.h"
+#include "passes/Fusion.h"
+#include "passes/MemoryPlan.h"
+#include "passes/OptimizerLowering.h"
+#include "passes/Simplify.h"
+
+namespace gradc {
+
+namespace {
+
+// Runs passes one after another, checking each result and recording (when given a log) its
+// name, time and whether it changed anything.
+class Runner {
+ public:
+  Runner(const PipelineOptions& options, std::vector<PassRun>* log) : options_(options), log_(log) {}
+
+  Graph graph_pass(const std::string& name, const Graph& in, const std::function<Graph(const Graph&)>& pass) {
+    auto start = std::chrono::steady_clock::now();
+    Graph out = pass(in);
+    verify_or_throw(out);
+    if (log_) {
+      PassRun& r = log_->emplace_back(PassRun{.name = name, .ms = ms_since(start), .changed = true, .after = {}});
+      if (options_.trace || options_.print_after) {
+        std::string printed = print_spec(out);
+        r.changed = printed != print_spec(in);
+        if (options_.print_after) r.after = std::move(printed);
+      }
+    }
+    return out;
+  }
+
+  KernelProgram fusion(const std::string& which, const Graph& g) {
+    auto start = std::chrono::steady_clock::now();
+    KernelProgram p = fuse(g, {.fuse = options_.fuse});
+    check(p, false, "fusion");
+    record(which + " fusion", start, [&] { return print_kernels(p); });
+    return p;
+  }
+
+  void plan(const std::string& which, KernelProgram& p) {
+    auto start = std::chrono::steady_clock::now();
+    plan_memory(p);
+    check(p, true, "the memory plan");
+    record(which + " memory plan", start, [&] { return print_plan(p); });
+  }
+
+ private:
+  void record(const std::string& name, std::chrono::steady_clock::time_point start, const std::function<std::string()>& ir) {
+    if (!log_) return;
+    PassRun& r = log_->emplace_back(PassRun{.name = name, .ms = ms_since(start), .changed = true, .after = {}});
+    if (options_.print_after) r.after = ir();
+  }
+
+  // Codegen trusts the Kernel program: a fault here is a compiler bug, reported before any code.
+  static void check(const KernelProgram& p, bool planned, std::string_view after) {
+    std::vector<std::string> faults = verify_kernels(p, planned);
+#ifndef NDEBUG  // check_plan compares every pair of buffers: debug builds only (tests call it on every sample)
+    if (planned)
+      for (std::string& f : check_plan(p.buffers, p.arena_bytes)) faults.push_back(std::move(f));
+#endif
+    if (!faults.empty())
+      fail({}, "internal error: after {}, the kernel program of '{}' is unsound: {}", after, p.graph.name,
+           fmt::join(faults, "; "));
+  }
+
+  const PipelineOptions& options_;
+  std::vector<PassRun>* log_;
+};
+
+// A graph that already has its optimizer's state and assigns (a dumped train stage) is taken
+// as it is.
+bool already_trained(const Graph& g) { return !g.minimize && !g.assigns.empty(); }
+
+Graph train_graph_of(Runner& r, const Graph& g) {
+  if (already_trained(g)) return g;
+  Differentiated d;
+  Graph grads = r.graph_pass("autodiff", g, [&](const Graph& in) {
+    d = differentiate(in);
+    return d.graph;
+  });
+  return r.graph_pass("optimizer", grads, [&](const Graph&) { return lower_optimizer(std::move(d)); });
+}
+
+Graph simplified_of(Runner& r, const Graph& g) {
+  return r.graph_pass("simplify", train_graph_of(r, g), [](const Graph& in) { return simplify(in); });
+}
+
+Graph predict_graph_of(Runner& r, const Graph& g) {
+  return r.graph_pass("forward graph (outputs, simplified)", g, [](const Graph& in) {
+    Graph forward = in;
+    forward.minimize.reset();
+    forward.assigns.clear();
+    return simplify(std::move(forward));
+  });
+}
+
+KernelProgram planned(Runner& r, const std::string& which, const Graph& g) {
+  KernelProgram p = r.fusion(which, g);
+  r.plan(which, p);
+  return p;
+}
+
+const PipelineOptions kPlain{};
+
+}  // namespace
+
+Lowered lower(const Graph& spec, const PipelineOptions& options) {
+  Lowered l;
+  Runner r(options, &l.passes);
+  if (spec.trains()) l.train = planned(r, "train", simplified_of(r, spec));
+  l.predict = planned(r, "predict", predict_graph_of(r, spec));
+  return l;
+}
+
+std::string print_passes(const Lowered& l) {
+  std::string out;
+  double total = 0;
+  for (size_t i = 0; i < l.passes.size(); ++i) {
+    const PassRun& p = l.passes[i];
+    total += p.ms;
+    out += fmt::format("{:>3}  {:<38} {:>9.3f} ms{}\n", i + 1, p.name, p.ms, p.changed ? "" : "  unchanged");
+    if (!p.after.empty()) out += fmt::format("# ---- after {}\n{}\n", p.name, p.after);
+  }
+  return out + fmt::format("     {:<38} {:>9.3f} ms\n", "every pass before LLVM", total);
+}
+
+Graph grad_graph(const Graph& g) {
+  Runner r(kPlain, nullptr);
+  return r.graph_pass("autodiff", g, [](const Graph& in) { return differentiate(in).graph; });
+}
+
+Graph train_graph(const Graph& g) {
+  Runner r(kPlain, nullptr);
+  return train_graph_of(r, g);
+}
+
+Graph simplified_graph(const Graph& g) {
+  Runner r(kPlain, nullptr);
+  return simplified_of(r, g);
+}
+
+Graph predict_graph(const Graph& g) {
+  Runner r(kPlain, nullptr);
+  return predict_graph_of(r, g);
+}
+
+KernelProgram train_kernels(const Graph& g, bool fuse) {
+  if (!g.trains()) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
+  PipelineOptions options{.fuse = fuse};
+  Runner r(options, nullptr);
+  return planned(r, "train", simplified_of(r, g));
+}
+
+KernelProgram predict_kernels(const Graph& g, bool fuse) {
+  PipelineOptions options{.fuse = fuse};
+  Runner r(options, nullptr);
+  return planned(r, "predict", predict_graph_of(r, g));
+}
+
+}  // namespace gradc

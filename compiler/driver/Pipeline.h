@@ -1,0 +1,45 @@
+// The compiler's passes in order, in one place (as Halide's Lower.cpp): a spec's graph to the
+// train step's and predict's planned Kernel programs.
+//
+//   train:   autodiff -> optimizer -> simplify -> fusion -> memory plan
+//   predict: forward graph (the outputs alone, simplified) -> fusion -> memory plan
+//
+// The graph verifier runs after every graph pass, the Kernel-program verifier after fusion and
+// after the plan, and the plan checker after the plan in debug builds. The stage dumps, the
+// tests' train_kernels/predict_kernels and compile all run these same passes.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ir/Graph.h"
+#include "ir/Kernel.h"
+
+namespace gradc {
+
+struct PassRun {
+  std::string name;     // "autodiff", "train fusion", ...
+  double ms = 0;
+  bool changed = true;  // false: the pass gave back its input as it was (graph passes, traced only)
+  std::string after;    // the IR after the pass (with print_after)
+};
+
+struct PipelineOptions {
+  bool fuse = true;          // false: one op per kernel (the baseline fusion is measured against)
+  bool trace = false;        // tell each graph pass's output from its input (prints both)
+  bool print_after = false;  // keep the IR after each pass (`gradc dump --passes --print-after-all`)
+};
+
+struct Lowered {
+  std::optional<KernelProgram> train;  // when the spec trains
+  KernelProgram predict;
+  std::vector<PassRun> passes;  // in the order they ran
+};
+
+Lowered lower(const Graph& spec, const PipelineOptions& options = {});
+
+// `gradc dump SPEC --passes`: each pass with its time, "unchanged" where it changed nothing.
+std::string print_passes(const Lowered& l);
+
+}  // namespace gradc
