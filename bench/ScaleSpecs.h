@@ -11,8 +11,10 @@ namespace gradc::scale {
 
 // n chained tanh ops on x : f32[rows, cols], the mean square of the last minimized.
 inline std::string chain_spec(int n, int rows, int cols, const std::string& optimizer) {
-  std::string s = fmt::format("model chain_{}\ninput x : f32[{}, {}]\nparam p : f32[{}] = normal(0, 0.5)\n"
-                              "h0 = tanh(add(x, p))\n", n, rows, cols, cols);
+  std::string s = fmt::format(
+      "model chain_{}\ninput x : f32[{}, {}]\nparam p : f32[{}] = normal(0, 0.5)\n"
+      "h0 = tanh(add(x, p))\n",
+      n, rows, cols, cols);
   for (int i = 1; i < n; ++i) s += fmt::format("h{} = tanh(h{})\n", i, i - 1);
   return s + fmt::format("loss = mean(square(h{}))\noutput h{}\nminimize loss with {}\n", n - 1, n - 1, optimizer);
 }
@@ -42,8 +44,10 @@ inline std::string mlp_spec(int layers, const MlpShape& shape, const std::string
       h = fmt::format("h{}", i);
     }
   }
-  return s + fmt::format("loss = softmax_cross_entropy(logits, y)\noutput probs = softmax(logits, axis=1)\n"
-                         "minimize loss with {}\n", optimizer);
+  return s + fmt::format(
+                 "loss = softmax_cross_entropy(logits, y)\noutput probs = softmax(logits, axis=1)\n"
+                 "minimize loss with {}\n",
+                 optimizer);
 }
 
 }  // namespace gradc::scale

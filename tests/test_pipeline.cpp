@@ -17,9 +17,10 @@ std::vector<std::string> names(const Lowered& l) {
   return n;
 }
 
-const std::vector<std::string> kTrainPasses = {"autodiff", "optimizer", "simplify", "train fusion", "train memory plan",
-                                               "forward graph (outputs, simplified)", "predict fusion",
-                                               "predict memory plan"};
+const std::vector<std::string> kTrainPasses = {"autodiff",          "optimizer",
+                                               "simplify",          "train fusion",
+                                               "train memory plan", "forward graph (outputs, simplified)",
+                                               "predict fusion",    "predict memory plan"};
 
 }  // namespace
 
@@ -36,7 +37,8 @@ TEST_CASE("pipeline: the passes run in order, and compile, train_kernels and the
   std::vector<std::string> phases;
   for (const auto& [phase, ms] : m.compile_phases) phases.push_back(phase);
   REQUIRE(phases.size() > kTrainPasses.size());
-  CHECK(std::vector<std::string>(phases.begin(), phases.begin() + static_cast<ptrdiff_t>(kTrainPasses.size())) == kTrainPasses);
+  CHECK(std::vector<std::string>(phases.begin(), phases.begin() + static_cast<ptrdiff_t>(kTrainPasses.size())) ==
+        kTrainPasses);
 }
 
 TEST_CASE("pipeline: a spec without a loss runs the predict passes alone, and a pass that changes nothing says so") {

@@ -55,7 +55,8 @@ class Runner {
   }
 
  private:
-  void record(const std::string& name, std::chrono::steady_clock::time_point start, const std::function<std::string()>& ir) {
+  void record(const std::string& name, std::chrono::steady_clock::time_point start,
+              const std::function<std::string()>& ir) {
     if (!log_) return;
     PassRun& r = log_->emplace_back(PassRun{.name = name, .ms = ms_since(start), .changed = true, .after = {}});
     if (options_.print_after) r.after = ir();

@@ -19,7 +19,7 @@
 namespace gradc {
 
 struct PassRun {
-  std::string name;     // "autodiff", "train fusion", ...
+  std::string name;  // "autodiff", "train fusion", ...
   double ms = 0;
   bool changed = true;  // false: the pass gave back its input as it was (graph passes, traced only)
   std::string after;    // the IR after the pass (with print_after)

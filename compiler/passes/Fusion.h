@@ -5,7 +5,8 @@
 // column sum) become its epilogue; a transpose that only matmuls read is folded into their
 // operand layout; scalar arithmetic (the optimizer's bias corrections) is recomputed in every
 // kernel that uses it; any other op is a kernel of its own. Kernels come out in a valid order
-// (the schedule pass reorders them); no memory is planned yet.
+// (fusion keeps a topological order of them as they merge: there is no separate schedule pass);
+// no memory is planned yet.
 #pragma once
 
 #include "ir/Kernel.h"
