@@ -7,20 +7,6 @@
 
 namespace gradc {
 
-namespace {
-
-// The number of classes an i32 input indexes (its use in softmax_cross_entropy or one_hot).
-int64_t classes_of(const Graph& g, ValueId input) {
-  for (const Node& n : g.nodes) {
-    if (n.kind != NodeKind::Op || n.args.empty()) continue;
-    if (n.op == OpKind::SoftmaxCrossEntropy && n.args[1] == input) return g[n.args[0]].type.shape[1];
-    if (n.op == OpKind::OneHot && n.args[0] == input) return n.attrs.get("classes").as_int();
-  }
-  return 1;
-}
-
-}  // namespace
-
 std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::map<std::string, Tensor> out;
@@ -29,7 +15,7 @@ std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed) {
     Tensor t(n.type);
     for (int64_t i = 0; i < t.numel(); ++i) {
       if (n.type.dtype == DType::I32)
-        t.as<int32_t>()[i] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(0, classes_of(g, id) - 1)(rng));
+        t.as<int32_t>()[i] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(0, class_count(g, id) - 1)(rng));
       else if (n.type.dtype == DType::F32)
         t.as<float>()[i] = static_cast<float>(std::normal_distribution<double>()(rng));
       else

@@ -37,16 +37,6 @@ using ITensor = interp::Tensor;
 
 constexpr double kStepFactor = 10;
 
-// The class count an i32 input ranges over: from the op that consumes it as labels.
-int64_t label_range(const Graph& g, ValueId input) {
-  for (const Node& n : g.nodes) {
-    if (n.kind != NodeKind::Op) continue;
-    if (n.op == OpKind::SoftmaxCrossEntropy && n.args[1] == input) return g[n.args[0]].type.shape[1];
-    if (n.op == OpKind::OneHot && n.args[0] == input) return n.attrs.get("classes").as_int();
-  }
-  return 1;
-}
-
 // Inputs uniform in [-1, 1], labels uniform over their classes, params uniform in
 // [-a, a] with a = 1/sqrt(fan in) so that activations stay in a useful range; states zero.
 Feeds random_feeds(const Graph& g, std::mt19937_64& rng) {
@@ -57,7 +47,7 @@ Feeds random_feeds(const Graph& g, std::mt19937_64& rng) {
     if (n.kind == NodeKind::Constant || n.kind == NodeKind::Op) continue;
     ITensor t = ITensor::zeros(n.type);
     if (n.kind == NodeKind::Input && n.type.dtype == DType::I32) {
-      std::uniform_int_distribution<int64_t> cls(0, label_range(g, id) - 1);
+      std::uniform_int_distribution<int64_t> cls(0, class_count(g, id) - 1);
       for (double& v : t.data) v = static_cast<double>(cls(rng));
     } else if (n.kind == NodeKind::Input) {
       for (double& v : t.data) v = unit(rng);

@@ -7,6 +7,15 @@ ValueId Graph::add(Node n) {
   return size() - 1;
 }
 
+int64_t class_count(const Graph& g, ValueId input) {
+  for (const Node& n : g.nodes) {
+    if (n.kind != NodeKind::Op || n.args.empty()) continue;
+    if (n.op == OpKind::SoftmaxCrossEntropy && n.args[1] == input) return g[n.args[0]].type.shape[1];
+    if (n.op == OpKind::OneHot && n.args[0] == input) return n.attrs.get("classes").as_int();
+  }
+  return 1;
+}
+
 std::optional<ValueId> Graph::find(std::string_view name) const {
   for (ValueId id = 0; id < size(); ++id)
     if (nodes[static_cast<size_t>(id)].name == name) return id;

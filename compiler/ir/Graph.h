@@ -86,6 +86,11 @@ class Graph {
   bool trains() const { return minimize.has_value() || !assigns.empty(); }
 };
 
+// The number of classes an i32 input ranges over, from the op that reads it as class ids
+// (softmax_cross_entropy's labels, one_hot's indices); 1 when none does. For random inputs
+// (gradc bench, gradc check) that are valid labels.
+int64_t class_count(const Graph& g, ValueId input);
+
 // Schemas of initializers and optimizers, so that parser, builder and verifier agree.
 const std::vector<AttrSpec>* init_schema(std::string_view kind);       // nullptr if unknown
 const std::vector<AttrSpec>* optimizer_schema(std::string_view kind);  // nullptr if unknown
