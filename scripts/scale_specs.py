@@ -70,6 +70,8 @@ def branchy(blocks, width=24, opt="adam(lr=0.001)"):
 
 
 def main():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit(__doc__)  # an option is not OUTDIR: `--help` once wrote the specs into ./--help
     out = sys.argv[1]
     big = "--big" in sys.argv[2:]
     os.makedirs(out, exist_ok=True)
