@@ -24,15 +24,19 @@ class Runner {
  public:
   Runner(const PipelineOptions& options, std::vector<PassRun>* log) : options_(options), log_(log) {}
 
-  Graph graph_pass(const std::string& name, const Graph& in, const std::function<Graph(const Graph&)>& pass) {
+  // The pass takes its input by value, so a graph moves from pass to pass uncopied (the
+  // printed input is kept only when tracing).
+  Graph graph_pass(const std::string& name, Graph in, const std::function<Graph(Graph)>& pass) {
+    bool traced = log_ && (options_.trace || options_.print_after);
+    std::string before = traced ? print_spec(in) : "";
     auto start = std::chrono::steady_clock::now();
-    Graph out = pass(in);
+    Graph out = pass(std::move(in));
     verify_or_throw(out);
     if (log_) {
       PassRun& r = log_->emplace_back(PassRun{.name = name, .ms = ms_since(start), .changed = true, .after = {}});
-      if (options_.trace || options_.print_after) {
+      if (traced) {
         std::string printed = print_spec(out);
-        r.changed = printed != print_spec(in);
+        r.changed = printed != before;
         if (options_.print_after) r.after = std::move(printed);
       }
     }
@@ -84,21 +88,25 @@ bool already_trained(const Graph& g) { return !g.minimize && !g.assigns.empty();
 
 Graph train_graph_of(Runner& r, const Graph& g) {
   if (already_trained(g)) return g;
+  // The optimizer reads autodiff's gradient table beside its graph: the graph travels through
+  // graph_pass and is put back into `d` for it.
   Differentiated d;
-  Graph grads = r.graph_pass("autodiff", g, [&](const Graph& in) {
-    d = differentiate(in);
-    return d.graph;
+  Graph grads = r.graph_pass("autodiff", g, [&](Graph in) {
+    d = differentiate(std::move(in));
+    return std::move(d.graph);
   });
-  return r.graph_pass("optimizer", grads, [&](const Graph&) { return lower_optimizer(std::move(d)); });
+  return r.graph_pass("optimizer", std::move(grads), [&](Graph in) {
+    d.graph = std::move(in);
+    return lower_optimizer(std::move(d));
+  });
 }
 
 Graph simplified_of(Runner& r, const Graph& g) {
-  return r.graph_pass("simplify", train_graph_of(r, g), [](const Graph& in) { return simplify(in); });
+  return r.graph_pass("simplify", train_graph_of(r, g), [](Graph in) { return simplify(std::move(in)); });
 }
 
 Graph predict_graph_of(Runner& r, const Graph& g) {
-  return r.graph_pass("forward graph (outputs, simplified)", g, [](const Graph& in) {
-    Graph forward = in;
+  return r.graph_pass("forward graph (outputs, simplified)", g, [](Graph forward) {
     forward.minimize.reset();
     forward.assigns.clear();
     return simplify(std::move(forward));
@@ -137,7 +145,7 @@ std::string print_passes(const Lowered& l) {
 
 Graph grad_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
-  return r.graph_pass("autodiff", g, [](const Graph& in) { return differentiate(in).graph; });
+  return r.graph_pass("autodiff", g, [](Graph in) { return differentiate(std::move(in)).graph; });
 }
 
 Graph train_graph(const Graph& g) {
