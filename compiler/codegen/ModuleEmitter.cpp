@@ -463,17 +463,16 @@ class KernelBody {
     GemmPlan plan = plan_gemm(batches, m, n, kk, kernel_.a_transposed, kernel_.b_transposed, host_vector_lanes());
     scratch_bytes_ = plan.scratch_bytes();
     start_reductions();
-    auto operand = [](llvm::Function* f, unsigned arg) { return f->getArg(arg); };
     bool parallel = parallel_safe(plan) && plan.tasks() > 1 && kernel_.flops >= kParallelFlops;
     // The shared copies first (on the pool too, so that a second thread is not idle for them),
-    // then the tasks: the pool's run returns only when all its tasks have.
-    auto [pack, pack_can_fail] = task_function(".pack.tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
-      llvm::Function* f = tk.fn;
-      emit_gemm_pack(tk, plan, operand(f, arg_of_.at(kernel_.a)), operand(f, arg_of_.at(kernel_.b)), f->getArg(places_), begin, end);
-    });
-    (void)pack_can_fail;  // copies cannot fail
-    if (plan.pack_units() > 0) run_tasks(pack, plan.pack_units(), parallel && plan.pack_units() > 1);
-    else pack->eraseFromParent();
+    // then the tasks: the pool's run returns only when all its tasks have. Copies cannot fail.
+    if (plan.pack_units() > 0) {
+      llvm::Function* pack = task_function(".pack.tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
+        llvm::Function* f = tk.fn;
+        emit_gemm_pack(tk, plan, f->getArg(arg_of_.at(kernel_.a)), f->getArg(arg_of_.at(kernel_.b)), f->getArg(places_), begin, end);
+      }).first;
+      run_tasks(pack, plan.pack_units(), parallel && plan.pack_units() > 1);
+    }
 
     auto [tasks, can_fail] = task_function(".tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
       KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
@@ -486,7 +485,7 @@ class KernelBody {
       bool vector = inner.vector_epilogue();
       bool flat_vectors = vector && inner.no_reductions();
       llvm::Function* f = tk.fn;
-      emit_gemm_tasks(tk, plan, operand(f, arg_of_.at(kernel_.a)), operand(f, arg_of_.at(kernel_.b)), f->getArg(places_), begin, end,
+      emit_gemm_tasks(tk, plan, f->getArg(arg_of_.at(kernel_.a)), f->getArg(arg_of_.at(kernel_.b)), f->getArg(places_), begin, end,
                       [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
                         inner.tile_epilogue(plan, vector, flat_vectors, batch, row0, rows, col0, cols, tile);
                       });

@@ -202,12 +202,13 @@ int main(int argc, char** argv) {
   CLI::Option* stage_opt = dump->add_option("--stage", stage_text, fmt::format("{}", fmt::join(stages, "|")))
                                ->check(CLI::IsMember(stages))
                                ->capture_default_str();
-  dump->add_flag("--dot", dot, "print a Graphviz digraph instead of spec text");
+  CLI::Option* dot_opt = dump->add_flag("--dot", dot, "print a Graphviz digraph instead of spec text");
   bool passes = false, print_after_all = false;
   CLI::Option* passes_opt =
       dump->add_flag("--passes", passes, "list every pass before LLVM in order, with its time and 'unchanged' where it "
                                          "changed nothing")
-          ->excludes(stage_opt);
+          ->excludes(stage_opt)
+          ->excludes(dot_opt);
   dump->add_flag("--print-after-all", print_after_all, "with --passes: the IR after each pass too")->needs(passes_opt);
 
   double tol = 1e-6;
@@ -347,12 +348,10 @@ int main(int argc, char** argv) {
   try {
     if (dump->parsed()) {
       gradc::Graph g = gradc::load_spec_file(spec);
-      if (passes) {
-        if (dot) throw gradc::Error({}, "--dot draws one graph stage, not the list of passes");
+      if (passes)
         std::cout << gradc::print_passes(gradc::lower(g, {.trace = true, .print_after = print_after_all}));
-      } else {
+      else
         std::cout << gradc::dump(g, *gradc::parse_stage(stage_text), dot);
-      }
     }
     if (check->parsed()) return run_check(gradc::load_spec_file(spec), check_options, tol);
     if (train->parsed()) {
