@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <string_view>
 #include <utility>
 
@@ -57,12 +58,34 @@ namespace {
 char g_temporary[PATH_MAX + 1];
 std::atomic<int> g_temporary_state{0};
 
-bool claim_temporary(const std::string& name) {
+// Takes the buffer for one write (false if another write holds it, or the name cannot fit).
+bool claim_temporary(size_t name_size) {
   int free = 0;
-  if (name.size() > PATH_MAX || !g_temporary_state.compare_exchange_strong(free, 1)) return false;
+  return name_size <= PATH_MAX && g_temporary_state.compare_exchange_strong(free, 1);
+}
+
+// Names the file the handler removes; the claimed buffer is marked "being filled" meanwhile.
+void name_temporary(const std::string& name) {
+  g_temporary_state.store(1);
   std::memcpy(g_temporary, name.c_str(), name.size() + 1);
   g_temporary_state.store(2);
-  return true;
+}
+
+// Creates the file that `name` patterns, as mkstemp would (its trailing XXXXXX made unique,
+// mode 0600, never an existing file), but names each candidate to the signal handler before
+// creating it: a signal at any moment finds the file it must remove, or no file yet (mkstemp,
+// then naming the file, left a moment in which a signal ended the process with it in place).
+int create_temporary(std::string& name, bool claimed) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::mt19937_64 random(std::random_device{}());
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    for (size_t i = name.size() - 6; i < name.size(); ++i) name[i] = kChars[random() % (sizeof(kChars) - 1)];
+    if (claimed) name_temporary(name);
+    int fd = ::open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
 }
 
 void on_signal(int sig) {
@@ -77,7 +100,7 @@ void on_signal(int sig) {
 std::string write_target(const std::string& path) {
   SourceLoc loc{path};
   struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return path;  // a new path (or one mkstemp will explain)
+  if (::lstat(path.c_str(), &st) != 0) return path;  // a new path (or one creating the temporary will explain)
   if (S_ISREG(st.st_mode)) return path;
   if (!S_ISLNK(st.st_mode))
     fail(loc, "cannot save: it is {}, not a regular file; gradc writes only over regular files or to a new path",
@@ -93,7 +116,7 @@ std::string write_target(const std::string& path) {
   return resolved;
 }
 
-// The mode a file created by open(..., 0666) would get. mkstemp creates 0600, which would make
+// The mode a file created by open(..., 0666) would get. The temporary is created 0600, which would make
 // checkpoints private where every other output is not. The umask is read from /proc instead of
 // set and restored, which would race with other threads creating files.
 mode_t new_file_mode() {
@@ -107,12 +130,17 @@ mode_t new_file_mode() {
 class TempFile {
  public:
   explicit TempFile(const std::string& target)
-      : target_(target), name_(temporary_name_pattern(target)), fd_(::mkstemp(name_.data())) {
-    // On failure mkstemp leaves a random name in the template that names no file; show the pattern.
-    if (fd_.fd < 0)
+      : target_(target),
+        name_(temporary_name_pattern(target)),
+        claimed_(claim_temporary(name_.size())),
+        fd_(create_temporary(name_, claimed_)) {
+    // On failure the name is a random one that names no file; show the pattern.
+    if (fd_.fd < 0) {
+      int error = errno;
+      release();  // the destructor does not run for a constructor that throws
       fail(SourceLoc{target_}, "cannot save: creating the temporary file {}: {}", temporary_name_pattern(target_),
-           std::strerror(errno));
-    claimed_ = claim_temporary(name_);
+           std::strerror(error));
+    }
   }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
@@ -168,9 +196,9 @@ class TempFile {
 
   std::string target_;
   std::string name_;
+  bool claimed_ = false;  // the name is the one the signal handler removes
   Descriptor fd_;
   bool committed_ = false;
-  bool claimed_ = false;  // the name is the one the signal handler removes
 };
 
 }  // namespace
