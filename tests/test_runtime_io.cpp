@@ -165,6 +165,7 @@ TEST_CASE("runtime: safetensors refuses every malformed file and says why") {
       {"header past the file", le(100, 8) + "{}", "header length 100 reaches past the end of the file (2 bytes follow"},
       {"header over 100 MB", le(200'000'000, 8) + "{}", "header length 200000000 is over the 100 MB limit"},
       {"not JSON", file("{\"a\": ", ""), "header is not valid JSON: parse error"},
+      {"number past a double", file(R"({"a": 5e555514424924})", ""), "header is not valid JSON: number overflow"},
       {"not an object", file("[1, 2]", ""), "header is a JSON array, expected an object of tensors"},
       {"entry not an object", file(R"({"a": 3})", ""), "entry \"a\" is a JSON number, expected an object"},
       {"no dtype", file(entry(R"("shape": [2], "data_offsets": [0, 8])"), kEightBytes),
