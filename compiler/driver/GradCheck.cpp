@@ -25,7 +25,7 @@
 #include "gradc/gradc.h"
 #include "passes/Autodiff.h"
 #include "passes/CastToF64.h"
-#include "passes/Emitter.h"
+#include "passes/Gradients.h"
 #include "runtime/Init.h"
 
 namespace gradc {
@@ -62,44 +62,16 @@ Feeds random_feeds(const Graph& g, std::mt19937_64& rng) {
   return feeds;
 }
 
-// Adds, for every op with a kink, nodes that tell which side of it each element is on;
-// returns them. They are 0/1 masks built from ordinary ops.
+// Adds, for every op with a kink, nodes that tell which side of it each element is on
+// (the op table's kink masks); returns them. They are 0/1 masks built from ordinary ops.
 std::vector<ValueId> add_branch_masks(Graph& g) {
   Emitter e(g);
   std::vector<ValueId> masks;
   const ValueId forward = g.size();
   for (ValueId id = 0; id < forward; ++id) {
     if (g[id].kind != NodeKind::Op) continue;
-    Node n = g[id];
-    auto greater = [&](ValueId a, ValueId b) { masks.push_back(e.op(OpKind::Greater, {a, b})); };
-    switch (n.op) {
-      case OpKind::Relu:
-      case OpKind::Abs: {
-        ValueId zero = e.constant(0.0, n.type.dtype);
-        greater(n.args[0], zero);
-        greater(zero, n.args[0]);
-        break;
-      }
-      case OpKind::Maximum:
-      case OpKind::Minimum:
-        greater(n.args[0], n.args[1]);
-        greater(n.args[1], n.args[0]);
-        break;
-      case OpKind::Max:
-        greater(e.expand(id, n.attrs.get("axes").as_ints(), g[n.args[0]].type.shape), n.args[0]);
-        break;
-      case OpKind::MaxPool2d: {
-        ValueId ones = e.op(OpKind::BroadcastTo, {e.constant(1.0, n.type.dtype)}, {{"shape", Attr(n.type.shape)}});
-        Attrs a{{"kernel", n.attrs.get("kernel")}, {"stride", n.attrs.get("stride")}};
-        masks.push_back(e.op(OpKind::MaxPool2dGrad, {n.args[0], ones}, a));
-        break;
-      }
-      case OpKind::Greater:
-        masks.push_back(id);
-        break;
-      default:
-        break;
-    }
+    KinkCtx c{e, id, masks};
+    kink_rule(g[id].op)(c);
   }
   return masks;
 }

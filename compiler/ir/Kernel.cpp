@@ -58,6 +58,7 @@ std::string print_kernels(const KernelProgram& p) {
     if (k.kind == KernelKind::RowWise) out += fmt::format("  rows of: {}\n", names[static_cast<size_t>(k.rows)]);
     out += fmt::format("  inputs: {}\n", values(p, names, k.inputs));
     out += fmt::format("  outputs: {}\n", values(p, names, k.outputs));
+    for (const auto& [v, why] : k.unfused) out += fmt::format("  not fused: {}: {}\n", names[static_cast<size_t>(v)], why);
     std::string loops = fmt::format("{}", fmt::join(k.domain, " x "));
     if (k.kind == KernelKind::MatMul) loops += fmt::format(" x {} (sum)", p.graph[k.a].type.shape[k.a_transposed ? p.graph[k.a].type.rank() - 2 : p.graph[k.a].type.rank() - 1]);
     if (k.kind == KernelKind::Conv) {

@@ -47,6 +47,8 @@ struct Kernel {
   ValueId rows = -1;  // RowWise: the matrix whose rows are normalized
   int64_t flops = 0;  // floating-point operations (a multiply-add is 2)
   int64_t bytes = 0;  // bytes of the inputs read plus the outputs written, each once
+  // The inputs that another kernel computes, each with why fusion kept it out of this one.
+  std::vector<std::pair<ValueId, std::string>> unfused;
 };
 
 // Where a value lives while an entry point runs.

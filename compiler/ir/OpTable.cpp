@@ -4,8 +4,8 @@ namespace gradc {
 
 const std::vector<OpInfo>& all_ops() {
   static const std::vector<OpInfo> table = {
-#define OP(Id, spelling, arity, traits, schema, infer, ...) \
-  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer},
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, ...) \
+  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer, FusionForm::form, gemm},
 #include "ir/Ops.def"
   };
   return table;

@@ -18,13 +18,34 @@ enum class OpKind : uint16_t {
 // Properties that passes read instead of switching on the op kind.
 enum OpTrait : uint32_t {
   kNoTraits = 0,
-  kElementwise = 1u << 0,  // result element i depends on operand elements i only
-  kBroadcast = 1u << 1,    // operands broadcast numpy-style to the result shape
-  kLayout = 1u << 2,       // moves or copies elements without arithmetic
-  kReduction = 1u << 3,    // reduces over `axes`
-  kRowwise = 1u << 4,      // normalizes along one `axis`
-  kLoss = 1u << 5,         // returns the scalar mean loss over the batch
+  kBroadcast = 1u << 0,  // operands broadcast numpy-style to the result shape
+  kLoss = 1u << 1,       // returns the scalar mean loss over the batch: whole only once every row is seen
 };
+
+// How fusion places an op and codegen computes it (the table's fusion-form column).
+enum class FusionForm : uint8_t {
+  Elementwise,  // an element of the result from its operands' elements at that index (numpy
+                // broadcasting aside): Loop kernels and epilogues; may write over an operand
+  Indexed,      // an element of the result in a Loop kernel, reading an operand at another
+                // index (one_hot reads its row's class id): fuses, never writes in place
+  Reduction,    // folds groups of its operand (`axes`): a Loop kernel over the operand's shape,
+                // whole only after the loop
+  Rowwise,      // along a row: a RowWise kernel when the rows are a matrix's last axis (and a
+                // second operand holds i32 class ids), else alone
+  Gemm,         // heads a MatMul kernel, which reads its operands whole; elementwise epilogue
+  Conv,         // heads a Conv kernel, likewise
+  View,         // the operand's bytes seen with another shape (reshape): no kernel, no buffer
+  Alone,        // its own loop nest over whole buffers: a kernel of its own
+};
+std::string_view form_name(FusionForm f);
+
+// An op as matrix products: C[m, n] = op(A)[m, k] . op(B)[k, n], `batch` times (a conv as its
+// im2col GEMM, one per image). A transposed operand is stored as [k, m] (A) or [n, k] (B).
+struct GemmShape {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool a_transposed = false, b_transposed = false;
+};
+using GemmShapeFn = std::optional<GemmShape> (*)(const TensorType& result, const std::vector<TensorType>& args);
 
 struct OpInfo;
 
@@ -52,6 +73,8 @@ struct OpInfo {
   uint32_t traits;
   std::vector<AttrSpec> attrs;
   ShapeRule infer;
+  FusionForm form;
+  GemmShapeFn gemm;  // nullopt: not a matrix product
 
   bool has(OpTrait t) const { return (traits & t) != 0; }
 };
@@ -67,6 +90,17 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
 // Shape rules, one per family of ops; ShapeRules.cpp defines them.
 #define OP(Id, spelling, arity, traits, schema, infer, ...) TensorType infer(ShapeCtx&);
 #include "ir/Ops.def"
+
+// GEMM shapes (Cost.cpp defines them; no_gemm for every other op).
+std::optional<GemmShape> no_gemm(const TensorType&, const std::vector<TensorType>&);
+std::optional<GemmShape> gemm_matmul(const TensorType& result, const std::vector<TensorType>& args);
+std::optional<GemmShape> gemm_conv2d(const TensorType& result, const std::vector<TensorType>& args);
+std::optional<GemmShape> gemm_conv2d_input_grad(const TensorType& result, const std::vector<TensorType>& args);
+std::optional<GemmShape> gemm_conv2d_weight_grad(const TensorType& result, const std::vector<TensorType>& args);
+
+// The FLOPs of one op: 2 m n k per GEMM of its gemm shape, else one per element of its largest
+// operand or result (an elementwise op, or a step of a reduction). Saturates.
+int64_t op_flops(OpKind kind, const TensorType& result, const std::vector<TensorType>& args);
 
 // Numpy broadcasting of two shapes; nullopt when they do not broadcast.
 std::optional<Shape> broadcast_shapes(const Shape& a, const Shape& b);

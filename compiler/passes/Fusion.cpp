@@ -64,38 +64,48 @@ class Fuser {
   }
 
   bool is_op(ValueId id, OpKind op) const { return g_[id].kind == NodeKind::Op && g_[id].op == op; }
-  bool is_view(ValueId id) const { return is_op(id, OpKind::Reshape); }
+  // The op table's fusion form of an op node.
+  bool has_form(ValueId id, FusionForm f) const { return g_[id].kind == NodeKind::Op && op_info(g_[id].op).form == f; }
+  bool is_view(ValueId id) const { return has_form(id, FusionForm::View); }
   // A value whole only after its kernel's loops: a reduction, or a loss over the rows.
   bool is_reduction(ValueId id) const {
-    return g_[id].kind == NodeKind::Op && ((op_info(g_[id].op).traits & kReduction) || g_[id].op == OpKind::SoftmaxCrossEntropy);
+    return has_form(id, FusionForm::Reduction) || (g_[id].kind == NodeKind::Op && op_info(g_[id].op).has(kLoss));
   }
-  // How codegen computes an op: per element (Loop kernels), as a reduction, a matmul, a
-  // convolution, or alone.
+  // Where a node goes: per element (Loop kernels), as a reduction, heading a matmul or
+  // convolution, row by row, or alone.
   enum class Form { Scalar, Reduction, MatMul, Conv, Row, Alone };
-  static Form op_codegen_kind(OpKind op) {
-    uint32_t t = op_info(op).traits;
-    if (op == OpKind::MatMul) return Form::MatMul;
-    if (op == OpKind::Conv2d) return Form::Conv;
-    if (t & kReduction) return Form::Reduction;
-    if ((t & kElementwise) || op == OpKind::BroadcastTo || op == OpKind::OneHot) return Form::Scalar;
+  static Form placement(FusionForm f) {
+    switch (f) {
+      case FusionForm::Elementwise:
+      case FusionForm::Indexed: return Form::Scalar;
+      case FusionForm::Reduction: return Form::Reduction;
+      case FusionForm::Gemm: return Form::MatMul;
+      case FusionForm::Conv: return Form::Conv;
+      case FusionForm::Rowwise:
+      case FusionForm::View:
+      case FusionForm::Alone: return Form::Alone;
+    }
     return Form::Alone;
   }
 
   bool has_scalar_form(ValueId id) const { return g_[id].kind == NodeKind::Op && form_of(id) == Form::Scalar; }
 
-  // Softmax and log_softmax along the last axis of a matrix, and cross-entropy of such rows with
-  // class ids: row by row, from each row's max and log-sum-exp (RowWise kernels).
+  // A row op (softmax, log_softmax, the cross-entropy loss) along the last axis of a matrix,
+  // with class ids when it takes a second operand: row by row, from each row's max and
+  // log-sum-exp (RowWise kernels).
+  bool rows_of_matrix(const Node& n) const {
+    if (g_[n.args[0]].type.rank() != 2) return false;
+    if (const Attr* axis = n.attrs.find("axis"); axis && axis->as_int() != 1) return false;
+    return n.args.size() < 2 || g_[n.args[1]].type.dtype == DType::I32;
+  }
   Form form_of(ValueId id) const {
     const Node& n = g_[id];
-    Form f = op_codegen_kind(n.op);
-    if (!fuse_ || f != Form::Alone || g_[n.args[0]].type.rank() != 2) return f;
-    if ((op_info(n.op).traits & kRowwise) && n.attrs.get("axis").as_int() == 1) return Form::Row;
-    if (n.op == OpKind::SoftmaxCrossEntropy && g_[n.args[1]].type.dtype == DType::I32) return Form::Row;
-    return f;
+    if (fuse_ && op_info(n.op).form == FusionForm::Rowwise && rows_of_matrix(n)) return Form::Row;
+    return placement(op_info(n.op).form);
   }
 
 
-  // A transpose of the last two dims that only matmuls read: they read its operand transposed.
+  // A transpose of the last two dims that only GEMM heads read: they read its operand transposed.
   bool folded_transpose(ValueId id) const {
     if (!fuse_ || !is_op(id, OpKind::Transpose)) return false;
     const std::vector<int64_t>& perm = g_[id].attrs.get("perm").as_ints();
@@ -103,13 +113,13 @@ class Fuser {
     if (!swap || g_.outputs.end() != std::find_if(g_.outputs.begin(), g_.outputs.end(), [&](const Output& o) { return o.value == id; }))
       return false;
     for (ValueId u : users_[at(id)])
-      if (!is_op(u, OpKind::MatMul)) return false;
+      if (!has_form(u, FusionForm::Gemm)) return false;
     return !users_[at(id)].empty();
   }
 
   // One element, computed from scalars: recomputed in every kernel that uses it.
   bool is_scalar(ValueId id) const {
-    if (!fuse_ || !has_scalar_form(id) || g_[id].type.numel() != 1 || is_op(id, OpKind::OneHot)) return false;
+    if (!fuse_ || !has_form(id, FusionForm::Elementwise) || g_[id].type.numel() != 1) return false;
     for (ValueId a : g_[id].args)
       if (g_[a].type.numel() != 1) return false;
     return true;
@@ -134,8 +144,8 @@ class Fuser {
   void sort_members(Kernel& k) const {
     std::sort(k.members.begin(), k.members.end());
     if (has_head_operands(k)) {
-      OpKind head = k.kind == KernelKind::MatMul ? OpKind::MatMul : OpKind::Conv2d;
-      auto mm = std::find_if(k.members.begin(), k.members.end(), [&](ValueId m) { return is_op(m, head); });
+      FusionForm head = k.kind == KernelKind::MatMul ? FusionForm::Gemm : FusionForm::Conv;
+      auto mm = std::find_if(k.members.begin(), k.members.end(), [&](ValueId m) { return has_form(m, head); });
       std::rotate(k.members.begin(), mm, mm + 1);
     }
   }
@@ -342,17 +352,30 @@ class Fuser {
     return false;
   }
 
-  bool can_merge(int p, int q) {
+  // Whether two kernels may become one, and if not why (as XLA's FusionDecision): the reason
+  // `gradc dump --stage fused` prints beside the values a kernel reads from another.
+  struct FusionDecision {
+    const char* forbid = nullptr;  // null: they may fuse
+    explicit operator bool() const { return forbid == nullptr; }
+  };
+
+  FusionDecision can_merge(int p, int q) {
     const Kernel &kp = kernels_[static_cast<size_t>(p)], &kq = kernels_[static_cast<size_t>(q)];
-    if (kp.kind == KernelKind::Op || kq.kind == KernelKind::Op || kp.domain != kq.domain) return false;
+    if (kp.kind == KernelKind::Op) return {"computed by an op that runs alone"};
+    if (kq.kind == KernelKind::Op) return {"read by an op that runs alone"};
+    if (kp.domain != kq.domain) return {"the two kernels loop over different shapes"};
     bool rows_pair = kp.kind == KernelKind::RowWise && kq.kind == KernelKind::RowWise && kp.rows == kq.rows;
-    if (headed(kp) && headed(kq) && !rows_pair) return false;
-    if ((headed(kp) && feeds_head(q, kp)) || (headed(kq) && feeds_head(p, kq))) return false;
-    if (reads_reduction_of(q, p) || reads_reduction_of(p, q)) return false;
+    if (headed(kp) && headed(kq) && !rows_pair) return {"both kernels have a head: a matmul, a conv or rows"};
+    if ((headed(kp) && feeds_head(q, kp)) || (headed(kq) && feeds_head(p, kq)))
+      return {"read whole by a kernel's head: a matmul, a conv or rows"};
+    if (reads_reduction_of(q, p) || reads_reduction_of(p, q)) return {"one kernel reads a reduction of the other"};
     int rp = root_at_[static_cast<size_t>(p)], rq = root_at_[static_cast<size_t>(q)];
-    if (rp < 0 || rq < 0) return true;  // an index emptied by an earlier merge: nothing reads or feeds it
-    if (set(rp).members.size() + set(rq).members.size() > kMaxKernelMembers) return false;
-    return set(rp).pos < set(rq).pos ? !indirect_path(rp, rq) : !indirect_path(rq, rp);
+    if (rp < 0 || rq < 0) return {};  // an index emptied by an earlier merge: nothing reads or feeds it
+    if (set(rp).members.size() + set(rq).members.size() > kMaxKernelMembers)
+      return {"the kernel would pass kMaxKernelMembers members"};
+    bool cycle = set(rp).pos < set(rq).pos ? indirect_path(rp, rq) : indirect_path(rq, rp);
+    if (cycle) return {"a path between the two kernels runs through a third: one kernel would make a cycle"};
+    return {};
   }
 
   // The order once roots u and v (u first) become one: the merged kernel takes u's place and
@@ -489,8 +512,12 @@ class Fuser {
       if (form != Form::Scalar && form != Form::Reduction) continue;
       for (ValueId a : g_[c].args) {
         int p = kernel_now(a), q = kernel_now(c);
-        if (p < 0 || p == q || is_reduction(a) || !can_merge(p, q)) continue;
-        merge(p, q);
+        if (p < 0 || p == q) continue;
+        FusionDecision d = is_reduction(a) ? FusionDecision{"a reduction, whole only after its kernel's loop"} : can_merge(p, q);
+        if (d)
+          merge(p, q);
+        else
+          refused_.emplace(std::pair{a, c}, d.forbid);
       }
     }
     std::vector<Kernel> kept;
@@ -597,38 +624,46 @@ class Fuser {
     int64_t domain = TensorType{DType::F32, k.domain}.numel();
     for (ValueId m : k.members) {
       const Node& n = g_[m];
-      if (k.kind == KernelKind::MatMul && m == k.members[0]) {
-        const Shape& as = g_[n.args[0]].type.shape;
-        k.flops = saturating_add(k.flops, saturating_mul(2 * n.type.numel(), as.back()));
-      } else if (k.kind == KernelKind::Op || is_head(k, m)) {
-        k.flops = saturating_add(k.flops, op_flops(n));
+      if (k.kind == KernelKind::Op || is_head(k, m)) {
+        std::vector<TensorType> args;
+        for (ValueId a : n.args) args.push_back(g_[a].type);
+        k.flops = saturating_add(k.flops, op_flops(n.op, n.type, args));
       } else if (n.type.numel() != 1 || domain == 1) {
         k.flops = saturating_add(k.flops, domain);  // an elementwise op or a reduction step per element (scalars: hoisted)
       }
     }
     for (ValueId v : k.inputs) k.bytes = saturating_add(k.bytes, saturating_bytes(g_[v].type));
     for (ValueId v : k.outputs) k.bytes = saturating_add(k.bytes, saturating_bytes(g_[v].type));
+    note_unfused(index);
     ValueId named = k.outputs.empty() ? k.members.back() : k.outputs.back();
     std::string what = g_[named].name.empty() ? std::string(op_info(g_[named].op).name) : g_[named].name;
     k.name = what;
   }
 
-  int64_t op_flops(const Node& n) const {
-    switch (n.op) {
-      case OpKind::Conv2d: {
-        const Shape& w = g_[n.args[1]].type.shape;
-        return saturating_mul(saturating_mul(2 * n.type.numel(), w[1]), w[2] * w[3]);
-      }
-      case OpKind::Conv2dInputGrad: {
-        const Shape& w = g_[n.args[1]].type.shape;
-        return saturating_mul(saturating_mul(2 * g_[n.args[0]].type.numel(), w[1]), w[2] * w[3]);
-      }
-      case OpKind::Conv2dWeightGrad: return saturating_mul(2 * g_[n.args[1]].type.numel(), n.type.numel() / n.type.shape[0]);
-      default: {
-        int64_t most = n.type.numel();
-        for (ValueId a : n.args) most = std::max(most, g_[a].type.numel());
-        return most;
-      }
+  // Why each value that kernel `index` reads from another kernel was not fused into it: the
+  // reason merging gave when it tried the edge, or else why it never tried.
+  void note_unfused(size_t index) {
+    Kernel& k = kernels_[index];
+    for (ValueId v : k.inputs) {
+      ValueId r = v;
+      while (is_view(r)) r = g_[r].args[0];
+      if (g_[r].kind != NodeKind::Op || kernel_of_[at(r)] < 0) continue;  // a leaf: not a boundary
+      ValueId reader = -1;
+      for (ValueId m : k.members)
+        if (std::find(g_[m].args.begin(), g_[m].args.end(), v) != g_[m].args.end() || (is_head(k, m) && (v == k.a || v == k.b))) {
+          reader = m;
+          break;
+        }
+      const char* why = "";
+      if (auto it = refused_.find({v, reader}); it != refused_.end()) why = it->second;
+      else if (!fuse_) why = "fusion is off";
+      else if (r != v) why = "read through a reshape, which fusion does not follow";
+      else if (k.kind == KernelKind::Op) why = "read by an op that runs alone";
+      else if (kernels_[static_cast<size_t>(kernel_of_[at(r)])].kind == KernelKind::Op) why = "computed by an op that runs alone";
+      else if ((has_head_operands(k) && (v == k.a || v == k.b)) || v == k.rows) why = "read whole by the kernel's head";
+      else if (is_reduction(r)) why = "a reduction, whole only after its kernel's loop";
+      else why = "not tried: its reader is a head or a row op";
+      k.unfused.emplace_back(v, why);
     }
   }
 
@@ -767,6 +802,7 @@ class Fuser {
   std::vector<Kernel> kernels_;
   std::vector<std::vector<ValueId>> placed_sources_;  // see placed_sources()
   std::vector<bool> placed_sources_done_;
+  std::map<std::pair<ValueId, ValueId>, const char*> refused_;  // (operand, reader): why their kernels stayed apart
   // Merging (see merge()).
   std::vector<int> parent_, index_of_, root_at_;
   std::vector<KernelSet> sets_;

@@ -237,6 +237,50 @@ Grads grad_second_order(GradCtx& c) {
        op_info(n.op).name);
 }
 
+// ---- Kink masks (see KinkCtx): the ops whose derivative jumps, each mask one side of a kink.
+
+void no_kinks(KinkCtx&) {}
+
+// relu and abs bend at x = 0: x > 0, and 0 > x.
+void kinks_at_zero(KinkCtx& c) {
+  Node n = c.node();
+  ValueId zero = c.e.constant(0.0, n.type.dtype);
+  c.greater(n.args[0], zero);
+  c.greater(zero, n.args[0]);
+}
+
+// maximum and minimum switch operand where a = b: a > b, and b > a.
+void kinks_where_equal(KinkCtx& c) {
+  Node n = c.node();
+  c.greater(n.args[0], n.args[1]);
+  c.greater(n.args[1], n.args[0]);
+}
+
+// max over axes switches element where two tie: which elements fall below their group's max.
+void kinks_max(KinkCtx& c) {
+  Node n = c.node();
+  c.greater(c.e.expand(c.y, n.attrs.get("axes").as_ints(), c.e.type(n.args[0]).shape), n.args[0]);
+}
+
+// maxpool2d switches element where two in a window tie: where each window's max is taken from.
+void kinks_maxpool2d(KinkCtx& c) {
+  Node n = c.node();
+  ValueId ones = c.e.op(OpKind::BroadcastTo, {c.e.constant(1.0, n.type.dtype)}, {{"shape", Attr(n.type.shape)}});
+  Attrs a{{"kernel", n.attrs.get("kernel")}, {"stride", n.attrs.get("stride")}};
+  c.masks.push_back(c.e.op(OpKind::MaxPool2dGrad, {n.args[0], ones}, a));
+}
+
+// greater is itself a step: its result is the mask.
+void kinks_greater(KinkCtx& c) { c.masks.push_back(c.y); }
+
+KinkRule kink_rule(OpKind kind) {
+  static const KinkRule rules[] = {
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, ...) kinks,
+#include "ir/Ops.def"
+  };
+  return rules[static_cast<size_t>(kind)];
+}
+
 GradRule grad_rule(OpKind kind) {
   static const GradRule rules[] = {
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, ...) grad,

@@ -28,4 +28,22 @@ using GradRule = Grads (*)(GradCtx&);
 
 GradRule grad_rule(OpKind kind);
 
+// Kink masks, the table's last column, for the gradient checker: where an op's derivative
+// jumps (relu at 0, max where two elements tie), nodes of 0s and 1s that flip as an input
+// crosses the kink, so that a finite difference straddling one is told apart.
+struct KinkCtx {
+  Emitter& e;
+  ValueId y;                    // the node
+  std::vector<ValueId>& masks;  // where the rule appends its masks
+
+  Node node() const { return e.node(y); }  // a copy: emitting invalidates references
+  void greater(ValueId a, ValueId b) { masks.push_back(e.op(OpKind::Greater, {a, b})); }
+};
+using KinkRule = void (*)(KinkCtx&);
+
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, ...) void kinks(KinkCtx&);
+#include "ir/Ops.def"
+
+KinkRule kink_rule(OpKind kind);
+
 }  // namespace gradc

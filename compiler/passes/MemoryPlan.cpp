@@ -16,11 +16,19 @@ constexpr int64_t kAlign = 64;
 int64_t aligned(int64_t bytes) { return saturating_add(bytes, kAlign - 1) / kAlign * kAlign; }
 int64_t bytes_of(const Node& n) { return saturating_bytes(n.type); }
 
+bool is_view(const Graph& g, ValueId id) { return g[id].kind == NodeKind::Op && op_info(g[id].op).form == FusionForm::View; }
+
 // The stored value a view (reshape) reads.
 ValueId root(const Graph& g, ValueId id) {
-  while (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) id = g[id].args[0];
+  while (is_view(g, id)) id = g[id].args[0];
   return id;
 }
+
+// Does member m read its operands only at the element its kernel's loop writes (the op table's
+// elementwise form)? Then its kernel may store a result over one of them: every load of an
+// element comes before the store to it. one_hot reads its row's class id, a reduction folds
+// a group.
+bool reads_at_element(const Graph& g, ValueId m) { return op_info(g[m].op).form == FusionForm::Elementwise; }
 
 }  // namespace
 
@@ -138,7 +146,7 @@ static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_co
         bool same_element = true;  // every member reads u at the element it computes
         for (ValueId m : kernel.members)
           for (ValueId a : g[m].args)
-            if (a == u && g[m].op == OpKind::OneHot) same_element = false;
+            if (a == u && !reads_at_element(g, m)) same_element = false;
         if (viewed[static_cast<size_t>(u)]) same_element = false;  // no view of u is read anywhere
         if (!same_element) continue;
         ArenaBuffer& vbuf = p.buffers[vb->second];
@@ -204,7 +212,7 @@ void plan_memory(KernelProgram& p) {
       if (kernel.kind == KernelKind::RowWise && root(g, kernel.rows) == target) return false;
       for (ValueId m : kernel.members)
         for (ValueId a : g[m].args)
-          if (root(g, a) == target && (a != target || g[m].op == OpKind::OneHot || (op_info(g[m].op).traits & kReduction)))
+          if (root(g, a) == target && (a != target || !reads_at_element(g, m)))
             return false;
     }
     return true;
@@ -255,7 +263,7 @@ void plan_memory(KernelProgram& p) {
     if (!staged_index.count(b.value) || g[b.value].kind == NodeKind::Op) loc[static_cast<size_t>(b.value)] = {Location::Arena, b.offset, b.value};
   for (auto [v, holder] : p.shared) loc[static_cast<size_t>(v)] = loc[static_cast<size_t>(holder)];
   for (ValueId id = 0; id < g.size(); ++id)  // views read their root's bytes
-    if (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) loc[static_cast<size_t>(id)] = location_of(id);
+    if (is_view(g, id)) loc[static_cast<size_t>(id)] = location_of(id);
 
   for (const Output& o : g.outputs) {
     Location to{Location::Output, 0, o.value};
@@ -275,7 +283,7 @@ void plan_memory(KernelProgram& p) {
   for (const ArenaBuffer& b : p.buffers) p.unshared_bytes += aligned(b.bytes);
   p.naive_bytes = 0;
   for (const Node& n : g.nodes)
-    if (n.kind == NodeKind::Op && n.op != OpKind::Reshape) p.naive_bytes += aligned(bytes_of(n));
+    if (n.kind == NodeKind::Op && op_info(n.op).form != FusionForm::View) p.naive_bytes += aligned(bytes_of(n));
   p.lower_bound_bytes = 0;  // a sweep over the kernels: each buffer joins at first, leaves after last
   std::vector<int64_t> change(static_cast<size_t>(end) + 2, 0);
   for (const ArenaBuffer& b : p.buffers) {
