@@ -117,6 +117,31 @@ TEST_CASE("fusion: the planner checker finds every sample's plans sound, fused a
   }
 }
 
+TEST_CASE("fusion: every value a kernel reads from another kernel comes with why it was not fused") {
+  for (const std::string& path : test::sample_specs()) {
+    CAPTURE(path);
+    KernelProgram p = train_kernels(load_spec_file(test::source_path(path)));
+    std::vector<int> stored_by(p.graph.nodes.size(), -1);
+    for (size_t k = 0; k < p.kernels.size(); ++k)
+      for (ValueId v : p.kernels[k].outputs) stored_by[static_cast<size_t>(v)] = static_cast<int>(k);
+    for (const Kernel& k : p.kernels)
+      for (ValueId v : k.inputs) {
+        ValueId r = v;
+        while (p.graph[r].kind == NodeKind::Op && p.graph[r].op == OpKind::Reshape) r = p.graph[r].args[0];
+        auto reason = std::find_if(k.unfused.begin(), k.unfused.end(), [&](const auto& u) { return u.first == v; });
+        CAPTURE(k.name);
+        CAPTURE(v);
+        CHECK((reason != k.unfused.end()) == (stored_by[static_cast<size_t>(r)] >= 0));
+        if (reason != k.unfused.end()) CHECK(reason->second.find("not tried") == std::string::npos);
+      }
+  }
+  // The seed's two GEMM kernels: the second reads relu's mask from the first, and both have a head.
+  std::string fused = dump(load_spec_file(test::source_path("samples/specs/seed_mlp.gir")), Stage::Fused);
+  CHECK(fused.find("  not fused: %12: both kernels have a head: a matmul, a conv or rows\n") != std::string::npos);
+  CHECK(fused.find("  not fused: %7: read whole by the kernel's head\n") != std::string::npos);
+  CHECK(fused.find(": a reduction, whole only after its kernel's loop\n") != std::string::npos);
+}
+
 TEST_CASE("fusion: the CNN's conv2d kernels take the bias, relu and relu's mask as their epilogue") {
   Graph g = load_spec_file(test::source_path("samples/specs/cnn_fmnist.gir"));
   for (bool training : {true, false}) {
