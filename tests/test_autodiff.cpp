@@ -35,7 +35,8 @@ const std::string kPQ = "param p : f32[3, 4]\nparam q : f32[4]\n";
 
 TEST_CASE("autodiff: elementwise ops on one operand") {
   for (std::string expr : {"neg(p)", "exp(p)", "abs(p)", "tanh(p)", "sigmoid(p)", "relu(p)", "square(p)",
-                           "log(add(square(p), 0.5))", "sqrt(add(square(p), 0.5))", "rsqrt(add(square(p), 0.5))"}) {
+                           "log(add(square(p), 0.5))", "sqrt(add(square(p), 0.5))", "rsqrt(add(square(p), 0.5))",
+                           "log1p(square(p))", "log1p(mul(sigmoid(p), -0.9))"}) {
     CAPTURE(expr);
     check_spec(weighted(kP, expr, "[3, 4]"));
   }

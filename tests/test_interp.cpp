@@ -70,6 +70,10 @@ TEST_CASE("interp: elementwise ops on one operand") {
   check_close(run("log(p)", {{"p", pos}}), {0, 1.3862943611198906, -1.3862943611198906, 0.6931471805599453});
   check_close(run("sqrt(p)", {{"p", pos}}), {1, 2, 0.5, 1.4142135623730951});
   check_close(run("rsqrt(p)", {{"p", pos}}), {1, 0.5, 2, 0.7071067811865476});
+  check_close(run("log1p(p)", {{"p", pos}}), {0.6931471805599453, 1.6094379124341003, 0.22314355131420976, 1.0986122886681098});
+  // Where log(1 + x) rounds 1 + x away: log1p keeps x's digits.
+  check_close(run("log1p(p)", {{"p", ITensor::of(f64({4}), {1e-10, -1e-12, 0, 3e-17})}}),
+              {9.9999999995e-11, -1.0000000000005e-12, 0, 3e-17}, 1e-20);
 }
 
 TEST_CASE("interp: elementwise ops on two operands, with broadcasting") {

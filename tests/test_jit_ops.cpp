@@ -24,6 +24,7 @@ std::vector<std::string> specs() {
   std::vector<std::string> s;
   for (std::string e : {"neg(p)", "exp(p)", "abs(p)", "tanh(p)", "sigmoid(p)", "relu(p)", "square(p)",
                         "log(add(square(p), 0.5))", "sqrt(add(square(p), 0.5))", "rsqrt(add(square(p), 0.5))",
+                        "log1p(square(p))", "log1p(mul(sigmoid(p), -0.9))",
                         "softmax(p, axis=0)", "log_softmax(p)", "mul(greater(p, 0), p)"})
     s.push_back(weighted(kP, e, "[3, 4]"));
   for (std::string e : {"add(p, q)", "sub(p, q)", "mul(p, q)", "div(p, add(square(q), 0.5))", "maximum(p, q)",

@@ -29,7 +29,7 @@ std::vector<int64_t> ints(const Attrs& a, std::string_view name) { return a.get(
 }  // namespace
 
 TEST_CASE("shapes: elementwise ops keep the type — binary ops broadcast") {
-  for (const char* op : {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu", "square"}) {
+  for (const char* op : {"neg", "exp", "log", "log1p", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu", "square"}) {
     CAPTURE(op);
     CHECK(infer(op, {f32({2, 3})}) == f32({2, 3}));
     CHECK(infer(op, {f64({})}) == f64({}));
@@ -265,6 +265,7 @@ const std::vector<Typical>& typical_calls() {
       {"neg", {f32({2, 3})}, {}, f32({2, 3})},
       {"exp", {f32({2, 3})}, {}, f32({2, 3})},
       {"log", {f64({4})}, {}, f64({4})},
+      {"log1p", {f32({3, 2})}, {}, f32({3, 2})},
       {"sqrt", {f32({})}, {}, f32({})},
       {"rsqrt", {f32({5, 1})}, {}, f32({5, 1})},
       {"abs", {f32({2, 3})}, {}, f32({2, 3})},

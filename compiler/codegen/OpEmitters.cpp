@@ -138,6 +138,7 @@ llvm::Value* class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t 
 SCALAR(neg, k.b.CreateFNeg(x))
 SCALAR(exp, k.exp(x))
 SCALAR(log, k.unary(llvm::Intrinsic::log, x))
+SCALAR(log1p, k.call_libm("log1pf", "log1p", x))
 SCALAR(sqrt, k.unary(llvm::Intrinsic::sqrt, x))
 SCALAR(rsqrt, k.b.CreateFDiv(k.real(dt, 1), k.unary(llvm::Intrinsic::sqrt, x)))
 SCALAR(abs, k.unary(llvm::Intrinsic::fabs, x))
@@ -166,7 +167,7 @@ static llvm::Value* scalar_one_hot(KernelBuilder& k, const Node& n, const Values
 }
 const OpCodegen emit_one_hot{.scalar = scalar_one_hot, .leading_operands = true};
 
-// ---- linear algebra: fusion makes every matmul a MatMul kernel (codegen/KernelEmitter.cpp)
+// ---- linear algebra: fusion makes every matmul a MatMul kernel (codegen/ModuleEmitter.cpp)
 const OpCodegen emit_matmul{};
 
 // ---- layout: reshape is a view of its operand; a transpose not folded into a matmul copies

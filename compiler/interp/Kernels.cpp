@@ -126,6 +126,7 @@ Tensor scalar_of(const Node& n, double v) { return Tensor::of(n.type, {v}); }
 Tensor eval_neg(const Node& n, const Args& a) { return unary(n, a, [](double x) { return -x; }); }
 Tensor eval_exp(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::exp(x); }); }
 Tensor eval_log(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::log(x); }); }
+Tensor eval_log1p(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::log1p(x); }); }
 Tensor eval_sqrt(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::sqrt(x); }); }
 Tensor eval_rsqrt(const Node& n, const Args& a) { return unary(n, a, [](double x) { return 1.0 / std::sqrt(x); }); }
 Tensor eval_abs(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::fabs(x); }); }

@@ -47,6 +47,8 @@ Grads grad_neg(GradCtx& c) { return {c.e.neg(c.dy)}; }
 Grads grad_exp(GradCtx& c) { return {c.e.mul(c.dy, c.y)}; }
 // ∂/∂x log x = 1/x
 Grads grad_log(GradCtx& c) { return {c.e.div(c.dy, arg(c, 0))}; }
+// ∂/∂x log(1 + x) = 1/(1 + x)
+Grads grad_log1p(GradCtx& c) { return {c.e.div(c.dy, c.e.add(one(c), arg(c, 0)))}; }
 // ∂/∂x √x = 1/(2√x) = 1/(2y)
 Grads grad_sqrt(GradCtx& c) { return {c.e.div(c.dy, c.e.scale(c.y, 2.0))}; }
 // ∂/∂x x^(-1/2) = -x^(-3/2)/2 = -y/(2x)
