@@ -32,7 +32,7 @@ void check_heads(const KernelProgram& p) {
     CAPTURE(k.name);
     CHECK(p.graph[k.members[0]].op == (k.kind == KernelKind::MatMul ? OpKind::MatMul : OpKind::Conv2d));
     for (ValueId operand : {k.a, k.b}) {
-      while (p.graph[operand].kind == NodeKind::Op && p.graph[operand].op == OpKind::Reshape) operand = p.graph[operand].args[0];
+      operand = p.graph.viewed(operand);
       CHECK(std::find(k.members.begin(), k.members.end(), operand) == k.members.end());
     }
   }
@@ -126,8 +126,7 @@ TEST_CASE("fusion: every value a kernel reads from another kernel comes with why
       for (ValueId v : p.kernels[k].outputs) stored_by[static_cast<size_t>(v)] = static_cast<int>(k);
     for (const Kernel& k : p.kernels)
       for (ValueId v : k.inputs) {
-        ValueId r = v;
-        while (p.graph[r].kind == NodeKind::Op && p.graph[r].op == OpKind::Reshape) r = p.graph[r].args[0];
+        ValueId r = p.graph.viewed(v);
         auto reason = std::find_if(k.unfused.begin(), k.unfused.end(), [&](const auto& u) { return u.first == v; });
         CAPTURE(k.name);
         CAPTURE(v);

@@ -7,6 +7,11 @@ ValueId Graph::add(Node n) {
   return size() - 1;
 }
 
+ValueId Graph::viewed(ValueId id) const {
+  while ((*this)[id].kind == NodeKind::Op && op_info((*this)[id].op).form == FusionForm::View) id = (*this)[id].args[0];
+  return id;
+}
+
 int64_t class_count(const Graph& g, ValueId input) {
   for (const Node& n : g.nodes) {
     if (n.kind != NodeKind::Op || n.args.empty()) continue;

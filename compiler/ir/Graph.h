@@ -84,6 +84,9 @@ class Graph {
   std::vector<ValueId> leaves(NodeKind kind) const;          // inputs, params or states in order
   // Whether the spec has a train step: something to minimize, or state it assigns.
   bool trains() const { return minimize.has_value() || !assigns.empty(); }
+  // The value whose bytes `id` reads: itself, or the value its views (reshapes: the op table's
+  // View form) look at. Views have no buffer of their own.
+  ValueId viewed(ValueId id) const;
 };
 
 // The number of classes an i32 input ranges over, from the op that reads it as class ids

@@ -10,11 +10,6 @@ namespace gradc {
 
 namespace {
 
-ValueId viewed(const Graph& g, ValueId id) {
-  while (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) id = g[id].args[0];
-  return id;
-}
-
 std::string named(const Graph& g, ValueId id) {
   return g[id].name.empty() ? fmt::format("%{}", id) : g[id].name;
 }
@@ -38,7 +33,7 @@ std::vector<std::string> verify_kernels(const KernelProgram& p, bool planned) {
   for (size_t k = 0; k < p.kernels.size(); ++k) {
     const Kernel& kernel = p.kernels[k];
     for (ValueId v : kernel.inputs) {
-      ValueId root = viewed(g, v);
+      ValueId root = g.viewed(v);
       NodeKind kind = g[root].kind;
       if (kind == NodeKind::Constant) continue;
       if (kind == NodeKind::Op) {

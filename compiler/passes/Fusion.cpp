@@ -602,8 +602,7 @@ class Fuser {
     Kernel& k = kernels_[index];
     std::unordered_set<ValueId> seen;
     auto read = [&](ValueId a) {
-      ValueId r = a;  // a reshaped constant is still a constant
-      while (is_view(r)) r = g_[r].args[0];
+      ValueId r = g_.viewed(a);  // a reshaped constant is still a constant
       if (g_[r].kind != NodeKind::Constant && !is_member(index, a) && seen.insert(a).second) k.inputs.push_back(a);
     };
     for (ValueId m : k.members) {
@@ -645,8 +644,7 @@ class Fuser {
   void note_unfused(size_t index) {
     Kernel& k = kernels_[index];
     for (ValueId v : k.inputs) {
-      ValueId r = v;
-      while (is_view(r)) r = g_[r].args[0];
+      ValueId r = g_.viewed(v);
       if (g_[r].kind != NodeKind::Op || kernel_of_[at(r)] < 0) continue;  // a leaf: not a boundary
       ValueId reader = -1;
       for (ValueId m : k.members)
@@ -701,8 +699,7 @@ class Fuser {
           if (s != static_cast<int>(k)) before[k].insert(s);
         ++readers[at(v)];
         reader_list[at(v)].push_back(static_cast<int>(k));
-        ValueId r = v;
-        while (is_view(r)) r = g_[r].args[0];
+        ValueId r = g_.viewed(v);
         std::vector<int>& list = reading_root[at(r)];
         if (list.empty() || list.back() != static_cast<int>(k)) list.push_back(static_cast<int>(k));
       }

@@ -16,14 +16,6 @@ constexpr int64_t kAlign = 64;
 int64_t aligned(int64_t bytes) { return saturating_add(bytes, kAlign - 1) / kAlign * kAlign; }
 int64_t bytes_of(const Node& n) { return saturating_bytes(n.type); }
 
-bool is_view(const Graph& g, ValueId id) { return g[id].kind == NodeKind::Op && op_info(g[id].op).form == FusionForm::View; }
-
-// The stored value a view (reshape) reads.
-ValueId root(const Graph& g, ValueId id) {
-  while (is_view(g, id)) id = g[id].args[0];
-  return id;
-}
-
 // Does member m read its operands only at the element its kernel's loop writes (the op table's
 // elementwise form)? Then its kernel may store a result over one of them: every load of an
 // element comes before the store to it. one_hot reads its row's class id, a reduction folds
@@ -129,7 +121,7 @@ static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_co
   std::vector<bool> viewed(g.nodes.size(), false);  // a view of it is read by some kernel
   for (const Kernel& kernel : p.kernels)
     for (ValueId in : kernel.inputs)
-      if (root(g, in) != in) viewed[static_cast<size_t>(root(g, in))] = true;
+      if (g.viewed(in) != in) viewed[static_cast<size_t>(g.viewed(in))] = true;
   for (size_t k = 0; k < p.kernels.size(); ++k) {
     const Kernel& kernel = p.kernels[k];
     if (kernel.kind == KernelKind::Op) continue;
@@ -180,17 +172,17 @@ void plan_memory(KernelProgram& p) {
       GRADC_ASSERT(writer[static_cast<size_t>(v)] < 0, "value {} is stored by kernels {} and {}", v, writer[static_cast<size_t>(v)], k);
       writer[static_cast<size_t>(v)] = k;
     }
-    for (ValueId v : p.kernels[static_cast<size_t>(k)].inputs) last_read[static_cast<size_t>(root(g, v))] = k;
+    for (ValueId v : p.kernels[static_cast<size_t>(k)].inputs) last_read[static_cast<size_t>(g.viewed(v))] = k;
   }
   std::map<ValueId, int> outputs, assigns;  // how often a value is output, assigned
   // By the value itself: an output that is a view (reshape) of a value is copied from that
   // value's buffer into its own slot; the value has no output slot to be written into.
   std::map<ValueId, ValueId> assigned_to;   // the target of the first assign of a value
   for (const Output& o : g.outputs) ++outputs[o.value];
-  for (const Assign& a : g.assigns) ++assigns[root(g, a.value)], assigned_to.emplace(root(g, a.value), a.target);
+  for (const Assign& a : g.assigns) ++assigns[g.viewed(a.value)], assigned_to.emplace(g.viewed(a.value), a.target);
   std::vector<bool> read_by_copy(g.nodes.size(), false);
-  for (const Output& o : g.outputs) read_by_copy[static_cast<size_t>(root(g, o.value))] = true;
-  for (const Assign& a : g.assigns) read_by_copy[static_cast<size_t>(root(g, a.value))] = true;
+  for (const Output& o : g.outputs) read_by_copy[static_cast<size_t>(g.viewed(o.value))] = true;
+  for (const Assign& a : g.assigns) read_by_copy[static_cast<size_t>(g.viewed(a.value))] = true;
 
   // May kernel k write the new value of `target` over the old one? Only if no other kernel reads
   // the old value later, no copy reads it, and k itself reads it (if at all) at the very
@@ -198,7 +190,7 @@ void plan_memory(KernelProgram& p) {
   std::vector<std::vector<int32_t>> reading(g.nodes.size());  // the kernels that read a value (through views), in order
   for (int32_t j = 0; j < end; ++j)
     for (ValueId v : p.kernels[static_cast<size_t>(j)].inputs) {
-      std::vector<int32_t>& list = reading[static_cast<size_t>(root(g, v))];
+      std::vector<int32_t>& list = reading[static_cast<size_t>(g.viewed(v))];
       if (list.empty() || list.back() != j) list.push_back(j);
     }
   auto in_place = [&](ValueId target, int32_t k) {
@@ -208,11 +200,11 @@ void plan_memory(KernelProgram& p) {
       if (j < k) continue;
       if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
       bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;  // the head reads a and b whole
-      if (headed && (root(g, kernel.a) == target || root(g, kernel.b) == target)) return false;
-      if (kernel.kind == KernelKind::RowWise && root(g, kernel.rows) == target) return false;
+      if (headed && (g.viewed(kernel.a) == target || g.viewed(kernel.b) == target)) return false;
+      if (kernel.kind == KernelKind::RowWise && g.viewed(kernel.rows) == target) return false;
       for (ValueId m : kernel.members)
         for (ValueId a : g[m].args)
-          if (root(g, a) == target && (a != target || !reads_at_element(g, m)))
+          if (g.viewed(a) == target && (a != target || !reads_at_element(g, m)))
             return false;
     }
     return true;
@@ -244,13 +236,13 @@ void plan_memory(KernelProgram& p) {
   share_in_place(p, read_by_copy);
 
   // Final copies: outputs, then staging of params and states that assigns read, then assigns.
-  auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(root(g, v))]; };
+  auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(g.viewed(v))]; };
   std::vector<FinalCopy> staged;
   std::map<ValueId, size_t> staged_index;  // leaf -> its staging buffer in p.buffers
   std::vector<bool> is_target(g.nodes.size(), false);
   for (const Assign& a : g.assigns) is_target[static_cast<size_t>(a.target)] = true;
   for (const Assign& a : g.assigns) {
-    ValueId src = root(g, a.value);
+    ValueId src = g.viewed(a.value);
     const Node& s = g[src];
     bool overwritten = is_target[static_cast<size_t>(src)];
     if ((s.kind == NodeKind::Param || s.kind == NodeKind::State) && overwritten && !staged_index.count(src)) {
@@ -263,7 +255,7 @@ void plan_memory(KernelProgram& p) {
     if (!staged_index.count(b.value) || g[b.value].kind == NodeKind::Op) loc[static_cast<size_t>(b.value)] = {Location::Arena, b.offset, b.value};
   for (auto [v, holder] : p.shared) loc[static_cast<size_t>(v)] = loc[static_cast<size_t>(holder)];
   for (ValueId id = 0; id < g.size(); ++id)  // views read their root's bytes
-    if (is_view(g, id)) loc[static_cast<size_t>(id)] = location_of(id);
+    if (g.viewed(id) != id) loc[static_cast<size_t>(id)] = location_of(id);
 
   for (const Output& o : g.outputs) {
     Location to{Location::Output, 0, o.value};
@@ -273,7 +265,7 @@ void plan_memory(KernelProgram& p) {
     p.copies.push_back({leaf, loc[static_cast<size_t>(leaf)], {Location::Arena, p.buffers[i].offset, leaf}});
   for (const Assign& a : g.assigns) {
     Location to{Location::Assigned, 0, a.target};
-    ValueId src = root(g, a.value);
+    ValueId src = g.viewed(a.value);
     Location from = staged_index.count(src) ? Location{Location::Arena, p.buffers[staged_index[src]].offset, src} : location_of(a.value);
     if (from != to) p.copies.push_back({a.value, from, to});
   }
@@ -283,7 +275,7 @@ void plan_memory(KernelProgram& p) {
   for (const ArenaBuffer& b : p.buffers) p.unshared_bytes += aligned(b.bytes);
   p.naive_bytes = 0;
   for (const Node& n : g.nodes)
-    if (n.kind == NodeKind::Op && op_info(n.op).form != FusionForm::View) p.naive_bytes += aligned(bytes_of(n));
+    if (n.kind == NodeKind::Op && op_info(n.op).form != FusionForm::View) p.naive_bytes += aligned(bytes_of(n));  // views: no bytes
   p.lower_bound_bytes = 0;  // a sweep over the kernels: each buffer joins at first, leaves after last
   std::vector<int64_t> change(static_cast<size_t>(end) + 2, 0);
   for (const ArenaBuffer& b : p.buffers) {
