@@ -6,13 +6,13 @@
 #include <set>
 #include <unordered_map>
 
-#include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
 #include "codegen/ConvEmitters.h"
 #include "codegen/Gemm.h"
 #include "codegen/KernelBuilder.h"
+#include "codegen/ParallelTasks.h"
 
 namespace gradc::codegen {
 
@@ -34,37 +34,6 @@ std::vector<int64_t> leading_strides(const Shape& operand, const Shape& domain) 
   std::vector<int64_t> s = strides_of(operand);
   s.resize(domain.size(), 0);
   return s;
-}
-
-// Generated code runs with subnormal floats flushed to zero (x86: MXCSR's FTZ and DAZ bits), as
-// XLA's and TensorFlow's CPU kernels do: an operation that meets a subnormal takes a microcode
-// assist of a hundred cycles or more, and a model trained long on one batch is full of them (the
-// seed's bench step lost 10% to them in one GEMM). The entry points and the function the pool's
-// workers call set the mode and put the caller's back before they return, so every thread runs
-// the same arithmetic. `enter_fp_mode` returns the caller's mode (null off x86).
-llvm::Value* enter_fp_mode(llvm::IRBuilder<>& b) {
-#if defined(__x86_64__) || defined(__i386__)
-  llvm::Function* fn = b.GetInsertBlock()->getParent();
-  llvm::IRBuilder<> at_entry(&fn->getEntryBlock(), fn->getEntryBlock().begin());
-  llvm::Value* saved = at_entry.CreateAlloca(b.getInt32Ty(), nullptr, "mxcsr.caller");
-  llvm::Value* ours = at_entry.CreateAlloca(b.getInt32Ty(), nullptr, "mxcsr.ours");
-  b.CreateIntrinsic(llvm::Intrinsic::x86_sse_stmxcsr, {}, {saved});
-  constexpr uint32_t kFlushToZero = 1u << 15, kDenormalsAreZero = 1u << 6;
-  b.CreateStore(b.CreateOr(b.CreateLoad(b.getInt32Ty(), saved), b.getInt32(kFlushToZero | kDenormalsAreZero)), ours);
-  b.CreateIntrinsic(llvm::Intrinsic::x86_sse_ldmxcsr, {}, {ours});
-  return saved;
-#else
-  (void)b;
-  return nullptr;
-#endif
-}
-
-void leave_fp_mode(llvm::IRBuilder<>& b, llvm::Value* saved) {
-#if defined(__x86_64__) || defined(__i386__)
-  b.CreateIntrinsic(llvm::Intrinsic::x86_sse_ldmxcsr, {}, {saved});
-#else
-  (void)b, (void)saved;
-#endif
 }
 
 // The Constant node behind `id` (through reshapes), or -1.
@@ -467,14 +436,14 @@ class KernelBody {
     // The shared copies first (on the pool too, so that a second thread is not idle for them),
     // then the tasks: the pool's run returns only when all its tasks have. Copies cannot fail.
     if (plan.pack_units() > 0) {
-      llvm::Function* pack = task_function(".pack.tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
+      llvm::Function* pack = ParallelTasks(k_, places_).task_function(".pack.tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
         llvm::Function* f = tk.fn;
         emit_gemm_pack(tk, plan, f->getArg(arg_of_.at(kernel_.a)), f->getArg(arg_of_.at(kernel_.b)), f->getArg(places_), begin, end);
       }).first;
-      run_tasks(pack, plan.pack_units(), parallel && plan.pack_units() > 1);
+      ParallelTasks(k_, places_).run(pack, plan.pack_units(), parallel && plan.pack_units() > 1);
     }
 
-    auto [tasks, can_fail] = task_function(".tasks", [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
+    ParallelTasks(k_, places_).split(".tasks", plan.tasks(), parallel, [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
       KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
       inner.hoist_scalars();
       // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
@@ -493,65 +462,7 @@ class KernelBody {
       for (auto& [v, flag] : inner.finite_flags_) noted_elsewhere_.insert(v);
       nonfinite_codes_.insert(nonfinite_codes_.end(), inner.nonfinite_codes_.begin(), inner.nonfinite_codes_.end());
     });
-    llvm::Value* status = run_tasks(tasks, plan.tasks(), parallel);
-    if (can_fail) k_.propagate(status);
     finish_reductions();
-  }
-
-  // A function `<kernel><suffix>(places..., begin, end)` that runs tasks [begin, end), its body
-  // written by `body` with a builder of its own; returns it and whether it can fail.
-  std::pair<llvm::Function*, bool> task_function(const char* suffix,
-                                                 const std::function<void(KernelBuilder&, llvm::Value*, llvm::Value*)>& body) {
-    llvm::LLVMContext& ctx = k_.fn->getContext();
-    auto* ptr = llvm::PointerType::getUnqual(ctx);
-    auto* i64 = llvm::Type::getInt64Ty(ctx);
-    std::vector<llvm::Type*> params(places_ + 1, ptr);
-    params.push_back(i64);
-    params.push_back(i64);
-    auto* f = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getInt32Ty(ctx), params, false),
-                                     llvm::Function::InternalLinkage, k_.fn->getName() + suffix, *k_.fn->getParent());
-    for (unsigned i = 0; i <= places_; ++i) f->addParamAttr(i, llvm::Attribute::NoAlias);
-    f->addFnAttr(llvm::Attribute::NoUnwind);
-    f->addFnAttr(llvm::Attribute::NoInline);  // see emit_kernel
-    KernelBuilder tk(f, k_.error_codes());
-    body(tk, f->getArg(places_ + 1), f->getArg(places_ + 2));
-    tk.b.CreateRet(tk.status());
-    return {f, tk.can_fail()};
-  }
-
-  // Runs tasks [0, n) of a task_function (named "….tasks"; its pool entry "….task"): split over
-  // the step's pool when `parallel` and the step was given one, else all here. Returns their status.
-  llvm::Value* run_tasks(llvm::Function* tasks, int64_t n, bool parallel) {
-    auto& ir = k_.b;
-    llvm::LLVMContext& ctx = k_.fn->getContext();
-    auto* ptr = llvm::PointerType::getUnqual(ctx);
-    auto* i64 = llvm::Type::getInt64Ty(ctx);
-    auto* i32 = llvm::Type::getInt32Ty(ctx);
-    std::vector<llvm::Value*> args;
-    for (unsigned i = 0; i <= places_; ++i) args.push_back(k_.fn->getArg(i));
-    auto all_tasks_here = [&] {
-      std::vector<llvm::Value*> all = args;
-      all.push_back(k_.index(0));
-      all.push_back(k_.index(n));
-      return ir.CreateCall(tasks, all);
-    };
-    if (!parallel) return all_tasks_here();
-    // ctx: the pointers the tasks take; a task function unpacks them for the pool's threads.
-    llvm::Value* ctx_array = k_.local(llvm::ConstantAggregateZero::get(llvm::ArrayType::get(ptr, places_ + 1)));
-    for (unsigned i = 0; i <= places_; ++i) ir.CreateStore(args[i], ir.CreateConstInBoundsGEP1_64(ptr, ctx_array, i));
-    auto* task_type = llvm::FunctionType::get(i32, {ptr, i64, i64}, false);
-    auto* task = llvm::Function::Create(task_type, llvm::Function::InternalLinkage, tasks->getName().drop_back(1),
-                                        *k_.fn->getParent());
-    llvm::IRBuilder<> tb(llvm::BasicBlock::Create(ctx, "entry", task));
-    std::vector<llvm::Value*> unpacked;
-    for (unsigned i = 0; i <= places_; ++i) unpacked.push_back(tb.CreateLoad(ptr, tb.CreateConstInBoundsGEP1_64(ptr, task->getArg(0), i)));
-    unpacked.push_back(task->getArg(1));
-    unpacked.push_back(task->getArg(2));
-    llvm::Value* caller_mode = enter_fp_mode(tb);
-    llvm::Value* status = tb.CreateCall(tasks, unpacked);
-    leave_fp_mode(tb, caller_mode);
-    tb.CreateRet(status);
-    return parallel_for(task, ctx_array, n, all_tasks_here);
   }
 
   // Tasks split over columns (and batches) only: every reduction in the epilogue must keep
@@ -566,23 +477,6 @@ class KernelBody {
       if (axes != std::vector<int64_t>{static_cast<int64_t>(rank - 2)}) return false;
     }
     return true;
-  }
-
-  // pool ? pool->run(pool->pool, task, ctx, n) : serial(), the step's `pool` being a ParallelFor.
-  llvm::Value* parallel_for(llvm::Function* task, llvm::Value* ctx, int64_t n, const std::function<llvm::Value*()>& serial) {
-    auto& ir = k_.b;
-    llvm::Value* pool = k_.fn->getArg(places_ + 1);
-    llvm::Value* status = k_.local(ir.getInt32(0));
-    k_.if_else(
-        ir.CreateIsNull(pool), [&] { k_.set(status, serial()); },
-        [&] {
-          auto* ptr = ir.getPtrTy();
-          auto* run_type = llvm::FunctionType::get(ir.getInt32Ty(), {ptr, ptr, ptr, ir.getInt64Ty()}, false);
-          llvm::Value* run = ir.CreateLoad(ptr, ir.CreateConstInBoundsGEP1_64(ptr, pool, kParallelForRunSlot));
-          llvm::Value* self = ir.CreateLoad(ptr, ir.CreateConstInBoundsGEP1_64(ptr, pool, kParallelForPoolSlot));
-          k_.set(status, ir.CreateCall(run_type, run, {self, task, ctx, k_.index(n)}));
-        });
-    return k_.get(status);
   }
 
   // out[b, i, :] row by row: the products summed in p order (as the interpreter), then the
