@@ -185,11 +185,13 @@ class KernelBody {
   }
 
   // After the kernel's loops: fails with a code of its own for each param that went non-finite.
-  // A value no epilogue stored element by element (an op's own loop nest wrote it) is scanned.
-  void check_finite() {
+  // A value no epilogue stored element by element (an op's own loop nest wrote it) is scanned,
+  // unless `scan_unnoted` is false (a task's part: the kernel scans after all its tasks).
+  void check_finite(bool scan_unnoted = true) {
     for (ValueId v : kernel_.outputs) {
       auto checked = checked_.find(v);
       if (checked == checked_.end() || noted_elsewhere_.count(v)) continue;
+      if (!finite_flags_.count(v) && !scan_unnoted) continue;
       if (!finite_flags_.count(v)) {
         const Buffer& out = buffer(v);
         k_.loop(out.numel(), [&](llvm::Value* i) { note_finite(v, k_.load(out, i)); });
@@ -319,6 +321,19 @@ class KernelBody {
     for (ValueId m : kernel_.members) flat = flat && !is_reduction(m) && !cg(m).leading_operands;
     for (ValueId v : kernel_.inputs) flat = flat && (g_[v].type.numel() == count || g_[v].type.numel() == 1);
     start_reductions();
+    if (int64_t axis = loop_split_axis(flat); axis >= 0) {
+      // Tasks of whole slices along `axis` (flat: runs of elements), about kTaskElements each.
+      int64_t units = flat ? count : d[static_cast<size_t>(axis)];
+      int64_t per_unit = count / units;
+      int64_t per_task = std::max<int64_t>(1, kTaskElements / per_unit);
+      if (flat) per_task = (per_task + 63) / 64 * 64;  // whole vectors, but for the last task
+      split_tasks(".tasks", tasks_of(units, per_task), true, /*scan_unnoted=*/false, [&](KernelBody& task, llvm::Value* begin, llvm::Value* end) {
+        auto [first, last] = task.task_units(begin, end, units, per_task);
+        task.loop_range(flat, static_cast<size_t>(axis), first, last);
+      });
+      finish_reductions();
+      return;
+    }
     hoist_scalars();
     if (flat) {
       k_.loop(count, [&](llvm::Value* i) {
@@ -332,6 +347,50 @@ class KernelBody {
       });
     }
     finish_reductions();
+  }
+
+  // The axis a Loop kernel's tasks split (0 for a flat loop), or -1 for one thread: the kernel
+  // is large, and no reduction sums along the axis (each element's sum then runs in its order
+  // in one task). The first axis that no reduction reduces; those before it loop whole in each
+  // task.
+  int64_t loop_split_axis(bool flat) const {
+    const Shape& d = kernel_.domain;
+    if (TensorType{DType::F32, d}.numel() < kParallelElements) return -1;
+    if (flat) return 0;
+    std::vector<bool> reduced(d.size(), false);
+    for (ValueId m : kernel_.members) {
+      if (!is_reduction(m)) continue;
+      if (g_[g_[m].args[0]].type.shape != d) return -1;
+      for (int64_t axis : g_[m].attrs.get("axes").as_ints()) reduced[static_cast<size_t>(axis)] = true;
+    }
+    for (size_t axis = 0; axis < d.size(); ++axis)
+      if (!reduced[axis] && d[axis] > 1) return static_cast<int64_t>(axis);
+    return -1;
+  }
+
+  // A task's part of a Loop kernel: elements [first, last) of a flat loop, else the slices
+  // [first, last) along `axis` (every index of the axes before it and after it).
+  void loop_range(bool flat, size_t axis, llvm::Value* first, llvm::Value* last) {
+    if (flat) {
+      k_.loop(first, last, [&](llvm::Value* i) {
+        vals_.clear();
+        members_at({}, i, 0);
+      });
+      return;
+    }
+    const Shape& d = kernel_.domain;
+    Shape before(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(axis)), after(d.begin() + static_cast<std::ptrdiff_t>(axis) + 1, d.end());
+    k_.loops(before, [&](const Values& outer) {
+      k_.loop(first, last, [&](llvm::Value* i) {
+        k_.loops(after, [&](const Values& inner) {
+          Values idx = outer;
+          idx.push_back(i);
+          idx.insert(idx.end(), inner.begin(), inner.end());
+          vals_.clear();
+          members_at(idx, nullptr, 0);
+        });
+      });
+    });
   }
 
   struct MatMulShape {
@@ -443,9 +502,8 @@ class KernelBody {
       ParallelTasks(k_, places_).run(pack, plan.pack_units(), parallel && plan.pack_units() > 1);
     }
 
-    ParallelTasks(k_, places_).split(".tasks", plan.tasks(), parallel, [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
-      KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
-      inner.hoist_scalars();
+    split_tasks(".tasks", plan.tasks(), parallel, /*scan_unnoted=*/true, [&](KernelBody& inner, llvm::Value* begin, llvm::Value* end) {
+      KernelBuilder& tk = inner.k_;
       // Tile rows of whole vectors are the epilogue's vectors. Other tiles are taken `lanes` results
       // at a time in row-major order (a masked store at the end of one row, then loads of the next
       // row that overlap its 64 bytes, would wait for the store to retire: measured 20% slower on the
@@ -458,11 +516,32 @@ class KernelBody {
                       [&](llvm::Value* batch, llvm::Value* row0, int64_t rows, llvm::Value* col0, int64_t cols, llvm::Value* tile) {
                         inner.tile_epilogue(plan, vector, flat_vectors, batch, row0, rows, col0, cols, tile);
                       });
-      inner.check_finite();
+    });
+    finish_reductions();
+  }
+
+  using TaskBody = std::function<void(KernelBody& task, llvm::Value* begin, llvm::Value* end)>;
+  // Tasks [0, n) of this kernel (codegen/ParallelTasks.h), on the pool when `parallel`: each
+  // task function has a KernelBody of its own (its own hoisted scalars and finiteness flags,
+  // checked at its end; see check_finite for `scan_unnoted`).
+  void split_tasks(const char* suffix, int64_t n, bool parallel, bool scan_unnoted, const TaskBody& body) {
+    ParallelTasks(k_, places_).split(suffix, n, parallel, [&](KernelBuilder& tk, llvm::Value* begin, llvm::Value* end) {
+      KernelBody inner(tk, g_, kernel_, arg_of_, places_, checked_);
+      inner.hoist_scalars();
+      body(inner, begin, end);
+      inner.check_finite(scan_unnoted);
       for (auto& [v, flag] : inner.finite_flags_) noted_elsewhere_.insert(v);
       nonfinite_codes_.insert(nonfinite_codes_.end(), inner.nonfinite_codes_.begin(), inner.nonfinite_codes_.end());
     });
-    finish_reductions();
+  }
+
+  // Tasks of `per_task` units each over `units` units: the units [begin·per_task, min(end·per_task, units))
+  // of tasks [begin, end).
+  static int64_t tasks_of(int64_t units, int64_t per_task) { return (units + per_task - 1) / per_task; }
+  std::pair<llvm::Value*, llvm::Value*> task_units(llvm::Value* begin, llvm::Value* end, int64_t units, int64_t per_task) {
+    auto& ir = k_.b;
+    llvm::Value* last = ir.CreateMul(end, k_.index(per_task));
+    return {ir.CreateMul(begin, k_.index(per_task)), ir.CreateSelect(ir.CreateICmpULT(last, k_.index(units)), last, k_.index(units))};
   }
 
   // Tasks split over columns (and batches) only: every reduction in the epilogue must keep
@@ -602,7 +681,69 @@ class KernelBody {
     ValueId m = kernel_.members[0];
     const Node& n = g_[m];
     GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
+    bool parallel = worth_tasks();
+    if (parallel && n.op == OpKind::Conv2dWeightGrad) {
+      // Units of whole weights (ConvEmitters.h), one task each.
+      require_float_image_op(n);
+      int64_t units = conv2d_weight_grad_units(n.type.shape);
+      if (units > 1)
+        return split_tasks(".tasks", units, true, /*scan_unnoted=*/false, [&](KernelBody& task, llvm::Value* begin, llvm::Value* end) {
+          vector_conv2d_weight_grad(task.k_, n, task.op_args(n), task.buffer(m), {begin, end});
+        });
+    }
+    if (parallel && image_op(n.op) && n.type.shape[0] > 1)
+      return split_tasks(".tasks", n.type.shape[0], true, /*scan_unnoted=*/false, [&](KernelBody& task, llvm::Value* begin, llvm::Value* end) {
+        task.each_image(begin, end, [&](const std::vector<Buffer>& args, const Buffer& out, llvm::Value*) { cg(m).loops(task.k_, n, args, out); });
+      });
     cg(m).loops(k_, n, op_args(n), buffer(m));
+  }
+
+  // Whether a kernel that splits is worth the threads' wake-up (a few µs).
+  bool worth_tasks() const { return kernel_.flops >= kParallelFlops || kernel_.bytes >= kParallelBytes; }
+
+  // Ops on NCHW images whose every image's result is computed from that image alone (and the
+  // weights): their tasks are images.
+  static bool image_op(OpKind op) {
+    switch (op) {
+      case OpKind::Conv2d:
+      case OpKind::Conv2dInputGrad:
+      case OpKind::MaxPool2d:
+      case OpKind::AvgPool2d:
+      case OpKind::MaxPool2dGrad:
+      case OpKind::AvgPool2dGrad: return true;
+      default: return false;
+    }
+  }
+
+  // OpEmitters.cpp's check before it calls ConvEmitters.cpp's weight gradient, which this calls itself.
+  void require_float_image_op(const Node& n) const {
+    for (ValueId a : n.args)
+      if (g_[a].type.dtype == DType::I32)
+        fail(n.loc, "codegen: {} on i32 tensors is not supported by the JIT yet (the interpreter runs it)", op_info(n.op).name);
+  }
+
+  // For each image i in [first, last) of an image op (the kernel's head): `body` with its
+  // operands and result as buffers of that image alone (the weights of conv2d and its input
+  // gradient whole), and i.
+  void each_image(llvm::Value* first, llvm::Value* last,
+                  const std::function<void(const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image)>& body) {
+    ValueId m = kernel_.members[0];
+    const Node& n = g_[m];
+    auto& ir = k_.b;
+    auto one_image = [&](Buffer b, llvm::Value* i) {
+      int64_t per_image = b.numel() / b.type.shape[0];
+      b.type.shape[0] = 1;
+      if (b.ptr) b.ptr = ir.CreateInBoundsGEP(k_.elem(b.type.dtype), b.ptr, ir.CreateMul(i, k_.index(per_image)));
+      return b;
+    };
+    bool weights = n.op == OpKind::Conv2d || n.op == OpKind::Conv2dInputGrad;  // args[1]
+    Buffer out = contains(kernel_.outputs, m) ? buffer(m) : Buffer{n.type, nullptr, nullptr};
+    std::vector<Buffer> whole = op_args(n);
+    k_.rolled_loop(first, last, [&](llvm::Value* i) {
+      std::vector<Buffer> args;
+      for (size_t a = 0; a < whole.size(); ++a) args.push_back(weights && a == 1 ? whole[a] : one_image(whole[a], i));
+      body(args, one_image(out, i), i);
+    });
   }
 
   // The vector convolution (codegen/ConvEmitters.cpp) with the other members as the epilogue of
@@ -614,22 +755,49 @@ class KernelBody {
     const Node& n = g_[m];
     if (n.type.dtype == DType::I32 || g_[n.args[0]].type.dtype == DType::I32 || g_[n.args[1]].type.dtype == DType::I32)
       fail(n.loc, "codegen: conv2d on i32 tensors is not supported by the JIT yet (the interpreter runs it)");
+    // Images on tasks, each image's results through the epilogue at their place in the batch,
+    // unless the epilogue sums over images.
+    if (worth_tasks() && no_reductions() && n.type.shape[0] > 1)
+      return split_tasks(".tasks", n.type.shape[0], true, /*scan_unnoted=*/false, [&](KernelBody& task, llvm::Value* begin, llvm::Value* end) {
+        task.each_image(begin, end, [&](const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image) {
+          vector_conv2d(task.k_, n, args, out, task.conv_epilogue(image));
+        });
+      });
     Buffer out = contains(kernel_.outputs, m) ? buffer(m) : Buffer{n.type, nullptr, nullptr};
-    ConvEpilogue epilogue;
-    std::vector<std::pair<int64_t, int64_t>> along_row;  // lane l: column l of the register's row
-    if (n.type.dtype == DType::F32 && vector_epilogue()) {  // on the registers of sums as they are
-      for (int64_t l = 0; l < conv_vector_lanes(n.type.dtype); ++l) along_row.emplace_back(0, l);
-      epilogue.lanes = [&](const Values& idx, llvm::Value* sums, int64_t valid) { epilogue_at(idx, sums, along_row, valid); };
-    } else {
-      epilogue.each = [&](const Values& idx, llvm::Value* sum) { epilogue_at(idx, sum); };
-    }
     start_reductions();
-    vector_conv2d(k_, n, op_args(n), out, epilogue);
+    vector_conv2d(k_, n, op_args(n), out, conv_epilogue(nullptr));
     finish_reductions();
+  }
+
+  // A Conv kernel's other members on its sums: on the registers of sums as they are when they
+  // can take vectors, else on each sum. `image`: the sums are of that image alone (their index
+  // 0 is its index in the batch).
+  ConvEpilogue conv_epilogue(llvm::Value* image) {
+    DType dt = g_[kernel_.members[0]].type.dtype;
+    auto in_batch = [image](Values idx) {
+      if (image) idx[0] = image;
+      return idx;
+    };
+    ConvEpilogue epilogue;
+    if (dt == DType::F32 && vector_epilogue()) {
+      std::vector<std::pair<int64_t, int64_t>> along_row;  // lane l: column l of the register's row
+      for (int64_t l = 0; l < conv_vector_lanes(dt); ++l) along_row.emplace_back(0, l);
+      epilogue.lanes = [this, in_batch, along_row](const Values& idx, llvm::Value* sums, int64_t valid) {
+        epilogue_at(in_batch(idx), sums, along_row, valid);
+      };
+    } else {
+      epilogue.each = [this, in_batch](const Values& idx, llvm::Value* sum) { epilogue_at(in_batch(idx), sum); };
+    }
+    return epilogue;
   }
 
   // A kernel this large is worth the threads' wake-up (a few µs).
   static constexpr int64_t kParallelFlops = 1 << 21;
+  // Or one that moves this many bytes (pooling, elementwise kernels: memory-bound, but a second
+  // core brings bandwidth of its own).
+  static constexpr int64_t kParallelBytes = 1 << 20;
+  // A Loop kernel this large splits, into tasks of about this many elements.
+  static constexpr int64_t kParallelElements = 1 << 16, kTaskElements = 1 << 14;
 
   KernelBuilder& k_;
   const Graph& g_;
