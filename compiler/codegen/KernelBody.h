@@ -85,6 +85,22 @@ class KernelBody {
   void tile_epilogue(const GemmPlan& plan, bool vector, bool flat_vectors, llvm::Value* batch, llvm::Value* row0, int64_t rows,
                      llvm::Value* col0, int64_t cols, llvm::Value* tile);
   void matmul();
+  bool parallel_safe(const GemmPlan& plan) const;
+  void matmul_scalar();
+
+  // ---- RowWiseKernel.cpp
+  void rowwise();
+
+  // ---- ConvKernel.cpp: Conv kernels and Op kernels (pooling and the others' own loop nests)
+  std::vector<Buffer> op_args(const Node& n) const;
+  void op();
+  bool worth_tasks() const { return kernel_.flops >= kParallelFlops || kernel_.bytes >= kParallelBytes; }
+  static bool image_op(OpKind op);
+  void require_float_image_op(const Node& n) const;
+  void each_image(llvm::Value* first, llvm::Value* last,
+                  const std::function<void(const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image)>& body);
+  void conv();
+  ConvEpilogue conv_epilogue(llvm::Value* image);
 
   // ---- KernelBody.cpp: tasks on the pool (codegen/ParallelTasks.h)
   using TaskBody = std::function<void(KernelBody& task, llvm::Value* begin, llvm::Value* end)>;
@@ -95,27 +111,7 @@ class KernelBody {
   static int64_t tasks_of(int64_t units, int64_t per_task) { return (units + per_task - 1) / per_task; }
   std::pair<llvm::Value*, llvm::Value*> task_units(llvm::Value* begin, llvm::Value* end, int64_t units, int64_t per_task);
 
-  // ---- MatMulKernel.cpp
-  bool parallel_safe(const GemmPlan& plan) const;
-  void matmul_scalar();
-
-  // ---- RowWiseKernel.cpp
-  void rowwise();
-
-  // ---- ConvKernel.cpp: Conv kernels and Op kernels (pooling and the others' own loop nests)
-  std::vector<Buffer> op_args(const Node& n) const;
-  void op();
-  // Whether a kernel that splits is worth the threads' wake-up (a few µs).
-  bool worth_tasks() const { return kernel_.flops >= kParallelFlops || kernel_.bytes >= kParallelBytes; }
-  static bool image_op(OpKind op);
-  void require_float_image_op(const Node& n) const;
-
-  void each_image(llvm::Value* first, llvm::Value* last,
-                  const std::function<void(const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image)>& body);
-  void conv();
-  ConvEpilogue conv_epilogue(llvm::Value* image);
-
-  // A kernel this large is worth the threads' wake-up (a few µs).
+  // A kernel this large is worth the threads' wake-up (a few µs): worth_tasks.
   static constexpr int64_t kParallelFlops = 1 << 21;
   // Or one that moves this many bytes (pooling, elementwise kernels: memory-bound, but a second
   // core brings bandwidth of its own).
