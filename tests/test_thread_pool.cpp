@@ -68,6 +68,18 @@ std::vector<std::vector<float>> trained(const Model& m, int threads, int steps) 
   return params;
 }
 
+// The params after `steps` steps on 2, 4 and 8 threads are the bits of those on one.
+void same_bits_on_1_2_4_and_8_threads(const Model& m, int steps) {
+  std::vector<std::vector<float>> one = trained(m, 1, steps);
+  for (int threads : {2, 4, 8}) {
+    CAPTURE(threads);
+    std::vector<std::vector<float>> many = trained(m, threads, steps);
+    REQUIRE(many.size() == one.size());
+    for (size_t p = 0; p < one.size(); ++p)
+      CHECK(std::memcmp(one[p].data(), many[p].data(), one[p].size() * sizeof(float)) == 0);
+  }
+}
+
 // A worker stopped at an arbitrary point outside any task: SIGUSR1 parks the thread it is sent
 // to in the handler until `release` is set.
 std::atomic<bool> parked{false}, release{false};
@@ -120,14 +132,38 @@ TEST_CASE("thread pool: many short runs in a row, on more threads than cores") {
 
 TEST_CASE("thread pool: a step gives the same bits on 1, 2, 4 and 8 threads") {
   Model m = compile_file(test::source_path("samples/specs/mlp_256_128.gir"));
-  std::vector<std::vector<float>> one = trained(m, 1, 3);
-  for (int threads : {2, 4, 8}) {
-    CAPTURE(threads);
-    std::vector<std::vector<float>> many = trained(m, threads, 3);
-    REQUIRE(many.size() == one.size());
-    for (size_t p = 0; p < one.size(); ++p)
-      CHECK(std::memcmp(one[p].data(), many[p].data(), one[p].size() * sizeof(float)) == 0);
-  }
+  same_bits_on_1_2_4_and_8_threads(m, 3);
+}
+
+// Conv, pooling and Loop kernels split over images, channels and slices (codegen/ParallelTasks.h):
+// never along an axis a reduction sums over, so every sum keeps its order.
+TEST_CASE("thread pool: the CNN's step gives the same bits on 1, 2, 4 and 8 threads") {
+  Model m = compile_file(test::source_path("samples/specs/cnn_fmnist.gir"));
+  same_bits_on_1_2_4_and_8_threads(m, 2);
+}
+
+// A strided conv whose weight gradient's blocks of output channels leave a remainder, avgpool,
+// and Loop kernels large enough to split that sum over the batch (the bias's gradient), over
+// rows and over columns.
+TEST_CASE("thread pool: convs, pools and reductions give the same bits on 1, 2, 4 and 8 threads") {
+  Model m = compile_string(R"(
+    model reductions
+    input x : f32[32, 3, 34, 34]
+    input y : i32[32]
+    param c : f32[10, 3, 5, 5] = he_uniform
+    param d : f32[10, 1, 1]    = zeros
+    param w : f32[2560, 10]    = glorot_uniform
+    param s : f32[256, 400]    = glorot_uniform
+    param t : f32[300, 512]    = glorot_uniform
+    h = avgpool2d(tanh(add(conv2d(x, c, stride=1, padding=1), d)), kernel=2)
+    logits = matmul(reshape(h, shape=[32, 2560]), w)
+    rows = sum(square(s), axes=[1], keepdims=true)
+    cols = sum(square(s), axes=[0], keepdims=true)
+    per_row = sum(square(t), axes=[1], keepdims=true)
+    loss = add(softmax_cross_entropy(logits, y), mul(0.001, add(sum(rows), add(mean(mul(cols, rows)), sum(square(per_row))))))
+    minimize loss with adam(lr=0.01)
+  )");
+  same_bits_on_1_2_4_and_8_threads(m, 3);
 }
 
 TEST_CASE("thread pool: a worker busy in its task holds back only that task") {

@@ -529,58 +529,76 @@ void vector_conv2d_input_grad(KernelBuilder& k, const Node& n, const std::vector
 // per (block of output channels, input channel, kernel row) one accumulator per output channel
 // and kernel column, over every batch, every output row that reads inside x at this kernel row
 // (a range known here) and every chunk; then each is summed across its lanes.
-void vector_conv2d_weight_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out) {
+// In registers: channels × KW accumulators, KW vectors of x, one of dy.
+int64_t weight_grad_block(const Shape& ws) {
+  return std::clamp<int64_t>((host_vectors().registers - 4 - ws[3]) / ws[3], 1, ws[0]);
+}
+
+int64_t conv2d_weight_grad_units(const Shape& ws) {
+  int64_t per_block = weight_grad_block(ws);
+  return (ws[0] + per_block - 1) / per_block * ws[1];
+}
+
+void vector_conv2d_weight_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out,
+                               const UnitRange& units) {
   const Buffer &x = args[0], &dy = args[1];
   const Shape &xs = x.type.shape, &ys = dy.type.shape, &ws = out.type.shape;
   auto [rows, cols] = forward_maps(n, xs, ws, ys);
   Vectors v(k, out.type.dtype);
   auto& b = k.b;
   const int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], O = ys[1], OH = ys[2], OW = ys[3], KH = ws[2], KW = ws[3];
-  // In registers: channels × KW accumulators, KW vectors of x, one of dy.
-  int64_t per_block = std::clamp<int64_t>((host_vectors().registers - 4 - KW) / KW, 1, O);
-  for_blocks(k, O, per_block, [&](llvm::Value* o0, int64_t channels) {
-    k.rolled_loop(C, [&](llvm::Value* c) {
-      for (int64_t kh = 0; kh < KH; ++kh) {
-        int64_t lo = OH, hi = 0;  // the output rows that read row s·oh + kh − p inside x
-        for (int64_t oh = 0; oh < OH; ++oh)
-          if (rows.src(oh, kh)) lo = std::min(lo, oh), hi = std::max(hi, oh + 1);
-        std::vector<llvm::Value*> acc;
-        for (int64_t i = 0; i < channels * KW; ++i) acc.push_back(k.local(v.zero()));
-        k.rolled_loop(N, [&](llvm::Value* nn) {
-          llvm::Value* x_c = b.CreateMul(b.CreateAdd(b.CreateMul(nn, k.index(C)), c), k.index(H * W));
-          llvm::Value* dy_o = b.CreateAdd(b.CreateMul(nn, k.index(O)), o0);
-          k.rolled_loop(hi - lo, [&](llvm::Value* i) {
-            llvm::Value* oh = b.CreateAdd(i, k.index(lo));
-            llvm::Value* src = b.CreateAdd(b.CreateMul(oh, k.index(rows.a)), k.index(kh * rows.b + rows.c));
-            llvm::Value* x_row = b.CreateAdd(x_c, b.CreateMul(src, k.index(W)));
-            for_chunks(k, cols, v.lanes, [&](const Chunk& ch) {
-              Values xv(static_cast<size_t>(KW));
+  int64_t per_block = weight_grad_block(ws), full = O / per_block;
+  // Unit u: input channel u mod C of the block of output channels u / C.
+  llvm::Value* first = units.begin ? units.begin : k.index(0);
+  llvm::Value* last = units.end ? units.end : k.index(conv2d_weight_grad_units(ws));
+  auto unit = [&](llvm::Value* o0, int64_t channels, llvm::Value* c) {
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      int64_t lo = OH, hi = 0;  // the output rows that read row s·oh + kh − p inside x
+      for (int64_t oh = 0; oh < OH; ++oh)
+        if (rows.src(oh, kh)) lo = std::min(lo, oh), hi = std::max(hi, oh + 1);
+      std::vector<llvm::Value*> acc;
+      for (int64_t i = 0; i < channels * KW; ++i) acc.push_back(k.local(v.zero()));
+      k.rolled_loop(N, [&](llvm::Value* nn) {
+        llvm::Value* x_c = b.CreateMul(b.CreateAdd(b.CreateMul(nn, k.index(C)), c), k.index(H * W));
+        llvm::Value* dy_o = b.CreateAdd(b.CreateMul(nn, k.index(O)), o0);
+        k.rolled_loop(hi - lo, [&](llvm::Value* i) {
+          llvm::Value* oh = b.CreateAdd(i, k.index(lo));
+          llvm::Value* src = b.CreateAdd(b.CreateMul(oh, k.index(rows.a)), k.index(kh * rows.b + rows.c));
+          llvm::Value* x_row = b.CreateAdd(x_c, b.CreateMul(src, k.index(W)));
+          for_chunks(k, cols, v.lanes, [&](const Chunk& ch) {
+            Values xv(static_cast<size_t>(KW));
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              LaneMap lanes = src_columns(cols, ch, v.lanes, kw);
+              if (lanes.any()) xv[static_cast<size_t>(kw)] = v.load(x, b.CreateAdd(x_row, column_base(k, cols, ch)), lanes);
+            }
+            LaneMap out_lanes = contiguous(v.lanes, ch.len);
+            for (int64_t t = 0; t < channels; ++t) {
+              llvm::Value* plane = b.CreateAdd(dy_o, k.index(t));
+              llvm::Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(plane, k.index(OH)), oh), k.index(OW)), ch.ow0);
+              llvm::Value* dyv = v.load(dy, at, out_lanes);
               for (int64_t kw = 0; kw < KW; ++kw) {
-                LaneMap lanes = src_columns(cols, ch, v.lanes, kw);
-                if (lanes.any()) xv[static_cast<size_t>(kw)] = v.load(x, b.CreateAdd(x_row, column_base(k, cols, ch)), lanes);
+                if (!xv[static_cast<size_t>(kw)]) continue;
+                llvm::Value* a = acc[static_cast<size_t>(t * KW + kw)];
+                k.set(a, v.fma(dyv, xv[static_cast<size_t>(kw)], k.get(a)));
               }
-              LaneMap out_lanes = contiguous(v.lanes, ch.len);
-              for (int64_t t = 0; t < channels; ++t) {
-                llvm::Value* plane = b.CreateAdd(dy_o, k.index(t));
-                llvm::Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(plane, k.index(OH)), oh), k.index(OW)), ch.ow0);
-                llvm::Value* dyv = v.load(dy, at, out_lanes);
-                for (int64_t kw = 0; kw < KW; ++kw) {
-                  if (!xv[static_cast<size_t>(kw)]) continue;
-                  llvm::Value* a = acc[static_cast<size_t>(t * KW + kw)];
-                  k.set(a, v.fma(dyv, xv[static_cast<size_t>(kw)], k.get(a)));
-                }
-              }
-            });
+            }
           });
         });
-        for (int64_t t = 0; t < channels; ++t)
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            llvm::Value* o = b.CreateAdd(o0, k.index(t));
-            llvm::Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(o, k.index(C)), c), k.index(KH * KW)), k.index(kh * KW + kw));
-            k.store(out, at, v.sum(k.get(acc[static_cast<size_t>(t * KW + kw)])));
-          }
-      }
-    });
+      });
+      for (int64_t t = 0; t < channels; ++t)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          llvm::Value* o = b.CreateAdd(o0, k.index(t));
+          llvm::Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(o, k.index(C)), c), k.index(KH * KW)), k.index(kh * KW + kw));
+          k.store(out, at, v.sum(k.get(acc[static_cast<size_t>(t * KW + kw)])));
+        }
+    }
+  };
+  k.rolled_loop(first, last, [&](llvm::Value* u) {
+    llvm::Value* block = b.CreateUDiv(u, k.index(C));
+    llvm::Value* c = b.CreateURem(u, k.index(C));
+    llvm::Value* o0 = b.CreateMul(block, k.index(per_block));
+    if (O % per_block == 0) return unit(o0, per_block, c);
+    k.if_else(b.CreateICmpULT(block, k.index(full)), [&] { unit(o0, per_block, c); }, [&] { unit(o0, O % per_block, c); });
   });
 }
 
