@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "driver/Bench.h"
 #include "gradc/gradc.h"
 
 namespace gradc::benchmark {

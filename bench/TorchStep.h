@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "driver/Bench.h"
 #include "gradc/gradc.h"
 
 namespace gradc::benchmark {

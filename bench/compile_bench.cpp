@@ -24,6 +24,7 @@
 
 #include "codegen/Jit.h"
 #include "codegen/ModuleEmitter.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 #include "ir/Parser.h"
 #include "ir/Verifier.h"

@@ -27,6 +27,7 @@
 #include <CLI/CLI.hpp>
 
 #include "OpenBlas.h"
+#include "driver/Bench.h"
 #include "gradc/gradc.h"
 #ifdef GRADC_BENCH_HAVE_TORCH
 #include "TorchStep.h"

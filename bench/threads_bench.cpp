@@ -33,6 +33,7 @@
 #include <fmt/format.h>
 
 #include "gradc/gradc.h"
+#include "runtime/Format.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 #include "runtime/Idx.h"
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 #include "ir/Parser.h"
 #include "ir/Verifier.h"
 #include "passes/Autodiff.h"

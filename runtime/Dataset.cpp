@@ -1,5 +1,5 @@
 // Fashion-MNIST loading, epoch batching and row gathering.
-#include "runtime/Dataset.h"
+#include "gradc/Dataset.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "runtime/Format.h"
 #include "runtime/Idx.h"
 
 namespace gradc {

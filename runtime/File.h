@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 
 namespace gradc {
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string_view>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 #include "gradc/Types.h"
 #include "runtime/File.h"
 

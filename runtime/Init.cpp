@@ -1,8 +1,10 @@
-#include "runtime/Init.h"
+#include "gradc/Init.h"
 
 #include <cmath>
 #include <numbers>
 #include <random>
+
+#include "runtime/Format.h"
 
 namespace gradc {
 

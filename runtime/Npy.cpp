@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 #include "gradc/Types.h"
 #include "runtime/File.h"
 

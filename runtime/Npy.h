@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "runtime/Tensor.h"
+#include "gradc/Tensor.h"
 
 namespace gradc {
 

@@ -27,7 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 #include "gradc/Types.h"
 
 namespace gradc {

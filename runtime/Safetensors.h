@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/Tensor.h"
+#include "gradc/Tensor.h"
 
 namespace gradc {
 

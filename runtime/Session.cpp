@@ -1,4 +1,4 @@
-#include "runtime/Session.h"
+#include "gradc/Session.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,6 +7,7 @@
 
 #include <fmt/ranges.h>
 
+#include "runtime/Format.h"
 #include "runtime/Safetensors.h"
 
 namespace gradc {

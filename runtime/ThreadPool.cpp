@@ -1,11 +1,11 @@
-#include "runtime/ThreadPool.h"
+#include "gradc/ThreadPool.h"
 
 #include <algorithm>
 #include <chrono>
 #include <limits>
 #include <system_error>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

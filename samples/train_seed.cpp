@@ -9,7 +9,7 @@
 #include <string>
 
 #include <gradc/gradc.h>
-#include <runtime/Dataset.h>
+#include <gradc/Dataset.h>
 
 namespace {
 

@@ -8,7 +8,9 @@
 #include <doctest/doctest.h>
 
 #include "TestUtil.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
+#include "interp/Interpreter.h"
 
 namespace gradc::test {
 

@@ -14,7 +14,7 @@
 
 #include <fmt/format.h>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 
 namespace gradc::test {
 

@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "TestUtil.h"
+#include "driver/Bench.h"
 #include "gradc/gradc.h"
 
 using namespace gradc;

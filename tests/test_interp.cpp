@@ -8,6 +8,7 @@
 
 #include "TestUtil.h"
 #include "gradc/gradc.h"
+#include "interp/Interpreter.h"
 
 using namespace gradc;
 using ITensor = interp::Tensor;  // gradc::Tensor is the runtime's

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "TestUtil.h"
+#include "driver/Pipeline.h"
 #include "fuzz/FuzzFiles.h"
 #include "gradc/gradc.h"
 #include "ir/Kernel.h"

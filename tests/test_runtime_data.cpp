@@ -10,7 +10,7 @@
 #include <set>
 
 #include "TestUtil.h"
-#include "runtime/Dataset.h"
+#include "gradc/Dataset.h"
 #include "runtime/Idx.h"
 
 using namespace gradc;

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "runtime/Init.h"
+#include "gradc/Init.h"
 
 using namespace gradc;
 

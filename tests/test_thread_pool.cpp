@@ -1,4 +1,4 @@
-// The step's thread pool (runtime/ThreadPool.h): every task runs once, results do not depend on
+// The step's thread pool (gradc/ThreadPool.h): every task runs once, results do not depend on
 // the thread count, and a run never waits for a worker that claimed nothing (one stopped by a
 // signal here, as a descheduled one would be).
 #include <doctest/doctest.h>
@@ -20,7 +20,7 @@
 
 #include "TestUtil.h"
 #include "gradc/gradc.h"
-#include "runtime/ThreadPool.h"
+#include "gradc/ThreadPool.h"
 
 namespace gradc {
 

@@ -292,7 +292,7 @@ std::vector<int64_t> broadcast_strides(const Shape& operand, const Shape& to) {
 
 static const OpCodegen* const kCodegen[] = {
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) &emit,
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 };
 
 const OpCodegen& op_codegen(OpKind op) { return *kCodegen[static_cast<size_t>(op)]; }

@@ -145,7 +145,7 @@ struct OpCodegen {
 };
 
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, ...) extern const OpCodegen emit;
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 
 const OpCodegen& op_codegen(OpKind op);
 

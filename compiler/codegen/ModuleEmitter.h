@@ -10,7 +10,7 @@
 #include <llvm/IR/Module.h>
 
 #include "ir/Kernel.h"
-#include "runtime/Program.h"
+#include "gradc/Program.h"
 
 namespace gradc::codegen {
 

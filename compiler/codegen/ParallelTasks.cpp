@@ -3,7 +3,7 @@
 
 #include <llvm/IR/IntrinsicsX86.h>
 
-#include "runtime/StepAbi.h"
+#include "gradc/StepAbi.h"
 
 namespace gradc::codegen {
 

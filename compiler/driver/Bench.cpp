@@ -3,6 +3,7 @@
 #include <chrono>
 #include <random>
 
+#include "driver/Bench.h"
 #include "gradc/gradc.h"
 
 namespace gradc {

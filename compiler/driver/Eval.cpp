@@ -11,7 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "gradc/gradc.h"
-#include "runtime/Dataset.h"
+#include "gradc/Dataset.h"
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 

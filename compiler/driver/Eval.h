@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ir/Graph.h"
-#include "runtime/Session.h"
+#include "gradc/Session.h"
 
 namespace gradc {
 

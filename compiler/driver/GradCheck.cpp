@@ -22,11 +22,12 @@
 #include <set>
 
 #include "driver/Memory.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 #include "passes/Autodiff.h"
 #include "passes/CastToF64.h"
+#include "gradc/Init.h"
 #include "passes/Gradients.h"
-#include "runtime/Init.h"
 
 namespace gradc {
 

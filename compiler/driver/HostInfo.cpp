@@ -4,6 +4,7 @@
 #include <llvm/TargetParser/Host.h>
 
 #include "gradc/gradc.h"
+#include "runtime/Format.h"
 
 namespace gradc {
 

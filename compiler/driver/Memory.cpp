@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "codegen/Gemm.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 
 namespace gradc {

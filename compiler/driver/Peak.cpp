@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "driver/Bench.h"
 #include "gradc/gradc.h"
 
 namespace gradc {

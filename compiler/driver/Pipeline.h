@@ -42,4 +42,9 @@ Lowered lower(const Graph& spec, const PipelineOptions& options = {});
 // `gradc dump SPEC --passes`: each pass with its time, "unchanged" where it changed nothing.
 std::string print_passes(const Lowered& l);
 
+// The Kernel program of the train step (of predict) after fusion and memory planning; with
+// fuse = false every op is a kernel of its own (the baseline fusion is measured against).
+KernelProgram train_kernels(const Graph& g, bool fuse = true);
+KernelProgram predict_kernels(const Graph& g, bool fuse = true);
+
 }  // namespace gradc

@@ -11,6 +11,8 @@
 //    the optimizer) is not counted: its FLOPs are few and would flatter the rate.
 #include <algorithm>
 
+#include "driver/Bench.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 
 namespace gradc {

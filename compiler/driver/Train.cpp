@@ -8,7 +8,7 @@
 
 #include "driver/Eval.h"
 #include "gradc/gradc.h"
-#include "runtime/Dataset.h"
+#include "gradc/Dataset.h"
 #include "runtime/File.h"
 #include "runtime/Npy.h"
 

@@ -12,11 +12,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/ranges.h>
 
+#include "driver/Bench.h"
 #include "driver/Eval.h"
 #include "driver/Pipeline.h"
 #include "driver/Train.h"
 #include "gradc/gradc.h"
-#include "runtime/Dataset.h"
+#include "gradc/Dataset.h"
 #include "runtime/File.h"
 
 // --threads: 1 to ThreadPool::kMaxThreads (256; ThreadPool.h says why), every core when not given.

@@ -44,7 +44,7 @@ double round_to(DType dt, double v) {
 // The kernel of every op, indexed by OpKind, from the op table.
 static const Kernel kKernels[] = {
 #define OP(Id, spelling, arity, traits, schema, infer, eval, ...) eval,
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 };
 
 static std::string_view leaf_word(NodeKind k) {

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gradc/Error.h"
+#include "runtime/Format.h"
 
 namespace gradc {
 

@@ -6,7 +6,7 @@ const std::vector<OpInfo>& all_ops() {
   static const std::vector<OpInfo> table = {
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, ...) \
   {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer, FusionForm::form, gemm},
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
   };
   return table;
 }

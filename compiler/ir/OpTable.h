@@ -12,7 +12,7 @@ namespace gradc {
 
 enum class OpKind : uint16_t {
 #define OP(Id, ...) Id,
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 };
 
 // Properties that passes read instead of switching on the op kind.
@@ -89,7 +89,7 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
 
 // Shape rules, one per family of ops; ShapeRules.cpp defines them.
 #define OP(Id, spelling, arity, traits, schema, infer, ...) TensorType infer(ShapeCtx&);
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 
 // GEMM shapes (Cost.cpp defines them; no_gemm for every other op).
 std::optional<GemmShape> no_gemm(const TensorType&, const std::vector<TensorType>&);

@@ -278,7 +278,7 @@ void kinks_greater(KinkCtx& c) { c.masks.push_back(c.y); }
 KinkRule kink_rule(OpKind kind) {
   static const KinkRule rules[] = {
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, ...) kinks,
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
   };
   return rules[static_cast<size_t>(kind)];
 }
@@ -286,7 +286,7 @@ KinkRule kink_rule(OpKind kind) {
 GradRule grad_rule(OpKind kind) {
   static const GradRule rules[] = {
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, ...) grad,
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
   };
   return rules[static_cast<size_t>(kind)];
 }

@@ -24,7 +24,7 @@ using Grads = std::vector<std::optional<ValueId>>;
 using GradRule = Grads (*)(GradCtx&);
 
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, ...) Grads grad(GradCtx&);
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 
 GradRule grad_rule(OpKind kind);
 
@@ -42,7 +42,7 @@ struct KinkCtx {
 using KinkRule = void (*)(KinkCtx&);
 
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, ...) void kinks(KinkCtx&);
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 
 KinkRule kink_rule(OpKind kind);
 

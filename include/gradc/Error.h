@@ -3,15 +3,16 @@
 //
 // User errors (bad specs, bad files, bad arguments) throw gradc::Error; the command
 // prints what() and exits with code 1. Broken internal invariants use GRADC_ASSERT,
-// which also throws, so that a bug shows as a message and never as a crash.
+// which also throws, so that a bug shows as a message and never as a crash. fail() and
+// GRADC_ASSERT format with fmt, so they live in runtime/Format.h: public headers need
+// nothing beyond the standard library.
 #pragma once
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-
-#include <fmt/format.h>
+#include <utility>
 
 namespace gradc {
 
@@ -42,22 +43,16 @@ class Error : public std::runtime_error {
   std::string snippet_;
 };
 
-template <typename... Args>
-[[noreturn]] void fail(const SourceLoc& loc, fmt::format_string<Args...> f, Args&&... args) {
-  throw Error(loc, fmt::format(f, std::forward<Args>(args)...));
-}
-
 // ---- definitions
 inline std::string to_string(const SourceLoc& loc) {
   if (!loc.known()) return loc.file;
-  return fmt::format("{}:{}:{}", loc.file.empty() ? "<input>" : loc.file, loc.line, loc.col);
+  return (loc.file.empty() ? "<input>" : loc.file) + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.col);
 }
 
 inline std::string render_error(const SourceLoc& loc, const std::string& message,
                           const std::string& snippet) {
   std::string where = to_string(loc);
-  std::string text = where.empty() ? fmt::format("error: {}", message)
-                                   : fmt::format("{}: error: {}", where, message);
+  std::string text = where.empty() ? "error: " + message : where + ": error: " + message;
   if (!snippet.empty()) text += "\n" + snippet;
   return text;
 }
@@ -115,15 +110,9 @@ inline Error Error::with_source(std::string_view source) const {
   // Keep tabs so that the caret lines up under the column in a terminal.
   for (size_t i = 0; i < caret.size() && i < shown.text.size(); ++i)
     if (shown.text[i] == '\t') caret[i] = '\t';
-  return Error(loc_, message_, fmt::format("{:>5} | {}\n      | {}^", loc_.line, shown.text, caret));
+  std::string number = std::to_string(loc_.line);
+  if (number.size() < 5) number.insert(0, 5 - number.size(), ' ');  // right-aligned in 5 columns
+  return Error(loc_, message_, number + " | " + shown.text + "\n      | " + caret + "^");
 }
 
 }  // namespace gradc
-
-// Internal invariant: a failure is a gradc bug, reported as an Error naming the place.
-#define GRADC_ASSERT(cond, ...)                                                              \
-  do {                                                                                        \
-    if (!(cond))                                                                              \
-      throw ::gradc::Error({__FILE__, __LINE__, 0},                                           \
-                           "internal error: " #cond " failed: " + fmt::format(__VA_ARGS__)); \
-  } while (0)

@@ -17,9 +17,13 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
-#include "ir/Graph.h"
+#include "gradc/Attr.h"
+#include "gradc/Graph.h"
+#include "gradc/Types.h"
 
 namespace gradc {
 
@@ -42,7 +46,7 @@ class GraphBuilder {
 #define OP(Id, spelling, ...)                                                          \
   Value spelling(Value a, const Attrs& attrs = {}) { return call(#spelling, {a}, attrs); } \
   Value spelling(Value a, Value b, const Attrs& attrs = {}) { return call(#spelling, {a, b}, attrs); }
-#include "ir/Ops.def"
+#include "gradc/Ops.def"
 
   Value name(std::string name, Value v);  // names a computed value, like `h = ...`
   void output(Value v);

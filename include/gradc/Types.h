@@ -8,9 +8,6 @@
 #include <string_view>
 #include <vector>
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-
 namespace gradc {
 
 enum class DType : uint8_t { F32, F64, I32 };
@@ -111,17 +108,14 @@ inline int64_t saturating_bytes(const TensorType& t) {
   return saturating_mul(n, dtype_bytes(t.dtype));
 }
 
-inline std::string to_string(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+inline std::string to_string(const Shape& s) {
+  std::string text = "[";
+  for (size_t i = 0; i < s.size(); ++i) text += (i > 0 ? ", " : "") + std::to_string(s[i]);
+  return text + "]";
+}
 
 inline std::string to_string(const TensorType& t) {
-  return fmt::format("{}{}", dtype_name(t.dtype), to_string(t.shape));
+  return std::string(dtype_name(t.dtype)) + to_string(t.shape);
 }
 
 }  // namespace gradc
-
-template <>
-struct fmt::formatter<gradc::TensorType> : fmt::formatter<std::string_view> {
-  auto format(const gradc::TensorType& t, format_context& ctx) const {
-    return fmt::formatter<std::string_view>::format(gradc::to_string(t), ctx);
-  }
-};

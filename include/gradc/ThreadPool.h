@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/StepAbi.h"
+#include "gradc/StepAbi.h"
 
 namespace gradc {
 

@@ -5,7 +5,7 @@
 //   int32_t train_step(void* const* slots, std::byte* arena, ParallelFor* pool);
 //   int32_t predict(void* const* slots, std::byte* arena, ParallelFor* pool);
 //
-// (runtime/Program.h says what slots, arena and the returned code mean.) `pool` is null for one
+// (gradc/Program.h says what slots, arena and the returned code mean.) `pool` is null for one
 // thread, else a ParallelFor: kernels call pool->run(pool->pool, task, ctx, n) to run tasks
 // 0..n-1 of `task` on any threads, each task's work independent of the thread that runs it.
 #pragma once

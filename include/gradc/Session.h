@@ -17,9 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/Program.h"
-#include "runtime/Tensor.h"
-#include "runtime/ThreadPool.h"
+#include "gradc/Program.h"
+#include "gradc/Tensor.h"
+#include "gradc/ThreadPool.h"
 
 namespace gradc {
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "gradc/Error.h"
@@ -39,7 +40,8 @@ class Tensor {
   template <typename T>
   static Tensor of(Shape shape, const std::vector<T>& values) {
     Tensor t(TensorType{dtype_of<T>(), std::move(shape)});
-    GRADC_ASSERT(static_cast<int64_t>(values.size()) == t.numel(), "{} values for {}", values.size(), to_string(t.type()));
+    if (static_cast<int64_t>(values.size()) != t.numel())
+      misuse(__LINE__, "values.size() == numel()", std::to_string(values.size()) + " values for " + to_string(t.type()));
     if (!values.empty()) std::memcpy(t.data(), values.data(), t.bytes());
     return t;
   }
@@ -54,7 +56,9 @@ class Tensor {
 
   // The elements as T; asserts that T is the dtype's C++ type.
   template <typename T> T* as() {
-    GRADC_ASSERT(dtype_of<T>() == dtype(), "a {} tensor read as {}", dtype_name(dtype()), dtype_name(dtype_of<T>()));
+    if (dtype_of<T>() != dtype())
+      misuse(__LINE__, "dtype_of<T>() == dtype()",
+             "a " + std::string(dtype_name(dtype())) + " tensor read as " + std::string(dtype_name(dtype_of<T>())));
     return reinterpret_cast<T*>(bytes_.data());
   }
   template <typename T> const T* as() const { return const_cast<Tensor*>(this)->as<T>(); }
@@ -62,6 +66,11 @@ class Tensor {
   bool operator==(const Tensor&) const = default;
 
  private:
+  // GRADC_ASSERT's message without fmt (runtime/Format.h), which public headers do not include.
+  [[noreturn]] static void misuse(int line, const char* cond, const std::string& what) {
+    throw Error({__FILE__, line, 0}, std::string("internal error: ") + cond + " failed: " + what);
+  }
+
   TensorType type_;
   std::vector<std::byte, CacheLineAllocator<std::byte>> bytes_;
 };

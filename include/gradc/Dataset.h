@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/Tensor.h"
+#include "gradc/Tensor.h"
 
 namespace gradc {
 

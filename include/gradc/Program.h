@@ -8,7 +8,7 @@
 // caller feeds, the params and optimizer state the step reads and updates in place, and the
 // outputs it writes. `arena` is scratch memory of `arena_bytes` bytes, 64-byte aligned, that
 // holds every intermediate tensor at an offset fixed at compile time. A step allocates nothing.
-// `pool` is a ParallelFor (runtime/StepAbi.h) that large kernels split their work over, or null
+// `pool` is a ParallelFor (gradc/StepAbi.h) that large kernels split their work over, or null
 // for one thread; the results are the same either way. It returns 0, or k > 0 when the data was
 // bad (a class id out of range, say): `errors[k - 1]` says what, and params and state are then
 // left as they were, but for a param whose new value is not finite (errors_after_update[k - 1]):
@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/Init.h"
-#include "runtime/StepAbi.h"
+#include "gradc/Init.h"
+#include "gradc/StepAbi.h"
 
 namespace gradc {
 
