@@ -57,6 +57,24 @@ TEST_CASE("bench: a spec that only predicts counts predict's GEMMs") {
   CHECK(step_gemm_flops(g) == 2.0 * 8 * 4 * 3);
 }
 
+TEST_CASE("bench: compile, bench and dump read the same Model, so arena, memory, FLOPs and kernels agree") {
+  for (const char* name : {"seed_mlp.gir", "cnn_fmnist.gir"}) {
+    CAPTURE(name);
+    Graph spec = sample(name);
+    Model model = compile(spec);
+    REQUIRE(model.lowered);
+    BenchReport r = bench(model, BenchOptions{.steps = 1, .runs = 1, .threads = 1, .peak = false});
+    CHECK(r.arena_bytes == model.arena_bytes);
+    CHECK(r.memory.working() == model.arena_bytes);
+    CHECK(r.gemm_flops == step_gemm_flops(spec));  // the same figure lowered afresh
+    std::string plan = model.dump(Stage::Plan);
+    CHECK(plan == dump(spec, Stage::Plan));
+    CHECK(plan.find(describe(r.memory)) != std::string::npos);
+    CHECK(model.dump(Stage::Fused) == dump(spec, Stage::Fused));
+    CHECK(model.dump(Stage::Simplified) == dump(spec, Stage::Simplified));
+  }
+}
+
 TEST_CASE("bench: the measured FMA peak is a positive rate") {
   FmaPeak peak = measure_fma_peak(1);
   CHECK(peak.gflops > 0.1);

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "driver/Bench.h"
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 
 namespace gradc {
@@ -27,13 +28,15 @@ std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed) {
   return out;
 }
 
-BenchReport bench(const Graph& spec, const BenchOptions& options) {
+BenchReport bench(const Graph& spec, const BenchOptions& options) { return bench(compile(spec), options); }
+
+BenchReport bench(const Model& model, const BenchOptions& options) {
+  const Graph& spec = model.spec;
   BenchReport r;
-  Model model = compile(spec);
   r.compile_ms = model.compile_ms;
   r.arena_bytes = model.arena_bytes;
-  r.memory = memory_use(spec);
-  r.gemm_flops = step_gemm_flops(spec);
+  r.memory = memory_use(*model.lowered);  // the programs this model's code was made from
+  r.gemm_flops = step_gemm_flops(step_gemms(step_program(*model.lowered)));
   Session session(model, {.threads = options.threads});
   r.threads = session.threads();
   std::map<std::string, Tensor> inputs = random_inputs(spec, 0);

@@ -27,7 +27,8 @@ struct StepGemm {
 // of the training graph after autodiff and simplify, which differentiate towards params only
 // (no gradient of the data). For the seed's 784-10-10 MLP at batch B that is
 // 2*B*(3*(7840 + 100) - 7840) FLOPs.
-std::vector<StepGemm> step_gemms(const Graph& g);
+std::vector<StepGemm> step_gemms(const KernelProgram& step);  // step_program(model.lowered)
+std::vector<StepGemm> step_gemms(const Graph& g);  // lowers g first
 double step_gemm_flops(const std::vector<StepGemm>& gemms);
 double step_gemm_flops(const Graph& g);  // the FLOPs `gradc bench` counts per step
 
@@ -61,7 +62,9 @@ struct BenchReport {
   FmaPeak peak;              // measured in the same run (zero when not asked for)
   double percent_of_peak = 0;
 };
-BenchReport bench(const Graph& spec, const BenchOptions& options);
+class Model;
+BenchReport bench(const Model& model, const BenchOptions& options);  // its FLOPs and memory from model.lowered
+BenchReport bench(const Graph& spec, const BenchOptions& options);   // compiles spec, then the above
 inline BenchReport bench(const Graph& spec, int64_t steps, int runs = 5) {
   return bench(spec, BenchOptions{.steps = steps, .runs = runs});
 }

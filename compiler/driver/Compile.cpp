@@ -9,10 +9,6 @@
 #include "driver/Memory.h"
 #include "driver/Pipeline.h"
 #include "gradc/gradc.h"
-#include "ir/Verifier.h"
-#include "passes/Fusion.h"
-#include "passes/MemoryPlan.h"
-#include "passes/Simplify.h"
 
 namespace gradc {
 
@@ -20,14 +16,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-codegen::EmittedModule emit(const Graph& g, bool check_finite, Phases* phases = nullptr) {
-  Lowered l = lower(g);
-  if (phases)
-    for (const PassRun& p : l.passes) phases->emplace_back(p.name, p.ms);
+// The LLVM module of a lowered spec: refused before any code is made when the model would not
+// fit in this machine's memory.
+codegen::EmittedModule emit(const std::string& name, const Lowered& l, bool check_finite, Phases* phases = nullptr) {
   Stopwatch watch(phases);
   const KernelProgram* train = l.train ? &*l.train : nullptr;
-  // Refused before any code is made when it would not fit in this machine's memory.
-  require_memory(g.name, memory_use(train, l.predict));
+  require_memory(name, memory_use(l));
   codegen::EmittedModule m = codegen::emit_module(train, l.predict, check_finite);
   watch.lap("LLVM IR emission");
   return m;
@@ -46,11 +40,14 @@ void print_phases(const Model& m) {
 // The compile of a parsed spec, its clock started (and phases timed) before parsing.
 Model compile_from(const Graph& g, const CompileOptions& options, Clock::time_point start, Phases phases) {
   Model m;
-  codegen::EmittedModule module = emit(g, options.check_finite, &phases);
+  auto lowered = std::make_shared<Lowered>(lower(g));
+  for (const PassRun& p : lowered->passes) phases.emplace_back(p.name, p.ms);
+  codegen::EmittedModule module = emit(g.name, *lowered, options.check_finite, &phases);
   codegen::JitReport report;
   static_cast<Program&>(m) = codegen::jit(
       std::move(module), {.cache_dir = options.cache_dir.value_or(codegen::cache_dir_from_environment())}, &report);
   m.spec = g;
+  m.lowered = std::move(lowered);
   m.cached = report.cached;
   m.compile_ms = ms_since(start);
   phases.insert(phases.end(), report.phases.begin(), report.phases.end());
@@ -78,22 +75,27 @@ Model compile_string(std::string_view text, const std::string& file, const Compi
   return parse_and_compile([&] { return load_spec(text, file); }, options);
 }
 
-std::string Model::dump(Stage stage, bool dot) const { return gradc::dump(spec, stage, dot); }
-
-// The stages of `gradc dump` after the graph stages: the train step's (predict's when the spec
-// minimizes nothing).
-std::string dump_backend(const Graph& g, Stage stage) {
-  if (stage == Stage::Fused || stage == Stage::Plan) {
-    KernelProgram p = g.trains() ? train_kernels(g) : predict_kernels(g);
-    if (stage == Stage::Fused) return print_kernels(p);
-    return fmt::format("{}# memory (as gradc bench and train report it): {}\n", print_plan(p), describe(memory_use(g)));
-  }
-  if (stage == Stage::Asm) return codegen::host_assembly(emit(g, true));
-  codegen::EmittedModule m = emit(g, true);
+// The stages of `gradc dump` after the graph stages, from a lowered spec: the train step's
+// program (predict's when the spec minimizes nothing).
+std::string dump_lowered(const std::string& name, const Lowered& l, Stage stage) {
+  if (stage == Stage::Fused) return print_kernels(step_program(l));
+  if (stage == Stage::Plan)
+    return fmt::format("{}# memory (as gradc bench and train report it): {}\n", print_plan(step_program(l)),
+                       describe(memory_use(l)));
+  if (stage == Stage::Asm) return codegen::host_assembly(emit(name, l, true));
+  codegen::EmittedModule m = emit(name, l, true);
   std::string before = codegen::print_module(m);
   return fmt::format("; ---- LLVM IR as gradc emits it (one function per op)\n{}\n"
                      "; ---- after LLVM's O3 pipeline for the host CPU\n{}",
                      before, codegen::optimized_ir(std::move(m)));
+}
+
+std::string dump_backend(const Graph& g, Stage stage) { return dump_lowered(g.name, lower(g), stage); }
+
+std::string Model::dump(Stage stage, bool dot) const {
+  bool graph_stage = stage != Stage::Fused && stage != Stage::Plan && stage != Stage::Llvm && stage != Stage::Asm;
+  if (graph_stage || dot || !lowered) return gradc::dump(spec, stage, dot);
+  return dump_lowered(spec.name, *lowered, stage);  // the programs this model's code came from
 }
 
 }  // namespace gradc

@@ -81,11 +81,9 @@ MemoryUse memory_use(const KernelProgram* train, const KernelProgram& predict) {
   return m;
 }
 
-MemoryUse memory_use(const Graph& spec) {
-  if (!spec.minimize && spec.assigns.empty()) return memory_use(nullptr, predict_kernels(spec));
-  KernelProgram train = train_kernels(spec);
-  return memory_use(&train, predict_kernels(spec));
-}
+MemoryUse memory_use(const Lowered& l) { return memory_use(l.train ? &*l.train : nullptr, l.predict); }
+
+MemoryUse memory_use(const Graph& spec) { return memory_use(lower(spec)); }
 
 std::string describe(const MemoryUse& m) {
   auto n = [](int64_t b) { return b == INT64_MAX ? std::string("more than 2^63") : fmt::format("{}", b); };

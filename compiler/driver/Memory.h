@@ -9,6 +9,10 @@
 #include "ir/Kernel.h"
 
 namespace gradc {
+struct Lowered;
+}
+
+namespace gradc {
 
 // Bytes, each part summed with checked arithmetic (a part that overflows int64 is INT64_MAX).
 struct MemoryUse {
@@ -24,6 +28,7 @@ struct MemoryUse {
 
 // The breakdown of the train step (null when the spec minimizes nothing) and predict, planned.
 MemoryUse memory_use(const KernelProgram* train, const KernelProgram& predict);
+MemoryUse memory_use(const Lowered& l);
 // The same from a spec: fuses and plans its train step and predict (no LLVM).
 MemoryUse memory_use(const Graph& spec);
 

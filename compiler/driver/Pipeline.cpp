@@ -131,6 +131,8 @@ Lowered lower(const Graph& spec, const PipelineOptions& options) {
   return l;
 }
 
+const KernelProgram& step_program(const Lowered& l) { return l.train ? *l.train : l.predict; }
+
 std::string print_passes(const Lowered& l) {
   std::string out;
   double total = 0;

@@ -39,6 +39,10 @@ struct Lowered {
 
 Lowered lower(const Graph& spec, const PipelineOptions& options = {});
 
+// The program a step runs: the train step's, predict's when the spec minimizes nothing (what
+// `gradc bench` times and `dump --stage fused/plan` prints).
+const KernelProgram& step_program(const Lowered& l);
+
 // `gradc dump SPEC --passes`: each pass with its time, "unchanged" where it changed nothing.
 std::string print_passes(const Lowered& l);
 

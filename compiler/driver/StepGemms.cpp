@@ -26,8 +26,7 @@ std::string label(const Graph& g, ValueId id) {
 
 }  // namespace
 
-std::vector<StepGemm> step_gemms(const Graph& g) {
-  KernelProgram p = g.trains() ? train_kernels(g) : predict_kernels(g);
+std::vector<StepGemm> step_gemms(const KernelProgram& p) {
   std::vector<StepGemm> gemms;
   for (const Kernel& k : p.kernels)
     for (ValueId id : k.members) {
@@ -45,6 +44,8 @@ std::vector<StepGemm> step_gemms(const Graph& g) {
     }
   return gemms;
 }
+
+std::vector<StepGemm> step_gemms(const Graph& g) { return step_gemms(step_program(lower(g))); }
 
 double step_gemm_flops(const std::vector<StepGemm>& gemms) {
   double flops = 0;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,11 +71,17 @@ std::string dump(const Graph& g, Stage stage, bool dot = false);
 // The forward graph that `predict` runs: the spec's outputs from its inputs and params, simplified.
 Graph predict_graph(const Graph& g);
 
+struct Lowered;  // the planned Kernel programs, internal to the compiler (driver/Pipeline.h)
+
 // A compiled model: the native train step and predict (a Program a Session runs), the spec it
-// came from, and how long compiling took.
+// came from, the Kernel programs its code was made from, and how long compiling took.
 class Model : public Program {
  public:
   Graph spec;
+  // What the pipeline made of the spec, kept so that `bench` (FLOPs, memory), `dump` (the fused
+  // and plan stages, LLVM IR) and this code all read the same programs: their figures agree by
+  // construction, and nothing is lowered twice.
+  std::shared_ptr<const Lowered> lowered;
   double compile_ms = 0;  // from the spec (its text, for compile_file/compile_string) to callable code
   bool cached = false;    // the machine code came from the object cache: no O3, no instruction selection
   // Where compile_ms went: (phase, ms) in order. GRADC_TIME_COMPILE=1 prints them to stderr.
