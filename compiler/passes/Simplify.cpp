@@ -25,6 +25,86 @@ std::string attr_key(const Attrs& attrs) {
   return s;
 }
 
+// What an op's identity rule sees: the op, its operands already simplified, and the graph
+// they are in. A rule returns an existing value equal to the op (of the op's type), or rewrites
+// the op in place into a simpler equal one (and returns nullopt), or does nothing.
+struct FoldCtx {
+  Node& m;
+  const Graph& g;
+
+  const Node& arg(size_t i) const { return g[m.args[i]]; }
+  bool arg_is(size_t i, OpKind op) const { return arg(i).kind == NodeKind::Op && arg(i).op == op; }
+  bool arg_is_constant(size_t i, double v) const {
+    return arg(i).kind == NodeKind::Constant && arg(i).constant == v;
+  }
+  // `v` stands for the op only when nothing about the type changes (x + 0 broadcast is not x).
+  std::optional<ValueId> same_type(ValueId v) const {
+    if (g[v].type == m.type) return v;
+    return std::nullopt;
+  }
+};
+
+using FoldRule = std::optional<ValueId> (*)(FoldCtx&);
+
+// The identity rules, one per op that has one (the fold column of gradc/Ops.def).
+std::optional<ValueId> no_fold(FoldCtx&) { return std::nullopt; }
+
+std::optional<ValueId> fold_add(FoldCtx& c) {  // x + 0 = 0 + x = x
+  if (c.arg_is_constant(1, 0)) return c.same_type(c.m.args[0]);
+  if (c.arg_is_constant(0, 0)) return c.same_type(c.m.args[1]);
+  return std::nullopt;
+}
+
+std::optional<ValueId> fold_sub(FoldCtx& c) {  // x - 0 = x
+  if (c.arg_is_constant(1, 0)) return c.same_type(c.m.args[0]);
+  return std::nullopt;
+}
+
+std::optional<ValueId> fold_mul(FoldCtx& c) {  // x * 1 = 1 * x = x
+  if (c.arg_is_constant(1, 1)) return c.same_type(c.m.args[0]);
+  if (c.arg_is_constant(0, 1)) return c.same_type(c.m.args[1]);
+  return std::nullopt;
+}
+
+std::optional<ValueId> fold_div(FoldCtx& c) {  // x / 1 = x
+  if (c.arg_is_constant(1, 1)) return c.same_type(c.m.args[0]);
+  return std::nullopt;
+}
+
+std::optional<ValueId> fold_neg(FoldCtx& c) {  // -(-x) = x
+  if (c.arg_is(0, OpKind::Neg)) return c.arg(0).args[0];
+  return std::nullopt;
+}
+
+// A transpose of a transpose is one transpose (the permutations composed); the identity
+// permutation is no transpose.
+std::optional<ValueId> fold_transpose(FoldCtx& c) {
+  std::vector<int64_t> perm = c.m.attrs.get("perm").as_ints();
+  if (c.arg_is(0, OpKind::Transpose)) {
+    const std::vector<int64_t>& inner = c.arg(0).attrs.get("perm").as_ints();
+    for (int64_t& p : perm) p = inner[static_cast<size_t>(p)];
+    c.m.args[0] = c.arg(0).args[0];
+    c.m.attrs.set("perm", Attr(perm));
+  }
+  std::vector<int64_t> identity_perm(perm.size());
+  std::iota(identity_perm.begin(), identity_perm.end(), 0);
+  if (perm == identity_perm) return c.same_type(c.m.args[0]);
+  return std::nullopt;
+}
+
+// A reshape of a reshape is one reshape; a reshape to the same shape is no reshape.
+std::optional<ValueId> fold_reshape(FoldCtx& c) {
+  if (c.arg_is(0, OpKind::Reshape)) c.m.args[0] = c.arg(0).args[0];
+  return c.same_type(c.m.args[0]);
+}
+
+std::optional<ValueId> fold_broadcast_to(FoldCtx& c) { return c.same_type(c.m.args[0]); }  // to its own shape
+
+constexpr FoldRule kFolds[] = {
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, fold, ...) fold,
+#include "gradc/Ops.def"
+};
+
 class Simplifier {
  public:
   explicit Simplifier(const Graph& in) : in_(in), map_(in.nodes.size(), -1) { out_.name = in.name; }
@@ -91,52 +171,11 @@ class Simplifier {
     return std::nullopt;
   }
 
-  // An existing value equal to `m`, when an identity says so and the type is unchanged.
+  // An existing value equal to `m`, when its op's identity (the table's fold column) says so and
+  // the type is unchanged; the rule may also rewrite m into a simpler equal op.
   std::optional<ValueId> identity(Node& m) {
-    auto same_type = [&](ValueId v) -> std::optional<ValueId> {
-      if (at(v).type == m.type) return v;
-      return std::nullopt;
-    };
-    const std::vector<ValueId>& a = m.args;
-    switch (m.op) {
-      case OpKind::Add:
-        if (is_constant(a[1], 0)) return same_type(a[0]);
-        if (is_constant(a[0], 0)) return same_type(a[1]);
-        break;
-      case OpKind::Sub:
-        if (is_constant(a[1], 0)) return same_type(a[0]);
-        break;
-      case OpKind::Mul:
-        if (is_constant(a[1], 1)) return same_type(a[0]);
-        if (is_constant(a[0], 1)) return same_type(a[1]);
-        break;
-      case OpKind::Div:
-        if (is_constant(a[1], 1)) return same_type(a[0]);
-        break;
-      case OpKind::Neg:
-        if (at(a[0]).kind == NodeKind::Op && at(a[0]).op == OpKind::Neg) return at(a[0]).args[0];
-        break;
-      case OpKind::Transpose: {
-        std::vector<int64_t> perm = m.attrs.get("perm").as_ints();
-        if (at(a[0]).kind == NodeKind::Op && at(a[0]).op == OpKind::Transpose) {
-          const std::vector<int64_t>& inner = at(a[0]).attrs.get("perm").as_ints();
-          for (int64_t& p : perm) p = inner[static_cast<size_t>(p)];
-          m.args[0] = at(a[0]).args[0];
-          m.attrs.set("perm", Attr(perm));
-        }
-        std::vector<int64_t> identity_perm(perm.size());
-        std::iota(identity_perm.begin(), identity_perm.end(), 0);
-        if (perm == identity_perm) return same_type(m.args[0]);
-        break;
-      }
-      case OpKind::Reshape:
-        if (at(a[0]).kind == NodeKind::Op && at(a[0]).op == OpKind::Reshape) m.args[0] = at(a[0]).args[0];
-        return same_type(m.args[0]);
-      case OpKind::BroadcastTo:
-        return same_type(a[0]);
-      default:
-        break;
-    }
+    FoldCtx ctx{m, out_};
+    if (std::optional<ValueId> same = kFolds[static_cast<size_t>(m.op)](ctx)) return same;
     // A scalar constant reshaped or broadcast into an op that broadcasts anyway: use the scalar.
     if (op_info(m.op).has(kBroadcast)) {
       for (size_t i = 0; i < m.args.size(); ++i) {
