@@ -1,36 +1,25 @@
-// Every op through the JIT against the interpreter, in f32 and f64: the train step (the op's
-// forward and, through autodiff, its gradient ops) and predict, from random params and inputs.
+// Every op through the JIT against the interpreter, in f32 and f64, on the cases of its record
+// (OpCases.h), and fusion's GEMM epilogues: the train step (the op's forward and, through
+// autodiff, its gradient ops) and predict, from random params and inputs.
 #include <doctest/doctest.h>
 
 #include <random>
 
 #include "JitUtil.h"
+#include "OpCases.h"
 #include "TestUtil.h"
 
 namespace gradc {
 
 namespace {
 
-// loss = sum(EXPR * r), so that every element of EXPR gets its own weight.
-std::string weighted(const std::string& decls, const std::string& expr, const std::string& shape) {
-  return decls + fmt::format("input r : f32{}\nout = {}\nloss = sum(mul(out, r))\noutput out\nminimize loss with sgd(lr=0.1)\n",
-                             shape, expr);
-}
-
-const std::string kP = "param p : f32[3, 4]\n";
-const std::string kPQ = "param p : f32[3, 4]\nparam q : f32[4]\n";
-
-std::vector<std::string> specs() {
+// The GEMM epilogue variants: fusion's cases, not one op's (OpCases.h holds those), in the
+// records' weighted form; `shape` is the f32 result's.
+std::vector<std::string> fusion_cases() {
+  auto weighted = [](const std::string& decls, const std::string& expr, const std::string& shape) {
+    return test::weighted_spec({decls, expr, "f32" + shape, ""});
+  };
   std::vector<std::string> s;
-  for (std::string e : {"neg(p)", "exp(p)", "abs(p)", "tanh(p)", "sigmoid(p)", "relu(p)", "square(p)",
-                        "log(add(square(p), 0.5))", "sqrt(add(square(p), 0.5))", "rsqrt(add(square(p), 0.5))",
-                        "log1p(square(p))", "log1p(mul(sigmoid(p), -0.9))",
-                        "softmax(p, axis=0)", "log_softmax(p)", "mul(greater(p, 0), p)"})
-    s.push_back(weighted(kP, e, "[3, 4]"));
-  for (std::string e : {"add(p, q)", "sub(p, q)", "mul(p, q)", "div(p, add(square(q), 0.5))", "maximum(p, q)",
-                        "minimum(q, p)", "pow(add(square(p), 0.5), q)", "add(p, 2)"})
-    s.push_back(weighted(kPQ, e, "[3, 4]"));
-  s.push_back(weighted("param a : f32[2, 3, 4]\nparam b : f32[2, 4, 5]\n", "matmul(a, b)", "[2, 3, 5]"));
   // GEMM epilogues on whole vectors (32 columns: 2 vectors of 16, 4 of 8): a bias, a libm call
   // lane by lane, scalars, a column sum (lanes to lanes) and a row sum (lanes one by one).
   const std::string kAB = "param a : f32[5, 7]\nparam b : f32[7, 32]\nparam c : f32[32]\nparam s : f32[]\n";
@@ -66,31 +55,6 @@ std::vector<std::string> specs() {
                        "div(matmul(a, b), add(square(c), 1))", "[13, 48]"));
   // B read transposed and packed through 16 x 16 (or 8 x 8) register transposes, with edges.
   s.push_back(weighted("param a : f32[5, 37]\nparam b : f32[40, 37]\n", "matmul(a, transpose(b, perm=[1, 0]))", "[5, 40]"));
-  s.push_back(weighted("param a : f32[2, 3, 4]\n", "transpose(a, perm=[2, 0, 1])", "[4, 2, 3]"));
-  s.push_back(weighted("param a : f32[2, 3, 4]\n", "reshape(a, shape=[4, 6])", "[4, 6]"));
-  s.push_back(weighted("param a : f32[3, 1]\n", "broadcast_to(a, shape=[2, 3, 4])", "[2, 3, 4]"));
-  s.push_back(weighted("param a : f32[3, 1]\nparam b : f32[2, 1, 4]\n", "mul(a, b)", "[2, 3, 4]"));
-  for (std::string op : {"sum", "mean", "max"}) {  // sum(, mean(, max(
-    s.push_back(weighted("param a : f32[2, 3, 4]\n", fmt::format("{}(a, axes=[0, 2])", op), "[3]"));
-    s.push_back(weighted("param a : f32[2, 3, 4]\n", fmt::format("{}(a, axes=[1], keepdims=true)", op), "[2, 1, 4]"));
-  }
-  s.push_back(weighted("param x : f32[2, 3, 7, 6]\nparam w : f32[4, 3, 3, 2]\n", "conv2d(x, w, stride=2, padding=1)",
-                       "[2, 4, 4, 4]"));
-  s.push_back(weighted("param x : f32[1, 2, 5, 5]\nparam w : f32[3, 2, 3, 3]\n", "conv2d(x, w)", "[1, 3, 3, 3]"));
-  s.push_back(weighted("param x : f32[2, 3, 7, 6]\n", "maxpool2d(x, kernel=[3, 2], stride=2)", "[2, 3, 3, 3]"));
-  s.push_back(weighted("param x : f32[2, 3, 7, 6]\n", "avgpool2d(x, kernel=2)", "[2, 3, 3, 3]"));
-  s.push_back(weighted(kP + "input y : i32[3]\n", "mul(one_hot(y, classes=4, dtype=f32), p)", "[3, 4]"));
-  s.push_back("param z : f32[5, 4]\ninput y : i32[5]\nloss = softmax_cross_entropy(z, y)\nminimize loss with sgd(lr=1)\n");
-  s.push_back("param z : f32[5, 4]\nparam q : f32[5, 4]\n"
-              "loss = softmax_cross_entropy(z, softmax(q, axis=1))\nminimize loss with sgd(lr=1)\n");
-  s.push_back("param a : f32[3, 4]\nparam b : f32[3, 4]\nloss = mse(a, b)\nminimize loss with adam(lr=0.1)\n");
-  s.push_back("param a : f32[3, 4]\nparam b : f32[3, 4]\nloss = bce_with_logits(a, b)\nminimize loss with momentum(lr=0.1, momentum=0.9)\n");
-  // The adjoints as ops of their own (they have no gradient): through predict.
-  s.push_back("param w : f32[4, 3, 3, 2]\nparam x : f32[2, 3, 7, 6]\nparam dy : f32[2, 4, 4, 4]\nparam dp : f32[2, 3, 3, 5]\n"
-              "output a = conv2d_input_grad(dy, w, stride=2, padding=1, shape=[2, 3, 7, 6])\n"
-              "output b = conv2d_weight_grad(x, dy, stride=2, padding=1, kernel=[3, 2])\n"
-              "output c = maxpool2d_grad(x, dp, kernel=2, stride=[2, 1])\n"
-              "output d = avgpool2d_grad(dy, kernel=2, stride=[2, 1], shape=[2, 4, 9, 5])\n");
   return s;
 }
 
@@ -98,32 +62,45 @@ double check_spec(const std::string& text, double tol) { return test::check_agai
 
 }  // namespace
 
-TEST_CASE("jit: every op in f32 equals the interpreter (predict, 3 steps, params)") {
+TEST_CASE("jit: every op in f32 equals the interpreter (predict, 3 steps, params), each case of its record") {
   double worst = 0;
-  for (const std::string& spec : specs()) {
+  for (const test::OpRecord& r : test::op_records())
+    for (const test::OpCase& c : r.cases) {
+      std::string spec = test::spec_of(r, c);
+      INFO(r.op, ":\n", spec);
+      worst = std::max(worst, check_spec(spec, r.tol.f32));
+    }
+  MESSAGE("f32: worst relative error ", worst);
+}
+
+TEST_CASE("jit: every op in f64 equals the interpreter to 1e-12, each case of its record") {
+  double worst = 0;
+  for (const test::OpRecord& r : test::op_records())
+    for (const test::OpCase& c : r.cases) {
+      std::string spec = test::in_f64(test::spec_of(r, c));
+      INFO(r.op, ":\n", spec);
+      worst = std::max(worst, check_spec(spec, r.tol.f64));
+    }
+  MESSAGE("f64: worst relative error ", worst);
+}
+
+TEST_CASE("jit: the GEMM epilogue fusion cases in f32 equal the interpreter (predict, 3 steps, params)") {
+  double worst = 0;
+  for (const std::string& spec : fusion_cases()) {
     CAPTURE(spec);
     worst = std::max(worst, check_spec(spec, 1e-5));
   }
   MESSAGE("f32: worst relative error ", worst);
 }
 
-TEST_CASE("jit: every op in f64 equals the interpreter to 1e-12") {
+TEST_CASE("jit: the GEMM epilogue fusion cases in f64 equal the interpreter to 1e-12") {
   double worst = 0;
-  for (const std::string& spec : specs()) {
-    std::string f64 = spec;
-    for (size_t at = f64.find("f32"); at != std::string::npos; at = f64.find("f32", at)) f64.replace(at, 3, "f64");
+  for (const std::string& spec : fusion_cases()) {
+    std::string f64 = test::in_f64(spec);
     CAPTURE(f64);
     worst = std::max(worst, check_spec(f64, 1e-12));
   }
   MESSAGE("f64: worst relative error ", worst);
-}
-
-TEST_CASE("jit: every op of the table has a JIT test in this file") {
-  std::string source = test::read_file(test::source_path("tests/test_jit_ops.cpp"));
-  for (const OpInfo& op : all_ops()) {
-    CAPTURE(op.name);
-    CHECK(source.find(fmt::format("{}(", op.name)) != std::string::npos);
-  }
 }
 
 }  // namespace gradc

@@ -1,8 +1,9 @@
-// Shape rules: every op's result type, canonical attributes and mismatch messages.
+// Shape rules: every op's result type (each case of its record), canonical attributes and
+// mismatch messages.
 #include <doctest/doctest.h>
 
-#include <algorithm>
-
+#include "OpCases.h"
+#include "gradc/gradc.h"
 #include "ir/OpTable.h"
 
 using namespace gradc;
@@ -248,79 +249,16 @@ TEST_CASE("shapes: wrong operand counts are caught before the rule runs") {
                        Error);
 }
 
-namespace {
-
-// One typical call per op. The test below requires every op of the table to have one here, so
-// a new op without a shape test fails (a list, not a record of what ran: CTest runs each test
-// case in a process of its own).
-struct Typical {
-  std::string_view op;
-  std::vector<TensorType> args;
-  Attrs keywords;
-  TensorType result;
-};
-
-const std::vector<Typical>& typical_calls() {
-  static const std::vector<Typical> calls = {
-      {"neg", {f32({2, 3})}, {}, f32({2, 3})},
-      {"exp", {f32({2, 3})}, {}, f32({2, 3})},
-      {"log", {f64({4})}, {}, f64({4})},
-      {"log1p", {f32({3, 2})}, {}, f32({3, 2})},
-      {"sqrt", {f32({})}, {}, f32({})},
-      {"rsqrt", {f32({5, 1})}, {}, f32({5, 1})},
-      {"abs", {f32({2, 3})}, {}, f32({2, 3})},
-      {"tanh", {f32({2, 3})}, {}, f32({2, 3})},
-      {"sigmoid", {f32({64, 1})}, {}, f32({64, 1})},
-      {"relu", {f32({64, 128})}, {}, f32({64, 128})},
-      {"square", {f64({3})}, {}, f64({3})},
-      {"add", {f32({64, 10}), f32({10})}, {}, f32({64, 10})},
-      {"sub", {f32({2, 1}), f32({1, 3})}, {}, f32({2, 3})},
-      {"mul", {f32({}), f32({2, 3})}, {}, f32({2, 3})},
-      {"div", {f64({4, 3}), f64({4, 1})}, {}, f64({4, 3})},
-      {"maximum", {f32({3}), f32({3})}, {}, f32({3})},
-      {"minimum", {f32({5, 1, 3}), f32({4, 1})}, {}, f32({5, 4, 3})},
-      {"pow", {f32({2, 3}), f32({})}, {}, f32({2, 3})},
-      {"greater", {f32({2, 3}), f32({3})}, {}, f32({2, 3})},
-      {"matmul", {f32({64, 784}), f32({784, 10})}, {}, f32({64, 10})},
-      {"transpose", {f32({2, 3})}, {}, f32({3, 2})},
-      {"reshape", {f32({64, 32, 7, 7})}, {{"shape", {64, -1}}}, f32({64, 1568})},
-      {"broadcast_to", {f32({1, 3})}, {{"shape", {2, 3}}}, f32({2, 3})},
-      {"sum", {f32({2, 3})}, {{"axes", {1}}}, f32({2})},
-      {"mean", {f32({2, 3})}, {}, f32({})},
-      {"max", {f32({2, 3})}, {{"axes", {0}}, {"keepdims", true}}, f32({1, 3})},
-      {"softmax", {f32({64, 10})}, {}, f32({64, 10})},
-      {"log_softmax", {f64({64, 10})}, {{"axis", 0}}, f64({64, 10})},
-      {"softmax_cross_entropy", {f32({64, 10}), i32({64})}, {}, f32({})},
-      {"mse", {f32({32, 1}), f32({32, 1})}, {}, f32({})},
-      {"bce_with_logits", {f64({32}), f64({32})}, {}, f64({})},
-      {"conv2d", {f32({64, 1, 28, 28}), f32({16, 1, 3, 3})}, {{"padding", 1}}, f32({64, 16, 28, 28})},
-      {"maxpool2d", {f32({64, 16, 28, 28})}, {{"kernel", 2}}, f32({64, 16, 14, 14})},
-      {"avgpool2d", {f32({1, 2, 7, 5})}, {{"kernel", 3}, {"stride", 2}}, f32({1, 2, 3, 2})},
-      {"one_hot", {i32({64})}, {{"classes", 10}}, f32({64, 10})},
-      {"conv2d_input_grad", {f32({64, 16, 28, 28}), f32({16, 1, 3, 3})}, {{"padding", 1}, {"shape", {64, 1, 28, 28}}},
-       f32({64, 1, 28, 28})},
-      {"conv2d_weight_grad", {f32({64, 1, 28, 28}), f32({64, 16, 28, 28})}, {{"padding", 1}, {"kernel", 3}},
-       f32({16, 1, 3, 3})},
-      {"maxpool2d_grad", {f32({64, 16, 28, 28}), f32({64, 16, 14, 14})}, {{"kernel", 2}}, f32({64, 16, 28, 28})},
-      {"avgpool2d_grad", {f32({1, 2, 3, 2})}, {{"kernel", 3}, {"stride", 2}, {"shape", {1, 2, 7, 5}}},
-       f32({1, 2, 7, 5})},
-  };
-  return calls;
-}
-
-}  // namespace
-
-TEST_CASE("shapes: a typical call of every op") {
-  for (const Typical& t : typical_calls()) {
-    CAPTURE(t.op);
-    CHECK(infer(t.op, t.args, t.keywords) == t.result);
-  }
-}
-
-TEST_CASE("shapes: every op of the table has a typical call") {
-  for (const OpInfo& op : all_ops()) {
-    CAPTURE(op.name);
-    CHECK(std::any_of(typical_calls().begin(), typical_calls().end(),
-                      [&](const Typical& t) { return t.op == op.name; }));
+// Every case of every op's record (OpCases.h), and its typical call at a model's size, has the
+// type the record names.
+TEST_CASE("shapes: every case of every op's record has the type it names") {
+  for (const test::OpRecord& r : test::op_records()) {
+    std::vector<test::OpCase> cases = r.cases;
+    cases.push_back(r.typical);
+    for (const test::OpCase& c : cases) {
+      INFO(r.op, ": ", c.expr);
+      Graph g = load_spec(c.decls + "out = " + c.expr + "\noutput out\n", "shape.gir");
+      CHECK(fmt::format("{}", g[*g.find("out")].type) == c.type);
+    }
   }
 }
