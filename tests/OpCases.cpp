@@ -312,6 +312,20 @@ std::vector<OpRecord> make_records() {
       .values = {{"avgpool2d_grad(dy, kernel=2, shape=[1, 1, 2, 2])", {{"dy", kOne}}, {0.75, 0.75, 0.75, 0.75}}},
       .gradient = false};
   for (OpRecord* adjoint : {&input_grad, &weight_grad, &maxpool_grad, &avgpool_grad}) r.push_back(std::move(*adjoint));
+
+  // Composite ops (ir/Composites.cpp): their expansion is all they are.
+  r.push_back({.op = "softplus",
+               .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},
+               .typical = {in("f32[64, 10]"), "softplus(x)", "f32[64, 10]"},
+               .values = {{"softplus(x)",
+                           {{"x", kX}},
+                           {1.3132616875182228, 0.1269280110429725, 3.048587351573742, 0.018149927917809738,
+                            5.006715348489118, 0.9740769841801067}},
+                          // Far from 0, where log(1 + e^x) would overflow or round to 0 or 1 + x.
+                          {"softplus(x)",
+                           {{"x", ITensor::of(f64({4}), {100, -100, 800, -30})}},
+                           {100, 3.720075976020836e-44, 800, 9.357622968839737e-14},
+                           1e-15}}});
   return r;
 }
 

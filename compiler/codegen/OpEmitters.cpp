@@ -145,7 +145,6 @@ SCALAR(abs, k.unary(llvm::Intrinsic::fabs, x))
 SCALAR(tanh, k.call_libm("tanhf", "tanh", x))
 SCALAR(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.exp(k.b.CreateFNeg(x)))))
 SCALAR(relu, k.max_nan(x, k.real(dt, 0)))
-SCALAR(square, k.b.CreateFMul(x, x))
 SCALAR(broadcast_to, x)
 SCALAR(add, k.b.CreateFAdd(x, y))
 SCALAR(sub, k.b.CreateFSub(x, y))
@@ -285,6 +284,8 @@ static llvm::Value* row_softmax(KernelBuilder& k, llvm::Value* x, llvm::Value* m
 const OpCodegen emit_softmax{.loops = loops_softmax, .row = row_softmax};
 const OpCodegen emit_log_softmax{.loops = loops_log_softmax, .row = row_log_softmax};
 const OpCodegen emit_softmax_cross_entropy{.loops = loops_softmax_cross_entropy, .row_loss = true};
+// A composite op reaches codegen only as its expansion (ir/Composites.cpp): nothing to emit.
+const OpCodegen emit_expanded{};
 const OpCodegen emit_mse{.loops = loops_mse};
 const OpCodegen emit_bce_with_logits{.loops = loops_bce_with_logits};
 const OpCodegen emit_conv2d{.loops = loops_conv2d};

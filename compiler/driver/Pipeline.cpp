@@ -9,6 +9,7 @@
 #include "ir/Stopwatch.h"
 #include "ir/Verifier.h"
 #include "passes/Autodiff.h"
+#include "passes/ExpandComposites.h"
 #include "passes/Fusion.h"
 #include "passes/MemoryPlan.h"
 #include "passes/OptimizerLowering.h"
@@ -86,6 +87,12 @@ class Runner {
 // as it is.
 bool already_trained(const Graph& g) { return !g.minimize && !g.assigns.empty(); }
 
+// The spec with its composite ops expanded: the first pass of every path.
+Graph expanded_of(Runner& r, const Graph& g) {
+  return r.graph_pass("expand composites", g, [](Graph in) { return expand_composites(std::move(in)); });
+}
+
+// The paths below start from an expanded spec (expanded_of).
 Graph train_graph_of(Runner& r, const Graph& g) {
   if (already_trained(g)) return g;
   // The optimizer reads autodiff's gradient table beside its graph: the graph travels through
@@ -126,8 +133,9 @@ const PipelineOptions kPlain{};
 Lowered lower(const Graph& spec, const PipelineOptions& options) {
   Lowered l;
   Runner r(options, &l.passes);
-  if (spec.trains()) l.train = planned(r, "train", simplified_of(r, spec));
-  l.predict = planned(r, "predict", predict_graph_of(r, spec));
+  Graph g = expanded_of(r, spec);
+  if (g.trains()) l.train = planned(r, "train", simplified_of(r, g));
+  l.predict = planned(r, "predict", predict_graph_of(r, g));
   return l;
 }
 
@@ -147,35 +155,35 @@ std::string print_passes(const Lowered& l) {
 
 Graph grad_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
-  return r.graph_pass("autodiff", g, [](Graph in) { return differentiate(std::move(in)).graph; });
+  return r.graph_pass("autodiff", expanded_of(r, g), [](Graph in) { return differentiate(std::move(in)).graph; });
 }
 
 Graph train_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
-  return train_graph_of(r, g);
+  return train_graph_of(r, expanded_of(r, g));
 }
 
 Graph simplified_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
-  return simplified_of(r, g);
+  return simplified_of(r, expanded_of(r, g));
 }
 
 Graph predict_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
-  return predict_graph_of(r, g);
+  return predict_graph_of(r, expanded_of(r, g));
 }
 
 KernelProgram train_kernels(const Graph& g, bool fuse) {
   if (!g.trains()) fail({}, "the spec minimizes nothing, so it has no train step (its predict: predict_kernels)");
   PipelineOptions options{.fuse = fuse};
   Runner r(options, nullptr);
-  return planned(r, "train", simplified_of(r, g));
+  return planned(r, "train", simplified_of(r, expanded_of(r, g)));
 }
 
 KernelProgram predict_kernels(const Graph& g, bool fuse) {
   PipelineOptions options{.fuse = fuse};
   Runner r(options, nullptr);
-  return planned(r, "predict", predict_graph_of(r, g));
+  return planned(r, "predict", predict_graph_of(r, expanded_of(r, g)));
 }
 
 }  // namespace gradc

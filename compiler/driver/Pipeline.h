@@ -1,8 +1,8 @@
 // The compiler's passes in order, in one place (as Halide's Lower.cpp): a spec's graph to the
 // train step's and predict's planned Kernel programs.
 //
-//   train:   autodiff -> optimizer -> simplify -> fusion -> memory plan
-//   predict: forward graph (the outputs alone, simplified) -> fusion -> memory plan
+//   train:   expand composites -> autodiff -> optimizer -> simplify -> fusion -> memory plan
+//   predict: expand composites -> forward graph (the outputs alone, simplified) -> fusion -> memory plan
 //
 // The graph verifier runs after every graph pass, the Kernel-program verifier after fusion and
 // after the plan, and the plan checker after the plan in debug builds. The stage dumps, the

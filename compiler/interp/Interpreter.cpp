@@ -1,6 +1,8 @@
 // The reference interpreter's driver: feeds leaves, runs each op's kernel in order.
 #include "interp/Interpreter.h"
 
+#include "ir/Graph.h"
+
 #include <cmath>
 
 namespace gradc::interp {
@@ -39,6 +41,24 @@ double round_to(DType dt, double v) {
     case DType::I32: return std::trunc(v);
   }
   return v;
+}
+
+// A composite op (ir/Composites.cpp): its expansion, evaluated in a graph of its own, each op of
+// it rounded to the dtype as the pipeline's expanded graph would be.
+Tensor eval_expanded(const Node& n, const std::vector<const Tensor*>& args) {
+  Graph g;
+  Feeds feeds;
+  std::vector<ValueId> operands;
+  for (size_t i = 0; i < args.size(); ++i) {
+    Node in;
+    in.kind = NodeKind::Input;
+    in.name = fmt::format("operand{}", i);
+    in.type = args[i]->type;
+    feeds.emplace(in.name, *args[i]);
+    operands.push_back(g.add(std::move(in)));
+  }
+  ValueId r = add_op(g, n.op, operands, n.attrs, n.loc);
+  return std::move(evaluate(g, feeds)[static_cast<size_t>(r)]);
 }
 
 // The kernel of every op, indexed by OpKind, from the op table.

@@ -135,7 +135,6 @@ Tensor eval_sigmoid(const Node& n, const Args& a) {
   return unary(n, a, [](double x) { return 1.0 / (1.0 + std::exp(-x)); });
 }
 Tensor eval_relu(const Node& n, const Args& a) { return unary(n, a, [](double x) { return max_nan(x, 0.0); }); }
-Tensor eval_square(const Node& n, const Args& a) { return unary(n, a, [](double x) { return x * x; }); }
 
 // ---- elementwise, two operands with broadcasting
 Tensor eval_add(const Node& n, const Args& a) { return binary(n, a, [](double x, double y) { return x + y; }); }

@@ -16,6 +16,11 @@ namespace gradc {
 // (gradc bench, gradc check) that are valid labels.
 int64_t class_count(const Graph& g, ValueId input);
 
+// A new op node in `g`, built as every pass builds one: attributes bound to the op's schema
+// (defaults filled) and the type inferred now. A composite op is built as its expansion
+// (ir/Composites.cpp), so no pass ever makes one.
+ValueId add_op(Graph& g, OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {}, const SourceLoc& loc = {});
+
 // Schemas of initializers and optimizers, so that parser, builder and verifier agree.
 const std::vector<AttrSpec>* init_schema(std::string_view kind);       // nullptr if unknown
 const std::vector<AttrSpec>* optimizer_schema(std::string_view kind);  // nullptr if unknown

@@ -32,6 +32,10 @@ std::vector<std::string> verify_kernels(const KernelProgram& p, bool planned) {
   };
   for (size_t k = 0; k < p.kernels.size(); ++k) {
     const Kernel& kernel = p.kernels[k];
+    for (ValueId m : kernel.members)  // codegen has nothing to emit for one (ir/Composites.cpp)
+      if (g[m].kind == NodeKind::Op && op_info(g[m].op).composite())
+        faults.push_back(fmt::format("kernel {} computes {} with {}, a composite op that was not expanded", kernel.name,
+                                     named(g, m), op_info(g[m].op).name));
     for (ValueId v : kernel.inputs) {
       ValueId root = g.viewed(v);
       NodeKind kind = g[root].kind;

@@ -4,8 +4,8 @@ namespace gradc {
 
 const std::vector<OpInfo>& all_ops() {
   static const std::vector<OpInfo> table = {
-#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, ...) \
-  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer, FusionForm::form, gemm},
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, fold, expand, ...) \
+  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer, FusionForm::form, gemm, expand},
 #include "gradc/Ops.def"
   };
   return table;

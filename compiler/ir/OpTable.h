@@ -5,8 +5,9 @@
 #include <string_view>
 #include <vector>
 
-#include "ir/Attr.h"
+#include "gradc/Graph.h"
 #include "gradc/Types.h"
+#include "ir/Attr.h"
 
 namespace gradc {
 
@@ -47,6 +48,18 @@ struct GemmShape {
 };
 using GemmShapeFn = std::optional<GemmShape> (*)(const TensorType& result, const std::vector<TensorType>& args);
 
+// What a composite op's expansion sees (ir/Composites.cpp): the graph to build in and the op's
+// node, whose operands are already in that graph. op() builds a node as every pass does.
+struct ExpandCtx {
+  Graph& g;
+  const Node& n;  // not a node of g (building may move g's nodes)
+
+  ValueId arg(size_t i) const;
+  ValueId op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {});
+  ValueId constant(double value);  // a scalar of the op's dtype
+};
+using ExpandRule = ValueId (*)(ExpandCtx&);
+
 struct OpInfo;
 
 // What a shape rule sees: the operand types and the bound attributes. A rule returns the
@@ -75,8 +88,10 @@ struct OpInfo {
   ShapeRule infer;
   FusionForm form;
   GemmShapeFn gemm;  // nullopt: not a matrix product
+  ExpandRule expand;  // a composite op's expansion; `primitive` for the others
 
   bool has(OpTrait t) const { return (traits & t) != 0; }
+  bool composite() const;
 };
 
 const OpInfo& op_info(OpKind kind);
@@ -89,6 +104,12 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
 
 // Shape rules, one per family of ops; ShapeRules.cpp defines them.
 #define OP(Id, spelling, arity, traits, schema, infer, ...) TensorType infer(ShapeCtx&);
+#include "gradc/Ops.def"
+
+// Expansions of composite ops (Composites.cpp defines them; `primitive` for every other op,
+// which asserts if called).
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, fold, expand, ...) \
+  ValueId expand(ExpandCtx&);
 #include "gradc/Ops.def"
 
 // GEMM shapes (Cost.cpp defines them; no_gemm for every other op).

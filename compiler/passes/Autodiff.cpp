@@ -2,6 +2,7 @@
 
 #include <unordered_set>
 
+#include "passes/ExpandComposites.h"
 #include "passes/Gradients.h"
 
 namespace gradc {
@@ -35,7 +36,8 @@ std::string unused_name(std::unordered_set<std::string>& taken, const std::strin
 
 }  // namespace
 
-Differentiated differentiate(Graph g) {
+Differentiated differentiate(Graph spec) {
+  Graph g = expand_composites(std::move(spec));  // the pipeline has done it already: then a no-op
   if (!g.minimize) fail({}, "autodiff: the graph has no 'minimize' statement, so there is nothing to differentiate");
   ValueId loss = g.minimize->loss;
   std::vector<bool> on_path = path_from_params_to(g, loss);

@@ -22,7 +22,8 @@ struct Differentiated {
 // 2. Seed d loss / d loss = 1, then visit nodes in reverse order; each op's rule from the op
 //    table turns the gradient of its result into gradients of its operands.
 // 3. A value used several times sums its gradients with `add` (fan-out).
-// Params that do not reach the loss get no gradient. Gradient values are named `NAME.grad`.
+// Composite ops are differentiated through their expansion (expanded first, when the pipeline
+// has not). Params that do not reach the loss get no gradient. Gradient values are named `NAME.grad`.
 Differentiated differentiate(Graph g);
 
 }  // namespace gradc

@@ -5,15 +5,7 @@
 namespace gradc {
 
 ValueId Emitter::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs) {
-  const OpInfo& info = op_info(kind);
-  Node n;
-  n.op = kind;
-  n.args = std::move(args);
-  n.attrs = bind_attrs(info.attrs, info.name, {}, attrs, {});
-  std::vector<TensorType> types;
-  for (ValueId a : n.args) types.push_back(g_[a].type);
-  n.type = infer_type(kind, types, n.attrs, {});
-  return g_.add(std::move(n));
+  return add_op(g_, kind, std::move(args), attrs);
 }
 
 ValueId Emitter::constant(double value, DType dtype) {

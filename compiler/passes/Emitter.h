@@ -9,7 +9,8 @@ class Emitter {
  public:
   explicit Emitter(Graph& g) : g_(g) {}
 
-  // A new op node: attributes bound to the op's schema (defaults filled), type inferred now.
+  // A new op node: attributes bound to the op's schema (defaults filled), type inferred now; a
+  // composite op as its expansion (add_op).
   ValueId op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {});
   ValueId constant(double value, DType dtype);  // a strongly typed scalar
   // Sums `v` over the axes that broadcasting added or stretched, back to `shape`.

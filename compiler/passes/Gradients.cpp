@@ -66,7 +66,6 @@ Grads grad_sigmoid(GradCtx& c) { return {c.e.mul(c.dy, c.e.mul(c.y, c.e.sub(one(
 // ∂/∂x max(x, 0) = [x > 0], 0 at 0 (as PyTorch)
 Grads grad_relu(GradCtx& c) { return {c.e.mul(c.dy, c.e.op(OpKind::Greater, {arg(c, 0), zero(c)}))}; }
 // ∂/∂x x² = 2x
-Grads grad_square(GradCtx& c) { return {c.e.mul(c.dy, c.e.scale(arg(c, 0), 2.0))}; }
 
 // ∂(a + b) = (1, 1)
 Grads grad_add(GradCtx& c) { return binary(c, c.dy, c.dy); }
@@ -231,6 +230,12 @@ Grads grad_avgpool2d(GradCtx& c) {
 // greater and one_hot are piecewise constant: their gradient is zero almost everywhere.
 Grads grad_greater(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_one_hot(GradCtx&) { return {std::nullopt}; }
+
+// A composite op never reaches autodiff: the pipeline expands it first (passes/ExpandComposites.cpp).
+Grads grad_expanded(GradCtx& c) {
+  GRADC_ASSERT(false, "autodiff met {}, a composite op: expand_composites runs before it", op_info(c.node().op).name);
+  return {};
+}
 
 // The adjoint ops appear only in backward graphs; differentiating them again is not built.
 Grads grad_second_order(GradCtx& c) {
