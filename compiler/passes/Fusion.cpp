@@ -105,9 +105,16 @@ class Fuser {
   }
 
 
+  // A permutation of its operand's axes (transpose): an op whose schema takes a `perm`.
+  bool permutes(ValueId id) const {
+    if (g_[id].kind != NodeKind::Op) return false;
+    const std::vector<AttrSpec>& schema = op_info(g_[id].op).attrs;
+    return std::any_of(schema.begin(), schema.end(), [](const AttrSpec& a) { return a.name == "perm"; });
+  }
+
   // A transpose of the last two dims that only GEMM heads read: they read its operand transposed.
   bool folded_transpose(ValueId id) const {
-    if (!fuse_ || !is_op(id, OpKind::Transpose)) return false;
+    if (!fuse_ || !permutes(id)) return false;
     const std::vector<int64_t>& perm = g_[id].attrs.get("perm").as_ints();
     bool swap = perm == std::vector<int64_t>{1, 0} || perm == std::vector<int64_t>{0, 2, 1};
     if (!swap || g_.outputs.end() != std::find_if(g_.outputs.begin(), g_.outputs.end(), [&](const Output& o) { return o.value == id; }))
