@@ -21,6 +21,17 @@ int64_t class_count(const Graph& g, ValueId input) {
   return 1;
 }
 
+std::vector<bool> live_values(const Graph& g) {
+  std::vector<bool> live(g.nodes.size(), false);
+  for (const Output& o : g.outputs) live[static_cast<size_t>(o.value)] = true;
+  if (g.minimize) live[static_cast<size_t>(g.minimize->loss)] = true;
+  for (const Assign& a : g.assigns) live[static_cast<size_t>(a.value)] = live[static_cast<size_t>(a.target)] = true;
+  for (ValueId id = g.size(); id-- > 0;)
+    if (live[static_cast<size_t>(id)])
+      for (ValueId a : g[id].args) live[static_cast<size_t>(a)] = true;
+  return live;
+}
+
 std::optional<ValueId> Graph::find(std::string_view name) const {
   for (ValueId id = 0; id < size(); ++id)
     if (nodes[static_cast<size_t>(id)].name == name) return id;

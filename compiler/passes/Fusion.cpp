@@ -50,20 +50,14 @@ class Fuser {
   static size_t at(ValueId id) { return static_cast<size_t>(id); }
 
   void find_live_and_users() {
-    live_.assign(g_.nodes.size(), false);
+    live_ = live_values(g_);  // (the graphs fused have no minimize: lowered, or predict's)
     users_.assign(g_.nodes.size(), {});
-    for (const Output& o : g_.outputs) live_[at(o.value)] = true;
-    for (const Assign& a : g_.assigns) live_[at(a.value)] = live_[at(a.target)] = true;
-    for (ValueId id = g_.size(); id-- > 0;)
-      if (live_[at(id)])
-        for (ValueId a : g_[id].args) live_[at(a)] = true;
     for (ValueId id = 0; id < g_.size(); ++id)
       if (live_[at(id)])
         for (ValueId a : g_[id].args)
           if (users_[at(a)].empty() || users_[at(a)].back() != id) users_[at(a)].push_back(id);  // ids ascend
   }
 
-  bool is_op(ValueId id, OpKind op) const { return g_[id].kind == NodeKind::Op && g_[id].op == op; }
   // The op table's fusion form of an op node.
   bool has_form(ValueId id, FusionForm f) const { return g_[id].kind == NodeKind::Op && op_info(g_[id].op).form == f; }
   bool is_view(ValueId id) const { return has_form(id, FusionForm::View); }
