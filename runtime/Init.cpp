@@ -1,6 +1,8 @@
 #include "gradc/Init.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numbers>
 #include <random>
 
@@ -41,28 +43,71 @@ double arg(const InitSpec& init, std::string_view name, double fallback) {
   return fallback;
 }
 
+// An initializer: its kind, and the value of each element in turn, made once per tensor from the
+// spec's arguments (absent ones take the defaults of its schema), the weight's fans and the draws.
+using Value = std::function<double()>;
+struct Initializer {
+  InitKind kind;
+  Value (*make)(const InitSpec& init, const Fans& f, Draws& draws);
+};
+
+// Arguments as in PyTorch's torch.nn.init (normal_: mean=0, std=1; uniform_: a=0, b=1); the
+// fan-based ones take none.
+const std::vector<Initializer>& initializers() {
+  static const std::vector<Initializer> table = {
+      {{"zeros", ""}, [](const InitSpec&, const Fans&, Draws&) -> Value { return [] { return 0.0; }; }},
+      {{"ones", ""}, [](const InitSpec&, const Fans&, Draws&) -> Value { return [] { return 1.0; }; }},
+      {{"constant", "value:float"},
+       [](const InitSpec& init, const Fans&, Draws&) -> Value { return [v = arg(init, "value", 0.0)] { return v; }; }},
+      {{"normal", "mean:float=0 std:float=1"},
+       [](const InitSpec& init, const Fans&, Draws& draws) -> Value {
+         return [&draws, m = arg(init, "mean", 0.0), s = arg(init, "std", 1.0)] { return draws.normal(m, s); };
+       }},
+      {{"uniform", "lo:float=0 hi:float=1"},
+       [](const InitSpec& init, const Fans&, Draws& draws) -> Value {
+         return [&draws, lo = arg(init, "lo", 0.0), hi = arg(init, "hi", 1.0)] { return draws.uniform(lo, hi); };
+       }},
+      {{"glorot_uniform", ""},
+       [](const InitSpec&, const Fans& f, Draws& draws) -> Value {
+         return [&draws, a = std::sqrt(6.0 / (f.in + f.out))] { return draws.uniform(-a, a); };
+       }},
+      {{"glorot_normal", ""},
+       [](const InitSpec&, const Fans& f, Draws& draws) -> Value {
+         return [&draws, s = std::sqrt(2.0 / (f.in + f.out))] { return draws.normal(0, s); };
+       }},
+      {{"he_uniform", ""},
+       [](const InitSpec&, const Fans& f, Draws& draws) -> Value {
+         return [&draws, a = std::sqrt(6.0 / f.in)] { return draws.uniform(-a, a); };
+       }},
+      {{"he_normal", ""},
+       [](const InitSpec&, const Fans& f, Draws& draws) -> Value {
+         return [&draws, s = std::sqrt(2.0 / f.in)] { return draws.normal(0, s); };
+       }},
+  };
+  return table;
+}
+
 template <typename T>
 void fill(Tensor& t, const InitSpec& init, Draws& draws) {
+  const std::vector<Initializer>& table = initializers();
+  auto it = std::find_if(table.begin(), table.end(), [&](const Initializer& i) { return i.kind.name == init.kind; });
+  if (it == table.end()) fail({}, "unknown initializer '{}'", init.kind);
+  Value value = it->make(init, fans(t.shape()), draws);
   T* out = t.as<T>();
   const int64_t n = t.numel();
-  Fans f = fans(t.shape());
-  auto each = [&](auto value) {
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(value());
-  };
-  const std::string& k = init.kind;
-  if (k == "zeros") each([] { return 0.0; });
-  else if (k == "ones") each([] { return 1.0; });
-  else if (k == "constant") each([v = arg(init, "value", 0.0)] { return v; });
-  else if (k == "uniform") each([&, lo = arg(init, "lo", 0.0), hi = arg(init, "hi", 1.0)] { return draws.uniform(lo, hi); });
-  else if (k == "normal") each([&, m = arg(init, "mean", 0.0), s = arg(init, "std", 1.0)] { return draws.normal(m, s); });
-  else if (k == "glorot_uniform") each([&, a = std::sqrt(6.0 / (f.in + f.out))] { return draws.uniform(-a, a); });
-  else if (k == "glorot_normal") each([&, s = std::sqrt(2.0 / (f.in + f.out))] { return draws.normal(0, s); });
-  else if (k == "he_uniform") each([&, a = std::sqrt(6.0 / f.in)] { return draws.uniform(-a, a); });
-  else if (k == "he_normal") each([&, s = std::sqrt(2.0 / f.in)] { return draws.normal(0, s); });
-  else fail({}, "unknown initializer '{}'", k);
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(value());
 }
 
 }  // namespace
+
+const std::vector<InitKind>& init_kinds() {
+  static const std::vector<InitKind> kinds = [] {
+    std::vector<InitKind> k;
+    for (const Initializer& i : initializers()) k.push_back(i.kind);
+    return k;
+  }();
+  return kinds;
+}
 
 Fans fans(const Shape& shape) {
   auto d = [](int64_t v) { return static_cast<double>(v); };

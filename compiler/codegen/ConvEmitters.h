@@ -41,11 +41,6 @@ void vector_conv2d(KernelBuilder& k, const Node& n, const std::vector<Buffer>& a
                    const ConvEpilogue& epilogue = {});
 // dx = conv2d_input_grad(dy, w), a correlation of dy with w that reads dy where conv2d wrote it.
 void vector_conv2d_input_grad(KernelBuilder& k, const Node& n, const std::vector<Buffer>& args, const Buffer& out);
-// Units [begin, end) of a loop nest's work, known only when the code runs (null: all of them).
-struct UnitRange {
-  llvm::Value* begin = nullptr;
-  llvm::Value* end = nullptr;
-};
 // dw = conv2d_weight_grad(x, dy): one vector accumulator per weight and output row chunk,
 // reduced across its lanes at the end (in a fixed order: the same result on every run). Its
 // units, conv2d_weight_grad_units(dw's shape) of them, are (block of output channels, input

@@ -18,46 +18,24 @@ void KernelBody::op() {
   const Node& n = g_[m];
   GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
   bool parallel = worth_tasks();
-  if (parallel && n.op == OpKind::Conv2dWeightGrad) {
-    // Units of whole weights (ConvEmitters.h), one task each.
-    require_float_image_op(n);
-    int64_t units = conv2d_weight_grad_units(n.type.shape);
+  if (parallel && cg(m).units) {
+    // Units of the op's own (conv2d_weight_grad's whole weights, ConvEmitters.h), one task each.
+    int64_t units = cg(m).units(n.type.shape);
     if (units > 1)
       return split_tasks(".tasks", units, true, /*scan_unnoted=*/false, [&](KernelBody& task, llvm::Value* begin, llvm::Value* end) {
-        vector_conv2d_weight_grad(task.k_, n, task.op_args(n), task.buffer(m), {begin, end});
+        cg(m).unit_loops(task.k_, n, task.op_args(n), task.buffer(m), {begin, end});
       });
   }
-  if (parallel && image_op(n.op) && n.type.shape[0] > 1)
+  if (parallel && cg(m).images && n.type.shape[0] > 1)
     return split_tasks(".tasks", n.type.shape[0], true, /*scan_unnoted=*/false, [&](KernelBody& task, llvm::Value* begin, llvm::Value* end) {
       task.each_image(begin, end, [&](const std::vector<Buffer>& args, const Buffer& out, llvm::Value*) { cg(m).loops(task.k_, n, args, out); });
     });
   cg(m).loops(k_, n, op_args(n), buffer(m));
 }
 
-// Ops on NCHW images whose every image's result is computed from that image alone (and the
-// weights): their tasks are images.
-bool KernelBody::image_op(OpKind op) {
-  switch (op) {
-    case OpKind::Conv2d:
-    case OpKind::Conv2dInputGrad:
-    case OpKind::MaxPool2d:
-    case OpKind::AvgPool2d:
-    case OpKind::MaxPool2dGrad:
-    case OpKind::AvgPool2dGrad: return true;
-    default: return false;
-  }
-}
-
-// OpEmitters.cpp's check before it calls ConvEmitters.cpp's weight gradient, which this calls itself.
-void KernelBody::require_float_image_op(const Node& n) const {
-  for (ValueId a : n.args)
-    if (g_[a].type.dtype == DType::I32)
-      fail(n.loc, "codegen: {} on i32 tensors is not supported by the JIT yet (the interpreter runs it)", op_info(n.op).name);
-}
-
 // For each image i in [first, last) of an image op (the kernel's head): `body` with its
-// operands and result as buffers of that image alone (the weights of conv2d and its input
-// gradient whole), and i.
+// operands and result as buffers of that image alone (but its OpCodegen's whole_operand,
+// conv2d's weights, whole), and i.
 void KernelBody::each_image(llvm::Value* first, llvm::Value* last,
                             const std::function<void(const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image)>& body) {
   ValueId m = kernel_.members[0];
@@ -69,12 +47,12 @@ void KernelBody::each_image(llvm::Value* first, llvm::Value* last,
     if (b.ptr) b.ptr = ir.CreateInBoundsGEP(k_.elem(b.type.dtype), b.ptr, ir.CreateMul(i, k_.index(per_image)));
     return b;
   };
-  bool weights = n.op == OpKind::Conv2d || n.op == OpKind::Conv2dInputGrad;  // args[1]
+  int whole = cg(m).whole_operand;
   Buffer out = contains(kernel_.outputs, m) ? buffer(m) : Buffer{n.type, nullptr, nullptr};
-  std::vector<Buffer> whole = op_args(n);
+  std::vector<Buffer> all = op_args(n);
   k_.rolled_loop(first, last, [&](llvm::Value* i) {
     std::vector<Buffer> args;
-    for (size_t a = 0; a < whole.size(); ++a) args.push_back(weights && a == 1 ? whole[a] : one_image(whole[a], i));
+    for (size_t a = 0; a < all.size(); ++a) args.push_back(static_cast<int>(a) == whole ? all[a] : one_image(all[a], i));
     body(args, one_image(out, i), i);
   });
 }

@@ -17,9 +17,9 @@ std::vector<int64_t> leading_strides(const Shape& operand, const Shape& domain) 
 
 }  // namespace
 
-// The Constant node behind `id` (through reshapes), or -1.
+// The Constant node behind `id` (through views: reshapes), or -1.
 ValueId constant_root(const Graph& g, ValueId id) {
-  while (g[id].kind == NodeKind::Op && g[id].op == OpKind::Reshape) id = g[id].args[0];
+  id = g.viewed(id);
   return g[id].kind == NodeKind::Constant ? id : -1;
 }
 
@@ -47,14 +47,14 @@ void KernelBody::emit() {
 llvm::Value* KernelBody::operand(ValueId m, ValueId a, const Values& idx, llvm::Value* flat) {
   if (auto it = vals_.find(a); it != vals_.end()) return it->second;
   if (ValueId c = constant_root(g_, a); c >= 0) return constant_of(k_.fn->getContext(), g_[c]);
-  if (auto it = loaded_.find(a); it != loaded_.end() && !cg(m).leading_operands) return it->second;
+  if (auto it = loaded_.find(a); it != loaded_.end() && !indexed(m)) return it->second;
   const Buffer& b = buffer(a);
   if (b.numel() == 1) return k_.load(b, k_.index(0));
   if (flat) return k_.load(b, flat);
   const Shape& shape = g_[a].type.shape;
-  std::vector<int64_t> s = cg(m).leading_operands ? leading_strides(shape, kernel_.domain) : broadcast_strides(shape, kernel_.domain);
+  std::vector<int64_t> s = indexed(m) ? leading_strides(shape, kernel_.domain) : broadcast_strides(shape, kernel_.domain);
   // (leading operands, one_hot's ids, are read once: the lanes run along the last dim only)
-  return k_.lanes() && !cg(m).leading_operands ? k_.load_lanes(b, k_.offset(idx, s), lane_offsets(s), valid_)
+  return k_.lanes() && !indexed(m) ? k_.load_lanes(b, k_.offset(idx, s), lane_offsets(s), valid_)
                                                : k_.load(b, k_.offset(idx, s));
 }
 
@@ -86,8 +86,7 @@ bool KernelBody::vector_epilogue() const {
   for (ValueId m : kernel_.members) {
     if (kernel_.kind == KernelKind::RowWise && (cg(m).row || cg(m).row_loss)) continue;
     if (g_[m].type.dtype != DType::F32 || cg(m).row || cg(m).row_loss) return false;
-    if (g_[m].op == OpKind::OneHot) continue;  // f32 from i32 ids, read once per row
-    if (cg(m).leading_operands) return false;
+    if (indexed(m)) continue;  // one_hot: f32 from i32 ids, read once per row
     for (ValueId a : g_[m].args)
       if (g_[a].type.dtype != DType::F32) return false;
   }
@@ -192,7 +191,7 @@ void KernelBody::hoist_scalars() {
   for (ValueId m : kernel_.members) {
     const Node& n = g_[m];
     if (m == kernel_.members[0] && kernel_.kind != KernelKind::Loop) continue;  // the head
-    if (n.type.numel() != 1 || n.type.dtype == DType::I32 || is_reduction(m) || cg(m).row || cg(m).row_loss || cg(m).leading_operands)
+    if (n.type.numel() != 1 || n.type.dtype == DType::I32 || is_reduction(m) || cg(m).row || cg(m).row_loss || indexed(m))
       continue;
     bool from_scalars = true;
     for (ValueId a : n.args)
@@ -229,7 +228,7 @@ void KernelBody::members_at(const Values& idx, llvm::Value* flat, size_t first) 
       reduce(m, idx, operand(m, n.args[0], idx, flat));
       continue;
     }
-    if (!cg(m).leading_operands) {
+    if (!indexed(m)) {
       bool is_int = n.type.dtype == DType::I32;
       for (ValueId a : n.args) is_int = is_int || g_[a].type.dtype == DType::I32;
       if (is_int) fail(n.loc, "codegen: {} on i32 tensors is not supported by the JIT yet (the interpreter runs it)", op_info(n.op).name);
@@ -239,10 +238,10 @@ void KernelBody::members_at(const Values& idx, llvm::Value* flat, size_t first) 
     // In vector mode a scalar (one element, from scalars) is computed once, as a scalar.
     bool one = lanes && n.type.numel() == 1;
     k_.set_lanes(one ? 0 : lanes);
-    if (!cg(m).leading_operands)
+    if (!indexed(m))
       for (llvm::Value*& a : args) a = k_.splat(a);
     Values index = idx;
-    if (lanes && !one && cg(m).leading_operands) {  // the last index of each lane
+    if (lanes && !one && indexed(m)) {  // the last index of each lane
       std::vector<llvm::Constant*> along;
       for (auto [dr, dc] : lane_at_) along.push_back(k_.b.getInt64(static_cast<uint64_t>(dc)));
       index.back() = k_.b.CreateAdd(k_.splat(idx.back()), llvm::ConstantVector::get(along));

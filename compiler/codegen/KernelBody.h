@@ -50,6 +50,8 @@ class KernelBody {
   // ---- KernelBody.cpp: what every kind shares (members at an element, reductions, checks)
   const OpCodegen& cg(ValueId m) const { return op_codegen(g_[m].op); }
   bool is_reduction(ValueId m) const { return cg(m).combine != nullptr; }
+  // An op of the table's Indexed form (one_hot): reads its operands at the domain's leading dims.
+  bool indexed(ValueId m) const { return op_info(g_[m].op).form == FusionForm::Indexed; }
   const Buffer& buffer(ValueId v) const { return buf_.at(v); }
   llvm::Value* operand(ValueId m, ValueId a, const Values& idx, llvm::Value* flat);
   std::vector<int64_t> lane_offsets(const std::vector<int64_t>& s) const;
@@ -95,8 +97,6 @@ class KernelBody {
   std::vector<Buffer> op_args(const Node& n) const;
   void op();
   bool worth_tasks() const { return kernel_.flops >= kParallelFlops || kernel_.bytes >= kParallelBytes; }
-  static bool image_op(OpKind op);
-  void require_float_image_op(const Node& n) const;
   void each_image(llvm::Value* first, llvm::Value* last,
                   const std::function<void(const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image)>& body);
   void conv();

@@ -121,11 +121,21 @@ std::vector<int64_t> strides_of(const Shape& shape);
 //   - scalar: one element of the result from its operands' elements at the same index of the
 //     kernel's domain (`index`: the domain's loop counters, empty in a flat loop). Elementwise
 //     ops, broadcast_to and one_hot have one; fusion puts them in Loop kernels and epilogues.
-//     leading_operands: the operand's dims match the domain's leading dims (one_hot's ids),
-//     rather than numpy's trailing alignment; such an op needs the index.
+//     An op of the table's Indexed form (one_hot) reads its operands at the domain's leading
+//     dims (one_hot's ids) rather than numpy's trailing alignment, and needs the index.
 //   - reduction: sum, mean and max fold the elements of each group into an accumulator.
 //   - row, row_loss: softmax, log_softmax and the cross-entropy loss over rows (RowWise kernels).
 //   - loops: the op's own loop nest over whole buffers (conv, pooling, softmax, the losses, ...).
+//     Its tasks on the pool (ConvKernel.cpp): images, when every image of an NCHW result is
+//     computed from that image of the operands alone (operand `whole_operand`, conv2d's weights,
+//     read whole); or `units` of the op's own, `unit_loops` computing a range of them
+//     (conv2d_weight_grad's blocks of weights).
+// Units [begin, end) of a loop nest's work, known only when the code runs (null: all of them).
+struct UnitRange {
+  llvm::Value* begin = nullptr;
+  llvm::Value* end = nullptr;
+};
+
 using ScalarFn = llvm::Value* (*)(KernelBuilder& k, const Node& node, const std::vector<llvm::Value*>& args,
                                   const std::vector<llvm::Value*>& index);
 using CombineFn = llvm::Value* (*)(KernelBuilder& k, llvm::Value* acc, llvm::Value* v);
@@ -133,11 +143,15 @@ using LoopsFn = void (*)(KernelBuilder& k, const Node& node, const std::vector<B
 
 struct OpCodegen {
   ScalarFn scalar = nullptr;
-  bool leading_operands = false;
   CombineFn combine = nullptr;  // a reduction: acc = combine(acc, v) from `init`
   double init = 0;
   bool mean = false;            // then divided by the group's size
   LoopsFn loops = nullptr;
+  bool images = false;
+  int whole_operand = -1;  // -1: none
+  int64_t (*units)(const Shape& result) = nullptr;
+  void (*unit_loops)(KernelBuilder& k, const Node& node, const std::vector<Buffer>& args, const Buffer& out,
+                     const UnitRange& units) = nullptr;
   // Row-wise (RowWise kernels): an element from x, its row's max and log(sum(exp(x - max)));
   // or, with row_loss, a loss that takes -log_softmax at each row's class id.
   llvm::Value* (*row)(KernelBuilder& k, llvm::Value* x, llvm::Value* max, llvm::Value* log_sum) = nullptr;

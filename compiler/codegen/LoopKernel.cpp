@@ -7,7 +7,7 @@ void KernelBody::loop() {
   const Shape& d = kernel_.domain;
   int64_t count = TensorType{DType::F32, d}.numel();
   bool flat = true;
-  for (ValueId m : kernel_.members) flat = flat && !is_reduction(m) && !cg(m).leading_operands;
+  for (ValueId m : kernel_.members) flat = flat && !is_reduction(m) && !indexed(m);
   for (ValueId v : kernel_.inputs) flat = flat && (g_[v].type.numel() == count || g_[v].type.numel() == 1);
   start_reductions();
   if (int64_t axis = loop_split_axis(flat); axis >= 0) {

@@ -164,7 +164,7 @@ static llvm::Value* scalar_one_hot(KernelBuilder& k, const Node& n, const Values
   llvm::Value* hit = k.b.CreateICmpEQ(k.splat(id), index.back());  // (lanes: a vector of last indices)
   return dt == DType::I32 ? k.b.CreateZExt(hit, k.b.getInt32Ty()) : k.b.CreateSelect(hit, k.real(dt, 1), k.real(dt, 0));
 }
-const OpCodegen emit_one_hot{.scalar = scalar_one_hot, .leading_operands = true};
+const OpCodegen emit_one_hot{.scalar = scalar_one_hot};
 
 // ---- linear algebra: fusion makes every matmul a MatMul kernel (codegen/ModuleEmitter.cpp)
 const OpCodegen emit_matmul{};
@@ -264,6 +264,11 @@ IMAGE_OP(conv2d_weight_grad)
 IMAGE_OP(maxpool2d_grad)
 IMAGE_OP(avgpool2d_grad)
 #undef IMAGE_OP
+static void unit_loops_conv2d_weight_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out,
+                                          const UnitRange& units) {
+  require_float(n, a, out);
+  vector_conv2d_weight_grad(k, n, a, out, units);
+}
 
 std::pair<llvm::Value*, llvm::Value*> row_max_and_log_sum(KernelBuilder& k, const Buffer& x, int64_t len,
                                                            llvm::Value* base) {
@@ -288,12 +293,13 @@ const OpCodegen emit_softmax_cross_entropy{.loops = loops_softmax_cross_entropy,
 const OpCodegen emit_expanded{};
 const OpCodegen emit_mse{.loops = loops_mse};
 const OpCodegen emit_bce_with_logits{.loops = loops_bce_with_logits};
-const OpCodegen emit_conv2d{.loops = loops_conv2d};
-const OpCodegen emit_maxpool2d{.loops = loops_maxpool2d};
-const OpCodegen emit_avgpool2d{.loops = loops_avgpool2d};
-const OpCodegen emit_conv2d_input_grad{.loops = loops_conv2d_input_grad};
-const OpCodegen emit_conv2d_weight_grad{.loops = loops_conv2d_weight_grad};
-const OpCodegen emit_maxpool2d_grad{.loops = loops_maxpool2d_grad};
-const OpCodegen emit_avgpool2d_grad{.loops = loops_avgpool2d_grad};
+const OpCodegen emit_conv2d{.loops = loops_conv2d, .images = true, .whole_operand = 1};
+const OpCodegen emit_maxpool2d{.loops = loops_maxpool2d, .images = true};
+const OpCodegen emit_avgpool2d{.loops = loops_avgpool2d, .images = true};
+const OpCodegen emit_conv2d_input_grad{.loops = loops_conv2d_input_grad, .images = true, .whole_operand = 1};
+const OpCodegen emit_conv2d_weight_grad{
+    .loops = loops_conv2d_weight_grad, .units = conv2d_weight_grad_units, .unit_loops = unit_loops_conv2d_weight_grad};
+const OpCodegen emit_maxpool2d_grad{.loops = loops_maxpool2d_grad, .images = true};
+const OpCodegen emit_avgpool2d_grad{.loops = loops_avgpool2d_grad, .images = true};
 
 }  // namespace gradc::codegen

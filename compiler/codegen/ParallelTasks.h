@@ -5,7 +5,7 @@
 // FunctionEmitter::emit_kernel). Its tasks are `i32 @k<suffix>(places..., scratch, i64 begin,
 // i64 end)`, written by the emitter's body with a builder of their own; for the pool a task entry
 // `i32 @k<suffix minus its last letter>(ptr ctx, i64 begin, i64 end)` unpacks the pointers from
-// ctx (runtime/StepAbi.h's TaskFn) and runs in the threads' floating-point mode. Each task must
+// ctx (gradc/StepAbi.h's TaskFn) and runs in the threads' floating-point mode. Each task must
 // compute what it computes whichever thread runs it and in whatever order: the step's results
 // are then the same bits on any number of threads.
 #pragma once

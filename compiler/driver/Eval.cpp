@@ -12,6 +12,7 @@
 
 #include "gradc/gradc.h"
 #include "gradc/Dataset.h"
+#include "driver/Sources.h"
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 
@@ -39,29 +40,9 @@ std::string add_output(Graph& g, ValueId id, const std::string& fallback) {
   return g[id].name;
 }
 
-// One input's rows: the examples along the leading dim of `data`.
-struct Source {
-  std::string input;
-  std::string file;  // where they came from, for messages
-  Tensor data;
-};
-
-const Source* find_source(const std::vector<Source>& sources, const std::string& name) {
-  for (const Source& s : sources)
-    if (s.input == name) return &s;
-  return nullptr;
-}
-
 std::vector<Source> npy_sources(const Graph& spec, const std::vector<std::pair<std::string, std::string>>& files,
                                 const char* command) {
-  std::vector<Source> sources;
-  for (const auto& [name, file] : files) {
-    if (find_source(sources, name)) fail({file}, "gradc {}: --input {} is given twice", command, name);
-    std::optional<ValueId> id = spec.find(name);
-    if (!id || spec[*id].kind != NodeKind::Input) fail({file}, "gradc {}: the spec has no input '{}'", command, name);
-    sources.push_back({name, file, load_npy(file)});
-  }
-  return sources;
+  return gradc::npy_sources(spec, files, {.where = [command](const std::string&) { return fmt::format("gradc {}", command); }});
 }
 
 // The inputs `session`'s predict reads, each fed from its source as rows of its slot's
@@ -73,7 +54,7 @@ struct Fed {
   int64_t row_bytes;  // of one example
 };
 
-std::vector<Fed> bind(const Session& session, const std::vector<Source>& sources, const char* command) {
+std::vector<Fed> bind_sources(const Session& session, const std::vector<Source>& sources, const char* command) {
   std::vector<Fed> fed;
   for (const Slot& s : session.program().slots) {
     if (s.kind != SlotKind::Input || !(s.uses & kUsedByPredict)) continue;
@@ -201,8 +182,8 @@ EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
   bool fashion = options.data.inputs.empty();
   if (fashion) {
     LabeledData test = load_fashion_mnist(options.data.data_dir, false);
-    sources.push_back({"x", "Fashion-MNIST's test images", std::move(test.images)});
-    sources.push_back({"y", "Fashion-MNIST's test labels", std::move(test.labels)});
+    sources.push_back({"x", "Fashion-MNIST's test images", {}, std::move(test.images), {}});
+    sources.push_back({"y", "Fashion-MNIST's test labels", {}, std::move(test.labels), {}});
   } else {
     sources = npy_sources(spec, options.data.inputs, "eval");
   }
@@ -210,7 +191,7 @@ EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
   Model model = compile(g);
   Session session(model, {.threads = options.threads});
   load_params(session, spec, options.load);
-  std::vector<Fed> fed = bind(session, sources, "eval");
+  std::vector<Fed> fed = bind_sources(session, sources, "eval");
   const int64_t rows = rows_of(fed);
   if (rows < 0) fail({}, "gradc eval: the spec's inputs have no batch dimension to hold examples");
   int64_t batch = -1;
@@ -368,7 +349,7 @@ int64_t predict_to_npy(const Graph& spec, const PredictOptions& options) {
   Model model = compile(g);
   Session session(model, {.threads = options.threads});
   load_params(session, spec, options.load);
-  std::vector<Fed> fed = bind(session, sources, "predict");
+  std::vector<Fed> fed = bind_sources(session, sources, "predict");
   int64_t rows = rows_of(fed);
   const Tensor& out = session.predict(views(fed, 0, rows < 0 ? 0 : rows)).at(chosen);
   save_npy(options.out, out);

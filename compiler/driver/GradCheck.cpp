@@ -66,7 +66,7 @@ Feeds random_feeds(const Graph& g, std::mt19937_64& rng) {
 // Adds, for every op with a kink, nodes that tell which side of it each element is on
 // (the op table's kink masks); returns them. They are 0/1 masks built from ordinary ops.
 std::vector<ValueId> add_branch_masks(Graph& g) {
-  Emitter e(g);
+  GraphWriter e(g);
   std::vector<ValueId> masks;
   const ValueId forward = g.size();
   for (ValueId id = 0; id < forward; ++id) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "driver/Eval.h"
+#include "driver/Sources.h"
 #include "gradc/gradc.h"
 #include "gradc/Dataset.h"
 #include "runtime/File.h"
@@ -62,15 +63,6 @@ const Node& fashion_input(const Graph& g, const std::string& name) {
   return g[*id];
 }
 
-// Rows along the leading dim of `data`, fed to the spec's input `input` as `type` (the rows
-// reshaped: Fashion-MNIST's [N, 28, 28] images become x : f32[B, 784] or f32[B, 1, 28, 28]).
-struct Source {
-  std::string input;
-  TensorType type;
-  Tensor data;
-  Tensor batch;  // the rows of the current batch, [B, ...] as in `data`
-};
-
 // The batch of `rows` from every source, and the scalar inputs.
 Feeds gather(std::vector<Source>& sources, const std::vector<int64_t>& rows, const std::map<std::string, Tensor>& scalars) {
   Feeds feeds;
@@ -91,28 +83,28 @@ Feeds gather(std::vector<Source>& sources, const std::vector<int64_t>& rows, con
 // dim, each file's rows shaped like one example of its input, and the same number of rows in all.
 std::vector<Source> npy_sources(const Graph& spec, const std::vector<std::pair<std::string, std::string>>& files,
                                 const char* flag) {
-  std::vector<Source> sources;
-  for (const auto& [name, file] : files) {
-    std::optional<ValueId> id = spec.find(name);
-    if (!id || spec[*id].kind != NodeKind::Input) fail({file}, "{} {}: the spec has no input '{}'", flag, name, name);
-    const TensorType& t = spec[*id].type;
+  SourceChecks checks;
+  checks.where = [flag](const std::string& name) { return fmt::format("{} {}", flag, name); };
+  checks.before_load = [flag](const Node& input) {
+    const TensorType& t = input.type;
     if (t.rank() == 0)
-      fail({}, "{} {}: '{}' is a scalar input ({}), set it with --feed {}=VALUE", flag, name, name, t, name);
-    if (std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.input == name; }))
-      fail({file}, "{} {}: given twice", flag, name);
-    Tensor data = load_npy(file);
+      fail({}, "{} {}: '{}' is a scalar input ({}), set it with --feed {}=VALUE", flag, input.name, input.name, t, input.name);
+  };
+  checks.after_load = [flag](const Source& s, const std::vector<Source>& earlier) {
+    const std::string& name = s.input;
+    const Tensor& data = s.data;
+    const TensorType& t = s.type;
     if (data.shape().empty() || data.dtype() != t.dtype ||
         data.numel() / std::max<int64_t>(data.shape()[0], 1) != t.numel() / t.shape[0])
-      fail({file}, "{} {}: {} does not hold examples of {} (one row per example, {} elements each)", flag, name,
+      fail({s.file}, "{} {}: {} does not hold examples of {} (one row per example, {} elements each)", flag, name,
            data.type(), t, t.numel() / t.shape[0]);
-    if (!sources.empty() && data.shape()[0] != sources[0].data.shape()[0])
-      fail({file}, "{} {}: {} rows, but {} has {}", flag, name, data.shape()[0], sources[0].input,
-           sources[0].data.shape()[0]);
-    sources.push_back({name, t, std::move(data), {}});
-  }
+    if (!earlier.empty() && data.shape()[0] != earlier[0].data.shape()[0])
+      fail({s.file}, "{} {}: {} rows, but {} has {}", flag, name, data.shape()[0], earlier[0].input,
+           earlier[0].data.shape()[0]);
+  };
+  std::vector<Source> sources = gradc::npy_sources(spec, files, checks);
   for (ValueId id : spec.leaves(NodeKind::Input))
-    if (spec[id].type.rank() > 0 &&
-        !std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.input == spec[id].name; }))
+    if (spec[id].type.rank() > 0 && !find_source(sources, spec[id].name))
       fail({}, "gradc train: no data for input '{}' (give {} {}=FILE.npy)", spec[id].name, flag, spec[id].name);
   return sources;
 }
@@ -225,12 +217,12 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
              spec[id].type);
     LabeledData train_data = load_fashion_mnist(options.data_dir, true);
     LabeledData test_data = load_fashion_mnist(options.data_dir, false);
-    sources = {{x.name, x.type, std::move(train_data.images), {}}};
-    val_sources = {{x.name, x.type, std::move(test_data.images), {}}};
+    sources = {{x.name, "Fashion-MNIST's training images", x.type, std::move(train_data.images), {}}};
+    val_sources = {{x.name, "Fashion-MNIST's test images", x.type, std::move(test_data.images), {}}};
     if (labels) {
       const Node& y = spec[*y_id];
-      sources.push_back({y.name, y.type, std::move(train_data.labels), {}});
-      val_sources.push_back({y.name, y.type, std::move(test_data.labels), {}});
+      sources.push_back({y.name, "Fashion-MNIST's training labels", y.type, std::move(train_data.labels), {}});
+      val_sources.push_back({y.name, "Fashion-MNIST's test labels", y.type, std::move(test_data.labels), {}});
     }
   } else {
     sources = npy_sources(spec, options.inputs, "--input");

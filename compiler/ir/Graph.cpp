@@ -1,5 +1,7 @@
 #include "ir/Graph.h"
 
+#include "gradc/Init.h"
+
 namespace gradc {
 
 ValueId Graph::add(Node n) {
@@ -21,6 +23,17 @@ int64_t class_count(const Graph& g, ValueId input) {
   return 1;
 }
 
+std::vector<bool> live_values(const Graph& g) {
+  std::vector<bool> live(g.nodes.size(), false);
+  for (const Output& o : g.outputs) live[static_cast<size_t>(o.value)] = true;
+  if (g.minimize) live[static_cast<size_t>(g.minimize->loss)] = true;
+  for (const Assign& a : g.assigns) live[static_cast<size_t>(a.value)] = live[static_cast<size_t>(a.target)] = true;
+  for (ValueId id = g.size(); id-- > 0;)
+    if (live[static_cast<size_t>(id)])
+      for (ValueId a : g[id].args) live[static_cast<size_t>(a)] = true;
+  return live;
+}
+
 std::optional<ValueId> Graph::find(std::string_view name) const {
   for (ValueId id = 0; id < size(); ++id)
     if (nodes[static_cast<size_t>(id)].name == name) return id;
@@ -34,28 +47,25 @@ std::vector<ValueId> Graph::leaves(NodeKind kind) const {
   return ids;
 }
 
-// Initializers: arguments as in PyTorch's torch.nn.init (normal_: mean=0, std=1;
-// uniform_: a=0, b=1); the fan-based ones take none.
+// Initializers: the runtime's (gradc/Init.h), their schemas parsed once.
 const std::vector<AttrSpec>* init_schema(std::string_view kind) {
-  static const std::vector<std::pair<std::string_view, std::vector<AttrSpec>>> table = {
-      {"zeros", {}},
-      {"ones", {}},
-      {"constant", parse_schema("value:float")},
-      {"normal", parse_schema("mean:float=0 std:float=1")},
-      {"uniform", parse_schema("lo:float=0 hi:float=1")},
-      {"glorot_uniform", {}},
-      {"glorot_normal", {}},
-      {"he_uniform", {}},
-      {"he_normal", {}},
-  };
+  static const std::vector<std::pair<std::string_view, std::vector<AttrSpec>>> table = [] {
+    std::vector<std::pair<std::string_view, std::vector<AttrSpec>>> t;
+    for (const InitKind& k : init_kinds()) t.emplace_back(k.name, parse_schema(k.schema));
+    return t;
+  }();
   for (const auto& [name, schema] : table)
     if (name == kind) return &schema;
   return nullptr;
 }
 
 std::string_view init_names() {
-  return "zeros, ones, constant, normal, uniform, glorot_uniform, glorot_normal, he_uniform, "
-         "he_normal";
+  static const std::string names = [] {
+    std::string n;
+    for (const InitKind& k : init_kinds()) n += (n.empty() ? "" : ", ") + std::string(k.name);
+    return n;
+  }();
+  return names;
 }
 
 // Optimizers: defaults are torch.optim's (Adam eps=1e-8, AdamW weight_decay=0.01).

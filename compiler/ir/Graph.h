@@ -21,6 +21,10 @@ int64_t class_count(const Graph& g, ValueId input);
 // (ir/Composites.cpp), so no pass ever makes one.
 ValueId add_op(Graph& g, OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {}, const SourceLoc& loc = {});
 
+// Which values the graph's results need, by id: its outputs, both sides of its assigns and
+// minimize's loss, and every value they read (Fusion.cpp; Simplify.cpp keeps its leaves too).
+std::vector<bool> live_values(const Graph& g);
+
 // Schemas of initializers and optimizers, so that parser, builder and verifier agree.
 const std::vector<AttrSpec>* init_schema(std::string_view kind);       // nullptr if unknown
 const std::vector<AttrSpec>* optimizer_schema(std::string_view kind);  // nullptr if unknown

@@ -43,7 +43,7 @@ Differentiated differentiate(Graph spec) {
   std::vector<bool> on_path = path_from_params_to(g, loss);
   const ValueId forward_size = g.size();
 
-  Emitter e(g);
+  GraphWriter e(g);
   std::vector<std::optional<ValueId>> adjoint(static_cast<size_t>(forward_size));
   if (on_path[loss]) adjoint[loss] = e.constant(1.0, g[loss].type.dtype);
 

@@ -50,20 +50,14 @@ class Fuser {
   static size_t at(ValueId id) { return static_cast<size_t>(id); }
 
   void find_live_and_users() {
-    live_.assign(g_.nodes.size(), false);
+    live_ = live_values(g_);  // (the graphs fused have no minimize: lowered, or predict's)
     users_.assign(g_.nodes.size(), {});
-    for (const Output& o : g_.outputs) live_[at(o.value)] = true;
-    for (const Assign& a : g_.assigns) live_[at(a.value)] = live_[at(a.target)] = true;
-    for (ValueId id = g_.size(); id-- > 0;)
-      if (live_[at(id)])
-        for (ValueId a : g_[id].args) live_[at(a)] = true;
     for (ValueId id = 0; id < g_.size(); ++id)
       if (live_[at(id)])
         for (ValueId a : g_[id].args)
           if (users_[at(a)].empty() || users_[at(a)].back() != id) users_[at(a)].push_back(id);  // ids ascend
   }
 
-  bool is_op(ValueId id, OpKind op) const { return g_[id].kind == NodeKind::Op && g_[id].op == op; }
   // The op table's fusion form of an op node.
   bool has_form(ValueId id, FusionForm f) const { return g_[id].kind == NodeKind::Op && op_info(g_[id].op).form == f; }
   bool is_view(ValueId id) const { return has_form(id, FusionForm::View); }
@@ -105,9 +99,16 @@ class Fuser {
   }
 
 
+  // A permutation of its operand's axes (transpose): an op whose schema takes a `perm`.
+  bool permutes(ValueId id) const {
+    if (g_[id].kind != NodeKind::Op) return false;
+    const std::vector<AttrSpec>& schema = op_info(g_[id].op).attrs;
+    return std::any_of(schema.begin(), schema.end(), [](const AttrSpec& a) { return a.name == "perm"; });
+  }
+
   // A transpose of the last two dims that only GEMM heads read: they read its operand transposed.
   bool folded_transpose(ValueId id) const {
-    if (!fuse_ || !is_op(id, OpKind::Transpose)) return false;
+    if (!fuse_ || !permutes(id)) return false;
     const std::vector<int64_t>& perm = g_[id].attrs.get("perm").as_ints();
     bool swap = perm == std::vector<int64_t>{1, 0} || perm == std::vector<int64_t>{0, 2, 1};
     if (!swap || g_.outputs.end() != std::find_if(g_.outputs.begin(), g_.outputs.end(), [&](const Output& o) { return o.value == id; }))

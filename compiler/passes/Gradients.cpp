@@ -1,5 +1,5 @@
 // The gradient table. Each rule states its math first; `x`, `a`, `b` are the operands,
-// `y` the result and `dy` the incoming gradient. Broadcasting is undone by Emitter::unbroadcast.
+// `y` the result and `dy` the incoming gradient. Broadcasting is undone by GraphWriter::unbroadcast.
 // Every rule has a finite-difference test (tests/test_autodiff.cpp).
 #include "passes/Gradients.h"
 

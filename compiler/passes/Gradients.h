@@ -5,12 +5,12 @@
 #include <optional>
 #include <vector>
 
-#include "passes/Emitter.h"
+#include "passes/GraphWriter.h"
 
 namespace gradc {
 
 struct GradCtx {
-  Emitter& e;
+  GraphWriter& e;
   ValueId y;                 // the node being differentiated
   ValueId dy;                // d loss / d y, of y's type
   std::vector<bool> wanted;  // which operands need a gradient (those on a path from a param)
@@ -32,7 +32,7 @@ GradRule grad_rule(OpKind kind);
 // jumps (relu at 0, max where two elements tie), nodes of 0s and 1s that flip as an input
 // crosses the kink, so that a finite difference straddling one is told apart.
 struct KinkCtx {
-  Emitter& e;
+  GraphWriter& e;
   ValueId y;                    // the node
   std::vector<ValueId>& masks;  // where the rule appends its masks
 

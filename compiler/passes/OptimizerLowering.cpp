@@ -11,7 +11,7 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "passes/Emitter.h"
+#include "passes/GraphWriter.h"
 
 namespace gradc {
 
@@ -112,7 +112,7 @@ class Lowering {
   }
 
   Graph& g_;
-  Emitter e_;
+  GraphWriter e_;
   const Optimizer& opt_;
   SourceLoc loc_;  // of the minimize statement: the optimizer's assigns carry it
   DType dtype_ = DType::F32;

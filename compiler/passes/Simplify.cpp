@@ -216,16 +216,9 @@ class Simplifier {
 
   // Keeps leaves and what outputs, the loss and assigns need; renumbers densely.
   static Graph eliminate_dead(Graph g) {
-    std::vector<bool> live(g.nodes.size(), false);
-    for (const Output& o : g.outputs) live[o.value] = true;
-    if (g.minimize) live[g.minimize->loss] = true;
-    for (const Assign& a : g.assigns) live[a.target] = live[a.value] = true;
-    for (ValueId id = g.size() - 1; id >= 0; --id) {
-      const Node& n = g[id];
-      if (n.kind != NodeKind::Op && n.kind != NodeKind::Constant) live[id] = true;
-      if (live[id])
-        for (ValueId a : n.args) live[a] = true;
-    }
+    std::vector<bool> live = live_values(g);
+    for (ValueId id = 0; id < g.size(); ++id)  // leaves stay (they read nothing, so nothing else changes)
+      if (g[id].kind != NodeKind::Op && g[id].kind != NodeKind::Constant) live[id] = true;
     Graph out;
     out.name = g.name;
     std::vector<ValueId> renumber(g.nodes.size(), -1);

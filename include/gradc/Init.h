@@ -39,4 +39,13 @@ Fans fans(const Shape& shape);
 // does not change the others. Throws gradc::Error for an unknown kind or a non-float type.
 Tensor initialize(const InitSpec& init, const TensorType& type, uint64_t seed, std::string_view name);
 
+// The initializers `initialize` knows, in the order above, each with the schema of its arguments
+// in the op table's attribute syntax ("value:float", "mean:float=0 std:float=1"): the one list
+// that the spec's parser and verifier read too.
+struct InitKind {
+  std::string_view name;
+  std::string_view schema;
+};
+const std::vector<InitKind>& init_kinds();
+
 }  // namespace gradc

@@ -1,14 +1,14 @@
-#include "passes/Emitter.h"
+#include "passes/GraphWriter.h"
 
 #include <algorithm>
 
 namespace gradc {
 
-ValueId Emitter::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs) {
+ValueId GraphWriter::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs) {
   return add_op(g_, kind, std::move(args), attrs);
 }
 
-ValueId Emitter::constant(double value, DType dtype) {
+ValueId GraphWriter::constant(double value, DType dtype) {
   Node n;
   n.kind = NodeKind::Constant;
   n.constant = value;
@@ -16,7 +16,7 @@ ValueId Emitter::constant(double value, DType dtype) {
   return g_.add(std::move(n));
 }
 
-ValueId Emitter::unbroadcast(ValueId v, Shape shape) {
+ValueId GraphWriter::unbroadcast(ValueId v, Shape shape) {
   const Shape from = type(v).shape;
   if (from == shape) return v;
   size_t lead = from.size() - shape.size();
@@ -27,7 +27,7 @@ ValueId Emitter::unbroadcast(ValueId v, Shape shape) {
   return type(summed).shape == shape ? summed : op(OpKind::Reshape, {summed}, {{"shape", Attr(shape)}});
 }
 
-ValueId Emitter::expand(ValueId v, std::vector<int64_t> axes, Shape shape) {
+ValueId GraphWriter::expand(ValueId v, std::vector<int64_t> axes, Shape shape) {
   Shape kept = shape;
   for (int64_t a : axes) kept[static_cast<size_t>(a)] = 1;
   if (type(v).shape != kept) v = op(OpKind::Reshape, {v}, {{"shape", Attr(kept)}});
