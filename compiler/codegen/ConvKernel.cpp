@@ -1,4 +1,4 @@
-// Conv kernels (conv2d and its epilogue) and Op kernels (an op's own loop nest: pooling, conv
+// Conv kernels (conv2d and its epilogue) and Alone kernels (an op's own loop nest: pooling, conv
 // gradients, ...): image ops on the pool by images, conv2d's weight gradient by blocks of weights.
 #include "codegen/KernelBody.h"
 
@@ -13,7 +13,7 @@ std::vector<Buffer> KernelBody::op_args(const Node& n) const {
   return args;
 }
 
-void KernelBody::op() {
+void KernelBody::alone() {
   ValueId m = kernel_.members[0];
   const Node& n = g_[m];
   GRADC_ASSERT(cg(m).loops, "{} has no loop nest of its own", op_info(n.op).name);
@@ -61,7 +61,7 @@ void KernelBody::each_image(llvm::Value* first, llvm::Value* last,
 // each result; the raw conv is stored only if it is an output of the kernel. Without an
 // epilogue it is the conv2d op's own loop nest.
 void KernelBody::conv() {
-  if (kernel_.members.size() == 1) return op();
+  if (kernel_.members.size() == 1) return alone();
   ValueId m = kernel_.members[0];
   const Node& n = g_[m];
   if (n.type.dtype == DType::I32 || g_[n.args[0]].type.dtype == DType::I32 || g_[n.args[1]].type.dtype == DType::I32)

@@ -38,7 +38,7 @@ void KernelBody::emit() {
     case KernelKind::MatMul: matmul(); break;
     case KernelKind::Conv: conv(); break;
     case KernelKind::RowWise: rowwise(); break;
-    case KernelKind::Op: op(); break;
+    case KernelKind::Alone: alone(); break;
   }
   check_finite();
 }

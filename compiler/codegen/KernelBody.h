@@ -1,7 +1,7 @@
 // The code of one kernel's body, whatever its kind: its members' code over the buffers the memory
 // plan gave it (FunctionEmitter in ModuleEmitter.cpp makes the kernel's function and calls emit).
 // One class, its methods in one file per kernel kind: LoopKernel.cpp, RowWiseKernel.cpp,
-// MatMulKernel.cpp, ConvKernel.cpp (Conv and Op kernels); what they share is in KernelBody.cpp.
+// MatMulKernel.cpp, ConvKernel.cpp (Conv and Alone kernels); what they share is in KernelBody.cpp.
 // Kernels split their work over the pool with codegen/ParallelTasks.h (split_tasks).
 #pragma once
 
@@ -93,9 +93,9 @@ class KernelBody {
   // ---- RowWiseKernel.cpp
   void rowwise();
 
-  // ---- ConvKernel.cpp: Conv kernels and Op kernels (pooling and the others' own loop nests)
+  // ---- ConvKernel.cpp: Conv kernels and Alone kernels (pooling and the others' own loop nests)
   std::vector<Buffer> op_args(const Node& n) const;
-  void op();
+  void alone();
   bool worth_tasks() const { return kernel_.flops >= kParallelFlops || kernel_.bytes >= kParallelBytes; }
   void each_image(llvm::Value* first, llvm::Value* last,
                   const std::function<void(const std::vector<Buffer>& args, const Buffer& out, llvm::Value* image)>& body);

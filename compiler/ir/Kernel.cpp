@@ -14,7 +14,7 @@ const char* kind_name(KernelKind k) {
     case KernelKind::MatMul: return "matmul";
     case KernelKind::Conv: return "conv";
     case KernelKind::RowWise: return "rowwise";
-    case KernelKind::Op: return "op";
+    case KernelKind::Alone: return "alone";
   }
   return "?";
 }

@@ -15,7 +15,8 @@
 //   - RowWise: softmax, log_softmax and cross-entropy with class ids over the rows of one
 //             matrix in memory, each row's max and log-sum-exp computed once, then an epilogue
 //             of Loop members over the matrix's domain (the loss's gradient, a column sum).
-//   - Op:     a single op with a loop nest of its own (conv gradients, pooling, losses, ...).
+//   - Alone:  a single op with a loop nest of its own (conv gradients, pooling, losses, ...):
+//             the table's Alone form.
 // MatMul, Conv and RowWise kernels are headed: the head (members[0], or the row ops) reads its
 // operands from memory, and no epilogue member may feed it.
 // Members of a Graph that are views (reshape) or folded transposes are in no kernel.
@@ -31,7 +32,7 @@
 
 namespace gradc {
 
-enum class KernelKind : uint8_t { Loop, MatMul, Conv, RowWise, Op };
+enum class KernelKind : uint8_t { Loop, MatMul, Conv, RowWise, Alone };
 
 struct Kernel {
   std::string name;

@@ -198,7 +198,7 @@ class Fuser {
       }
       case Form::Reduction: add_member(new_kernel(KernelKind::Loop, g_[n.args[0]].type.shape), id); return;
       case Form::Scalar: add_member(new_kernel(KernelKind::Loop, n.type.shape), id); return;
-      case Form::Alone: add_member(new_kernel(KernelKind::Op, n.type.shape), id); return;
+      case Form::Alone: add_member(new_kernel(KernelKind::Alone, n.type.shape), id); return;
     }
   }
 
@@ -362,8 +362,8 @@ class Fuser {
 
   FusionDecision can_merge(int p, int q) {
     const Kernel &kp = kernels_[static_cast<size_t>(p)], &kq = kernels_[static_cast<size_t>(q)];
-    if (kp.kind == KernelKind::Op) return {"computed by an op that runs alone"};
-    if (kq.kind == KernelKind::Op) return {"read by an op that runs alone"};
+    if (kp.kind == KernelKind::Alone) return {"computed by an op that runs alone"};
+    if (kq.kind == KernelKind::Alone) return {"read by an op that runs alone"};
     if (kp.domain != kq.domain) return {"the two kernels loop over different shapes"};
     bool rows_pair = kp.kind == KernelKind::RowWise && kq.kind == KernelKind::RowWise && kp.rows == kq.rows;
     if (headed(kp) && headed(kq) && !rows_pair) return {"both kernels have a head: a matmul, a conv or rows"};
@@ -552,7 +552,7 @@ class Fuser {
     scalars_in_.assign(kernels_.size(), {});
     first_with_.assign(g_.nodes.size(), -1);  // the first kernel a scalar is a member of
     for (size_t k = 0; k < kernels_.size(); ++k) {
-      if (kernels_[k].kind == KernelKind::Op) continue;
+      if (kernels_[k].kind == KernelKind::Alone) continue;
       std::vector<ValueId> members = kernels_[k].members;
       for (ValueId m : members)
         for (ValueId a : g_[m].args)
@@ -624,7 +624,7 @@ class Fuser {
     int64_t domain = TensorType{DType::F32, k.domain}.numel();
     for (ValueId m : k.members) {
       const Node& n = g_[m];
-      if (k.kind == KernelKind::Op || is_head(k, m)) {
+      if (k.kind == KernelKind::Alone || is_head(k, m)) {
         std::vector<TensorType> args;
         for (ValueId a : n.args) args.push_back(g_[a].type);
         k.flops = saturating_add(k.flops, op_flops(n.op, n.type, args));
@@ -657,8 +657,8 @@ class Fuser {
       if (auto it = refused_.find({v, reader}); it != refused_.end()) why = it->second;
       else if (!fuse_) why = "fusion is off";
       else if (r != v) why = "read through a reshape, which fusion does not follow";
-      else if (k.kind == KernelKind::Op) why = "read by an op that runs alone";
-      else if (kernels_[static_cast<size_t>(kernel_of_[at(r)])].kind == KernelKind::Op) why = "computed by an op that runs alone";
+      else if (k.kind == KernelKind::Alone) why = "read by an op that runs alone";
+      else if (kernels_[static_cast<size_t>(kernel_of_[at(r)])].kind == KernelKind::Alone) why = "computed by an op that runs alone";
       else if ((has_head_operands(k) && (v == k.a || v == k.b)) || v == k.rows) why = "read whole by the kernel's head";
       else if (is_reduction(r)) why = "a reduction, whole only after its kernel's loop";
       else why = "not tried: its reader is a head or a row op";

@@ -124,7 +124,7 @@ static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_co
       if (g.viewed(in) != in) viewed[static_cast<size_t>(g.viewed(in))] = true;
   for (size_t k = 0; k < p.kernels.size(); ++k) {
     const Kernel& kernel = p.kernels[k];
-    if (kernel.kind == KernelKind::Op) continue;
+    if (kernel.kind == KernelKind::Alone) continue;
     std::vector<size_t> taken;  // buffers already given to an output of this kernel
     for (ValueId v : kernel.outputs) {
       auto vb = buffer_of.find(v);
@@ -198,7 +198,7 @@ void plan_memory(KernelProgram& p) {
     for (int32_t j : reading[static_cast<size_t>(target)]) {
       const Kernel& kernel = p.kernels[static_cast<size_t>(j)];
       if (j < k) continue;
-      if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
+      if (j > k || kernel.kind == KernelKind::Alone || kernel.domain != g[target].type.shape) return false;
       bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;  // the head reads a and b whole
       if (headed && (g.viewed(kernel.a) == target || g.viewed(kernel.b) == target)) return false;
       if (kernel.kind == KernelKind::RowWise && g.viewed(kernel.rows) == target) return false;
