@@ -10,6 +10,7 @@
 #include <set>
 
 #include "passes/MemoryPlan.h"
+#include "runtime/Format.h"
 
 namespace gradc {
 

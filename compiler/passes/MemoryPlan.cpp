@@ -4,6 +4,7 @@
 #include <map>
 
 #include "passes/ArenaPacking.h"
+#include "passes/LiveRanges.h"
 
 namespace gradc {
 
@@ -73,39 +74,24 @@ static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_co
 
 void plan_memory(KernelProgram& p) {
   const Graph& g = p.graph;
-  const int32_t end = static_cast<int32_t>(p.kernels.size());  // the final copies' index
+  const ValueUses uses = find_uses(p);
+  const int32_t end = uses.end;  // the final copies' index
+  const std::vector<bool>& read_by_copy = uses.read_by_copy;
   std::vector<Location>& loc = p.locations;
   loc.assign(g.nodes.size(), {});
-  std::vector<int32_t> writer(g.nodes.size(), -1), last_read(g.nodes.size(), -1);
-  for (int32_t k = 0; k < end; ++k) {
-    for (ValueId v : p.kernels[static_cast<size_t>(k)].outputs) {
-      GRADC_ASSERT(writer[static_cast<size_t>(v)] < 0, "value {} is stored by kernels {} and {}", v, writer[static_cast<size_t>(v)], k);
-      writer[static_cast<size_t>(v)] = k;
-    }
-    for (ValueId v : p.kernels[static_cast<size_t>(k)].inputs) last_read[static_cast<size_t>(g.viewed(v))] = k;
-  }
   std::map<ValueId, int> outputs, assigns;  // how often a value is output, assigned
   // By the value itself: an output that is a view (reshape) of a value is copied from that
   // value's buffer into its own slot; the value has no output slot to be written into.
   std::map<ValueId, ValueId> assigned_to;   // the target of the first assign of a value
   for (const Output& o : g.outputs) ++outputs[o.value];
   for (const Assign& a : g.assigns) ++assigns[g.viewed(a.value)], assigned_to.emplace(g.viewed(a.value), a.target);
-  std::vector<bool> read_by_copy(g.nodes.size(), false);
-  for (const Output& o : g.outputs) read_by_copy[static_cast<size_t>(g.viewed(o.value))] = true;
-  for (const Assign& a : g.assigns) read_by_copy[static_cast<size_t>(g.viewed(a.value))] = true;
 
   // May kernel k write the new value of `target` over the old one? Only if no other kernel reads
   // the old value later, no copy reads it, and k itself reads it (if at all) at the very
   // element it writes: a Loop kernel or a matmul's or conv's epilogue over the target's shape.
-  std::vector<std::vector<int32_t>> reading(g.nodes.size());  // the kernels that read a value (through views), in order
-  for (int32_t j = 0; j < end; ++j)
-    for (ValueId v : p.kernels[static_cast<size_t>(j)].inputs) {
-      std::vector<int32_t>& list = reading[static_cast<size_t>(g.viewed(v))];
-      if (list.empty() || list.back() != j) list.push_back(j);
-    }
   auto in_place = [&](ValueId target, int32_t k) {
     if (read_by_copy[static_cast<size_t>(target)]) return false;
-    for (int32_t j : reading[static_cast<size_t>(target)]) {
+    for (int32_t j : uses.readers[static_cast<size_t>(target)]) {
       const Kernel& kernel = p.kernels[static_cast<size_t>(j)];
       if (j < k) continue;
       if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
@@ -126,7 +112,7 @@ void plan_memory(KernelProgram& p) {
       loc[static_cast<size_t>(id)] = {Location::Leaf, 0, id};
       continue;
     }
-    int32_t k = writer[static_cast<size_t>(id)];
+    int32_t k = uses.first(id);
     if (k < 0) continue;  // a member used only inside its kernel, a constant, a view (below)
     if (outputs[id] == 1 && assigns[id] == 0) {
       loc[static_cast<size_t>(id)] = {Location::Output, 0, id};
@@ -139,8 +125,7 @@ void plan_memory(KernelProgram& p) {
         continue;
       }
     }
-    int32_t last = read_by_copy[static_cast<size_t>(id)] ? end : std::max(last_read[static_cast<size_t>(id)], k);
-    p.buffers.push_back({id, bytes_of(n), 0, k, last});
+    p.buffers.push_back({id, bytes_of(n), 0, k, uses.last(id)});
   }
 
   share_in_place(p, read_by_copy);
