@@ -1,8 +1,13 @@
+// The memory plan's entry point: the three steps in order (as XLA's buffer assignment runs
+// its alias analysis, live ranges and heap simulator): each value's uses (LiveRanges.h), where
+// each may be written other than a buffer of its own (AliasAnalysis.h), then the buffers
+// packed into one arena (ArenaPacking.h); and around them the final copies and the totals
+// that `gradc dump --stage plan` and the memory report print.
 #include "passes/MemoryPlan.h"
 
-#include <algorithm>
 #include <map>
 
+#include "passes/AliasAnalysis.h"
 #include "passes/ArenaPacking.h"
 #include "passes/LiveRanges.h"
 
@@ -12,127 +17,11 @@ namespace {
 
 int64_t bytes_of(const Node& n) { return saturating_bytes(n.type); }
 
-// Does member m read its operands only at the element its kernel's loop writes (the op table's
-// elementwise form)? Then its kernel may store a result over one of them: every load of an
-// element comes before the store to it. one_hot reads its row's class id, a reduction folds
-// a group.
-bool reads_at_element(const Graph& g, ValueId m) { return op_info(g[m].op).form == FusionForm::Elementwise; }
-
-}  // namespace
-
-// An output of a kernel may take the buffer of an input of the same type that the kernel reads
-// at the very element it writes and that nobody reads after it (the kernel loads such inputs
-// before it stores): `dx = dy * mask` overwrites dy, a gradient summed from two uses
-// accumulates in place.
-static void share_in_place(KernelProgram& p, const std::vector<bool>& read_by_copy) {
+// An assign takes effect at once, so a param or state that another assign reads and that is
+// itself assigned is staged first: a buffer live only at the final copies. Returns each
+// staged leaf's buffer in p.buffers.
+std::map<ValueId, size_t> add_staging_buffers(KernelProgram& p, int32_t end) {
   const Graph& g = p.graph;
-  std::map<ValueId, size_t> buffer_of;
-  for (size_t i = 0; i < p.buffers.size(); ++i) buffer_of[p.buffers[i].value] = i;
-  std::vector<bool> gone(p.buffers.size(), false);
-  std::vector<bool> viewed(g.nodes.size(), false);  // a view of it is read by some kernel
-  for (const Kernel& kernel : p.kernels)
-    for (ValueId in : kernel.inputs)
-      if (g.viewed(in) != in) viewed[static_cast<size_t>(g.viewed(in))] = true;
-  for (size_t k = 0; k < p.kernels.size(); ++k) {
-    const Kernel& kernel = p.kernels[k];
-    if (kernel.kind == KernelKind::Op) continue;
-    std::vector<size_t> taken;  // buffers already given to an output of this kernel
-    for (ValueId v : kernel.outputs) {
-      auto vb = buffer_of.find(v);
-      if (vb == buffer_of.end() || gone[vb->second] || g[v].type.shape != kernel.domain) continue;
-      for (ValueId u : kernel.inputs) {
-        auto ub = buffer_of.find(u);
-        if (ub == buffer_of.end() || gone[ub->second] || g[u].type != g[v].type || read_by_copy[static_cast<size_t>(u)]) continue;
-        ArenaBuffer& ubuf = p.buffers[ub->second];
-        if (ubuf.last != static_cast<int32_t>(k) || std::find(taken.begin(), taken.end(), ub->second) != taken.end()) continue;
-        if (u == kernel.a || u == kernel.b || u == kernel.rows) continue;
-        bool same_element = true;  // every member reads u at the element it computes
-        for (ValueId m : kernel.members)
-          for (ValueId a : g[m].args)
-            if (a == u && !reads_at_element(g, m)) same_element = false;
-        if (viewed[static_cast<size_t>(u)]) same_element = false;  // no view of u is read anywhere
-        if (!same_element) continue;
-        ArenaBuffer& vbuf = p.buffers[vb->second];
-        ubuf.last = std::max(ubuf.last, vbuf.last);
-        gone[vb->second] = true;
-        taken.push_back(ub->second);
-        buffer_of[v] = ub->second;
-        break;
-      }
-    }
-  }
-  // The shared buffers' values: the first holder names the buffer; the others follow it.
-  std::vector<ArenaBuffer> kept;
-  std::map<size_t, size_t> renumber;
-  for (size_t i = 0; i < p.buffers.size(); ++i)
-    if (!gone[i]) renumber[i] = kept.size(), kept.push_back(p.buffers[i]);
-  p.shared.clear();
-  for (auto [v, i] : buffer_of)
-    if (kept[renumber.at(i)].value != v) p.shared.emplace_back(v, kept[renumber.at(i)].value);
-  p.buffers = std::move(kept);
-}
-
-void plan_memory(KernelProgram& p) {
-  const Graph& g = p.graph;
-  const ValueUses uses = find_uses(p);
-  const int32_t end = uses.end;  // the final copies' index
-  const std::vector<bool>& read_by_copy = uses.read_by_copy;
-  std::vector<Location>& loc = p.locations;
-  loc.assign(g.nodes.size(), {});
-  std::map<ValueId, int> outputs, assigns;  // how often a value is output, assigned
-  // By the value itself: an output that is a view (reshape) of a value is copied from that
-  // value's buffer into its own slot; the value has no output slot to be written into.
-  std::map<ValueId, ValueId> assigned_to;   // the target of the first assign of a value
-  for (const Output& o : g.outputs) ++outputs[o.value];
-  for (const Assign& a : g.assigns) ++assigns[g.viewed(a.value)], assigned_to.emplace(g.viewed(a.value), a.target);
-
-  // May kernel k write the new value of `target` over the old one? Only if no other kernel reads
-  // the old value later, no copy reads it, and k itself reads it (if at all) at the very
-  // element it writes: a Loop kernel or a matmul's or conv's epilogue over the target's shape.
-  auto in_place = [&](ValueId target, int32_t k) {
-    if (read_by_copy[static_cast<size_t>(target)]) return false;
-    for (int32_t j : uses.readers[static_cast<size_t>(target)]) {
-      const Kernel& kernel = p.kernels[static_cast<size_t>(j)];
-      if (j < k) continue;
-      if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
-      bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;  // the head reads a and b whole
-      if (headed && (g.viewed(kernel.a) == target || g.viewed(kernel.b) == target)) return false;
-      if (kernel.kind == KernelKind::RowWise && g.viewed(kernel.rows) == target) return false;
-      for (ValueId m : kernel.members)
-        for (ValueId a : g[m].args)
-          if (g.viewed(a) == target && (a != target || !reads_at_element(g, m)))
-            return false;
-    }
-    return true;
-  };
-
-  for (ValueId id = 0; id < g.size(); ++id) {
-    const Node& n = g[id];
-    if (n.kind == NodeKind::Input || n.kind == NodeKind::Param || n.kind == NodeKind::State) {
-      loc[static_cast<size_t>(id)] = {Location::Leaf, 0, id};
-      continue;
-    }
-    int32_t k = uses.first(id);
-    if (k < 0) continue;  // a member used only inside its kernel, a constant, a view (below)
-    if (outputs[id] == 1 && assigns[id] == 0) {
-      loc[static_cast<size_t>(id)] = {Location::Output, 0, id};
-      continue;
-    }
-    if (outputs[id] == 0 && assigns[id] == 1) {
-      ValueId target = assigned_to.at(id);
-      if (in_place(target, k)) {
-        loc[static_cast<size_t>(id)] = {Location::Assigned, 0, target};
-        continue;
-      }
-    }
-    p.buffers.push_back({id, bytes_of(n), 0, k, uses.last(id)});
-  }
-
-  share_in_place(p, read_by_copy);
-
-  // Final copies: outputs, then staging of params and states that assigns read, then assigns.
-  auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(g.viewed(v))]; };
-  std::vector<FinalCopy> staged;
   std::map<ValueId, size_t> staged_index;  // leaf -> its staging buffer in p.buffers
   std::vector<bool> is_target(g.nodes.size(), false);
   for (const Assign& a : g.assigns) is_target[static_cast<size_t>(a.target)] = true;
@@ -145,13 +34,14 @@ void plan_memory(KernelProgram& p) {
       p.buffers.push_back({src, bytes_of(s), 0, end, end});
     }
   }
-  int64_t arena = place_buffers(p.buffers);
-  for (const ArenaBuffer& b : p.buffers)
-    if (!staged_index.count(b.value) || g[b.value].kind == NodeKind::Op) loc[static_cast<size_t>(b.value)] = {Location::Arena, b.offset, b.value};
-  for (auto [v, holder] : p.shared) loc[static_cast<size_t>(v)] = loc[static_cast<size_t>(holder)];
-  for (ValueId id = 0; id < g.size(); ++id)  // views read their root's bytes
-    if (g.viewed(id) != id) loc[static_cast<size_t>(id)] = location_of(id);
+  return staged_index;
+}
 
+// Final copies: outputs, then staging of params and states that assigns read, then assigns.
+void add_final_copies(KernelProgram& p, const std::map<ValueId, size_t>& staged_index) {
+  const Graph& g = p.graph;
+  const std::vector<Location>& loc = p.locations;
+  auto location_of = [&](ValueId v) { return loc[static_cast<size_t>(g.viewed(v))]; };
   for (const Output& o : g.outputs) {
     Location to{Location::Output, 0, o.value};
     if (location_of(o.value) != to) p.copies.push_back({o.value, location_of(o.value), to});
@@ -161,17 +51,35 @@ void plan_memory(KernelProgram& p) {
   for (const Assign& a : g.assigns) {
     Location to{Location::Assigned, 0, a.target};
     ValueId src = g.viewed(a.value);
-    Location from = staged_index.count(src) ? Location{Location::Arena, p.buffers[staged_index[src]].offset, src} : location_of(a.value);
+    auto staged = staged_index.find(src);
+    Location from = staged != staged_index.end() ? Location{Location::Arena, p.buffers[staged->second].offset, src} : location_of(a.value);
     if (from != to) p.copies.push_back({a.value, from, to});
   }
+}
 
-  p.arena_bytes = arena;
+}  // namespace
+
+void plan_memory(KernelProgram& p) {
+  const Graph& g = p.graph;
+  const ValueUses uses = find_uses(p);  // 1. live ranges
+  place_in_slots(p, uses);              // 2. alias analysis: values written straight into slots,
+  for (ValueId id = 0; id < g.size(); ++id)  // every other stored value into a buffer of its own,
+    if (p.locations[static_cast<size_t>(id)].kind == Location::None && uses.first(id) >= 0)
+      p.buffers.push_back({id, bytes_of(g[id]), 0, uses.first(id), uses.last(id)});
+  share_in_place(p, uses);  // or over one of its kernel's inputs
+  std::map<ValueId, size_t> staged_index = add_staging_buffers(p, uses.end);
+  p.arena_bytes = place_buffers(p.buffers);  // 3. packing
+  for (const ArenaBuffer& b : p.buffers)
+    if (!staged_index.count(b.value) || g[b.value].kind == NodeKind::Op) p.locations[static_cast<size_t>(b.value)] = {Location::Arena, b.offset, b.value};
+  locate_aliases(p);
+  add_final_copies(p, staged_index);
+
   p.unshared_bytes = 0;
   for (const ArenaBuffer& b : p.buffers) p.unshared_bytes += arena_aligned(b.bytes);
   p.naive_bytes = 0;
   for (const Node& n : g.nodes)
     if (n.kind == NodeKind::Op && op_info(n.op).form != FusionForm::View) p.naive_bytes += arena_aligned(bytes_of(n));  // views: no bytes
-  p.lower_bound_bytes = peak_live_bytes(p.buffers, end);
+  p.lower_bound_bytes = peak_live_bytes(p.buffers, uses.end);
 }
 
 }  // namespace gradc
