@@ -19,24 +19,24 @@ namespace {
 // a group.
 bool reads_at_element(const Graph& g, ValueId m) { return op_info(g[m].op).form == FusionForm::Elementwise; }
 
-// May kernel k write the new value of `target` over the old one? Only if no other kernel reads
-// the old value later, no copy reads it, and k itself reads it (if at all) at the very
-// element it writes: a Loop kernel or a matmul's or conv's epilogue over the target's shape.
-bool may_update_in_place(const KernelProgram& p, const ValueUses& uses, ValueId target, int32_t k) {
+// May kernel k store a value over the bytes of u? Only if nothing reads u after k (no later
+// kernel, no final copy) and k itself reads u, if at all, at the very element it writes: a
+// Loop kernel or a matmul's, conv's or row op's epilogue over u's shape, not the head (which
+// reads a and b, or the rows, whole), and every member that reads u reads u itself (not a
+// view of it) with the elementwise form.
+bool may_write_over(const KernelProgram& p, const ValueUses& uses, int32_t k, ValueId u) {
   const Graph& g = p.graph;
-  if (uses.read_by_copy[static_cast<size_t>(target)]) return false;
-  for (int32_t j : uses.readers[static_cast<size_t>(target)]) {
-    const Kernel& kernel = p.kernels[static_cast<size_t>(j)];
-    if (j < k) continue;
-    if (j > k || kernel.kind == KernelKind::Op || kernel.domain != g[target].type.shape) return false;
-    bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;  // the head reads a and b whole
-    if (headed && (g.viewed(kernel.a) == target || g.viewed(kernel.b) == target)) return false;
-    if (kernel.kind == KernelKind::RowWise && g.viewed(kernel.rows) == target) return false;
-    for (ValueId m : kernel.members)
-      for (ValueId a : g[m].args)
-        if (g.viewed(a) == target && (a != target || !reads_at_element(g, m)))
-          return false;
-  }
+  size_t i = static_cast<size_t>(u);  // a view root: readers are counted there
+  if (uses.read_by_copy[i] || uses.last_read[i] > k) return false;
+  if (uses.last_read[i] < k) return true;  // k does not read u
+  const Kernel& kernel = p.kernels[static_cast<size_t>(k)];
+  if (kernel.kind == KernelKind::Op || kernel.domain != g[u].type.shape) return false;
+  bool headed = kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv;
+  if (headed && (g.viewed(kernel.a) == u || g.viewed(kernel.b) == u)) return false;
+  if (kernel.kind == KernelKind::RowWise && g.viewed(kernel.rows) == u) return false;
+  for (ValueId m : kernel.members)
+    for (ValueId a : g[m].args)
+      if (g.viewed(a) == u && (a != u || !reads_at_element(g, m))) return false;
   return true;
 }
 
@@ -66,18 +66,18 @@ void place_in_slots(KernelProgram& p, const ValueUses& uses) {
     }
     if (outputs[id] == 0 && assigns[id] == 1) {
       ValueId target = assigned_to.at(id);
-      if (may_update_in_place(p, uses, target, k)) loc[static_cast<size_t>(id)] = {Location::Assigned, 0, target};
+      if (may_write_over(p, uses, k, target)) loc[static_cast<size_t>(id)] = {Location::Assigned, 0, target};
     }
   }
 }
 
-// An output of a kernel may take the buffer of an input of the same type that the kernel reads
-// at the very element it writes and that nobody reads after it (the kernel loads such inputs
-// before it stores): `dx = dy * mask` overwrites dy, a gradient summed from two uses
-// accumulates in place.
+// An output of a kernel may take the buffer of an input of the same type that the kernel may
+// write over (above), and of which no view is read anywhere: `dx = dy * mask` overwrites dy,
+// a gradient summed from two uses accumulates in place. Values that took a buffer may pass it
+// on in a later kernel; an output takes one buffer at most, and a buffer goes to one output of
+// a kernel.
 void share_in_place(KernelProgram& p, const ValueUses& uses) {
   const Graph& g = p.graph;
-  const std::vector<bool>& read_by_copy = uses.read_by_copy;
   std::map<ValueId, size_t> buffer_of;
   for (size_t i = 0; i < p.buffers.size(); ++i) buffer_of[p.buffers[i].value] = i;
   std::vector<bool> gone(p.buffers.size(), false);
@@ -87,24 +87,15 @@ void share_in_place(KernelProgram& p, const ValueUses& uses) {
       if (g.viewed(in) != in) viewed[static_cast<size_t>(g.viewed(in))] = true;
   for (size_t k = 0; k < p.kernels.size(); ++k) {
     const Kernel& kernel = p.kernels[k];
-    if (kernel.kind == KernelKind::Op) continue;
     std::vector<size_t> taken;  // buffers already given to an output of this kernel
     for (ValueId v : kernel.outputs) {
       auto vb = buffer_of.find(v);
-      if (vb == buffer_of.end() || gone[vb->second] || g[v].type.shape != kernel.domain) continue;
+      if (vb == buffer_of.end() || gone[vb->second]) continue;
       for (ValueId u : kernel.inputs) {
         auto ub = buffer_of.find(u);
-        if (ub == buffer_of.end() || gone[ub->second] || g[u].type != g[v].type || read_by_copy[static_cast<size_t>(u)]) continue;
-        ArenaBuffer& ubuf = p.buffers[ub->second];
-        if (ubuf.last != static_cast<int32_t>(k) || std::find(taken.begin(), taken.end(), ub->second) != taken.end()) continue;
-        if (u == kernel.a || u == kernel.b || u == kernel.rows) continue;
-        bool same_element = true;  // every member reads u at the element it computes
-        for (ValueId m : kernel.members)
-          for (ValueId a : g[m].args)
-            if (a == u && !reads_at_element(g, m)) same_element = false;
-        if (viewed[static_cast<size_t>(u)]) same_element = false;  // no view of u is read anywhere
-        if (!same_element) continue;
-        ArenaBuffer& vbuf = p.buffers[vb->second];
+        if (ub == buffer_of.end() || gone[ub->second] || std::find(taken.begin(), taken.end(), ub->second) != taken.end()) continue;
+        if (g[u].type != g[v].type || viewed[static_cast<size_t>(u)] || !may_write_over(p, uses, static_cast<int32_t>(k), u)) continue;
+        ArenaBuffer &ubuf = p.buffers[ub->second], &vbuf = p.buffers[vb->second];
         ubuf.last = std::max(ubuf.last, vbuf.last);
         gone[vb->second] = true;
         taken.push_back(ub->second);
