@@ -4,7 +4,11 @@
 // assign's value straight into the param or state it updates when that is safe (nothing
 // reads the old value later); every other stored value gets an arena buffer live from the
 // kernel that writes it to the last kernel that reads it, and buffers whose lives do not
-// overlap share bytes (greedy by size, best fit, 64-byte aligned).
+// overlap share bytes (best fit in order of first use, 64-byte aligned).
+//
+// plan_memory runs three steps, a file each: live ranges (LiveRanges.h), alias analysis, the
+// one place the in-place rules live (AliasAnalysis.h), and arena packing (ArenaPacking.cpp,
+// which defines place_buffers and check_plan below).
 #pragma once
 
 #include <string>
