@@ -111,12 +111,15 @@ struct Classes {
 
 Classes find_classes(const Graph& g) {
   for (const Node& n : g.nodes) {
-    if (n.kind != NodeKind::Op || n.op != OpKind::SoftmaxCrossEntropy) continue;
-    const Node& logits = g[n.args[0]];
-    const Node& labels = g[n.args[1]];
-    if (labels.kind == NodeKind::Input && labels.type.dtype == DType::I32 && labels.type.rank() == 1 &&
-        logits.type.rank() == 2 && !logits.is_leaf())
-      return {n.args[0], labels.name, logits.type.shape[1]};
+    // A loss over logits and an operand of class ids (the op table's column): the classifier.
+    if (n.kind != NodeKind::Op || !op_info(n.op).has(kLoss) || n.args.size() != 2) continue;
+    std::optional<ClassIds> ids = op_info(n.op).class_ids(g, n);
+    if (!ids) continue;
+    ValueId logits_id = n.args[1 - ids->operand];
+    const Node& logits = g[logits_id];
+    const Node& labels = g[n.args[ids->operand]];
+    if (labels.kind == NodeKind::Input && labels.type.rank() == 1 && logits.type.rank() == 2 && !logits.is_leaf())
+      return {logits_id, labels.name, ids->classes};
   }
   return {};
 }

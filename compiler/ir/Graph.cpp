@@ -14,11 +14,24 @@ ValueId Graph::viewed(ValueId id) const {
   return id;
 }
 
+std::optional<ClassIds> no_class_ids(const Graph&, const Node&) { return std::nullopt; }
+
+// softmax_cross_entropy(logits, labels): i32 labels are class ids over the logits' last axis
+// (f32 labels are probabilities).
+std::optional<ClassIds> class_ids_of_labels(const Graph& g, const Node& n) {
+  if (g[n.args[1]].type.dtype != DType::I32) return std::nullopt;
+  return ClassIds{1, g[n.args[0]].type.shape.back()};
+}
+
+std::optional<ClassIds> class_ids_of_one_hot(const Graph&, const Node& n) {
+  return ClassIds{0, n.attrs.get("classes").as_int()};
+}
+
 int64_t class_count(const Graph& g, ValueId input) {
   for (const Node& n : g.nodes) {
-    if (n.kind != NodeKind::Op || n.args.empty()) continue;
-    if (n.op == OpKind::SoftmaxCrossEntropy && n.args[1] == input) return g[n.args[0]].type.shape[1];
-    if (n.op == OpKind::OneHot && n.args[0] == input) return n.attrs.get("classes").as_int();
+    if (n.kind != NodeKind::Op) continue;
+    std::optional<ClassIds> ids = op_info(n.op).class_ids(g, n);
+    if (ids && n.args[ids->operand] == input) return ids->classes;
   }
   return 1;
 }

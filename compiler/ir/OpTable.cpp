@@ -4,8 +4,8 @@ namespace gradc {
 
 const std::vector<OpInfo>& all_ops() {
   static const std::vector<OpInfo> table = {
-#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, fold, expand, ...) \
-  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer, FusionForm::form, gemm, expand},
+#define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, fold, expand, class_ids, ...) \
+  {OpKind::Id, #spelling, arity, traits, parse_schema(schema), infer, FusionForm::form, gemm, expand, class_ids},
 #include "gradc/Ops.def"
   };
   return table;

@@ -60,6 +60,13 @@ struct ExpandCtx {
 };
 using ExpandRule = ValueId (*)(ExpandCtx&);
 
+// An operand that an op reads as class ids in [0, classes) (the table's class-ids column).
+struct ClassIds {
+  size_t operand = 0;
+  int64_t classes = 1;
+};
+using ClassIdsFn = std::optional<ClassIds> (*)(const Graph& g, const Node& n);
+
 struct OpInfo;
 
 // What a shape rule sees: the operand types and the bound attributes. A rule returns the
@@ -89,6 +96,7 @@ struct OpInfo {
   FusionForm form;
   GemmShapeFn gemm;  // nullopt: not a matrix product
   ExpandRule expand;  // a composite op's expansion; `primitive` for the others
+  ClassIdsFn class_ids;  // nullopt: it reads no operand as class ids
 
   bool has(OpTrait t) const { return (traits & t) != 0; }
   bool composite() const;
@@ -111,6 +119,11 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
 #define OP(Id, spelling, arity, traits, schema, infer, eval, grad, emit, form, gemm, kinks, fold, expand, ...) \
   ValueId expand(ExpandCtx&);
 #include "gradc/Ops.def"
+
+// Class-id operands (Graph.cpp defines them).
+std::optional<ClassIds> no_class_ids(const Graph& g, const Node& n);
+std::optional<ClassIds> class_ids_of_labels(const Graph& g, const Node& n);
+std::optional<ClassIds> class_ids_of_one_hot(const Graph& g, const Node& n);
 
 // GEMM shapes (Cost.cpp defines them; no_gemm for every other op).
 std::optional<GemmShape> no_gemm(const TensorType&, const std::vector<TensorType>&);
