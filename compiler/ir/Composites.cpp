@@ -38,15 +38,6 @@ ValueId ExpandCtx::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs
   return add_op(g, kind, std::move(args), attrs, n.loc);
 }
 
-ValueId ExpandCtx::constant(double value) {
-  Node c;
-  c.kind = NodeKind::Constant;
-  c.constant = value;
-  c.type = TensorType{n.type.dtype, {}};
-  c.loc = n.loc;
-  return g.add(std::move(c));
-}
-
 // ---- the expansions, one per composite op of gradc/Ops.def
 
 // x² = x · x: the same bits as a multiply of its own, and its gradient dy·x + dy·x = 2 x dy.

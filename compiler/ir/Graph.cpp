@@ -47,6 +47,13 @@ std::vector<bool> live_values(const Graph& g) {
   return live;
 }
 
+void copy_results(const Graph& from, const std::vector<ValueId>& map, Graph& to) {
+  auto at = [&](ValueId v) { return map[static_cast<size_t>(v)]; };
+  for (const Output& o : from.outputs) to.outputs.push_back({at(o.value), o.loc});
+  if (from.minimize) to.minimize = Minimize{at(from.minimize->loss), from.minimize->optimizer, from.minimize->loc};
+  for (const Assign& a : from.assigns) to.assigns.push_back({at(a.target), at(a.value), a.loc});
+}
+
 std::optional<ValueId> Graph::find(std::string_view name) const {
   for (ValueId id = 0; id < size(); ++id)
     if (nodes[static_cast<size_t>(id)].name == name) return id;

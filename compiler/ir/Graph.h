@@ -25,6 +25,10 @@ ValueId add_op(Graph& g, OpKind kind, std::vector<ValueId> args, const Attrs& at
 // minimize's loss, and every value they read (Fusion.cpp; Simplify.cpp keeps its leaves too).
 std::vector<bool> live_values(const Graph& g);
 
+// Gives `to` the outputs, minimize and assigns of `from`, each value renumbered through `map`
+// (from's ids to to's), for a pass that rebuilds a graph node by node.
+void copy_results(const Graph& from, const std::vector<ValueId>& map, Graph& to);
+
 // Schemas of initializers and optimizers, so that parser, builder and verifier agree.
 const std::vector<AttrSpec>* init_schema(std::string_view kind);       // nullptr if unknown
 const std::vector<AttrSpec>* optimizer_schema(std::string_view kind);  // nullptr if unknown

@@ -21,9 +21,7 @@ Graph expand_composites(Graph g) {
     if (!n.name.empty() && out[r].kind == NodeKind::Op && out[r].name.empty()) out[r].name = n.name;
     map[id] = r;
   }
-  for (const Output& o : g.outputs) out.outputs.push_back({map[o.value], o.loc});
-  if (g.minimize) out.minimize = Minimize{map[g.minimize->loss], g.minimize->optimizer, g.minimize->loc};
-  for (const Assign& a : g.assigns) out.assigns.push_back({map[a.target], map[a.value], a.loc});
+  copy_results(g, map, out);
   return out;
 }
 

@@ -111,9 +111,7 @@ class Simplifier {
 
   Graph run() {
     for (ValueId id = 0; id < in_.size(); ++id) map_[id] = visit(in_[id]);
-    for (const Output& o : in_.outputs) out_.outputs.push_back({map_[o.value], o.loc});
-    if (in_.minimize) out_.minimize = Minimize{map_[in_.minimize->loss], in_.minimize->optimizer, in_.minimize->loc};
-    for (const Assign& a : in_.assigns) out_.assigns.push_back({map_[a.target], map_[a.value], a.loc});
+    copy_results(in_, map_, out_);
     return eliminate_dead(std::move(out_));
   }
 
@@ -228,9 +226,7 @@ class Simplifier {
       for (ValueId& a : n.args) a = renumber[a];
       renumber[id] = out.add(std::move(n));
     }
-    for (const Output& o : g.outputs) out.outputs.push_back({renumber[o.value], o.loc});
-    if (g.minimize) out.minimize = Minimize{renumber[g.minimize->loss], g.minimize->optimizer, g.minimize->loc};
-    for (const Assign& a : g.assigns) out.assigns.push_back({renumber[a.target], renumber[a.value], a.loc});
+    copy_results(g, renumber, out);
     return out;
   }
 
