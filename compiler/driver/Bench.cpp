@@ -31,6 +31,7 @@ std::map<std::string, Tensor> random_inputs(const Graph& g, uint64_t seed) {
 BenchReport bench(const Graph& spec, const BenchOptions& options) { return bench(compile(spec), options); }
 
 BenchReport bench(const Model& model, const BenchOptions& options) {
+  if (!model.lowered) fail({}, "bench: model '{}' was not made by gradc::compile (it has no Kernel programs)", model.spec.name);
   const Graph& spec = model.spec;
   BenchReport r;
   r.compile_ms = model.compile_ms;

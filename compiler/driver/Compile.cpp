@@ -90,12 +90,4 @@ std::string dump_lowered(const std::string& name, const Lowered& l, Stage stage)
                      before, codegen::optimized_ir(std::move(m)));
 }
 
-std::string dump_backend(const Graph& g, Stage stage) { return dump_lowered(g.name, lower(g), stage); }
-
-std::string Model::dump(Stage stage, bool dot) const {
-  bool graph_stage = stage != Stage::Fused && stage != Stage::Plan && stage != Stage::Llvm && stage != Stage::Asm;
-  if (graph_stage || dot || !lowered) return gradc::dump(spec, stage, dot);
-  return dump_lowered(spec.name, *lowered, stage);  // the programs this model's code came from
-}
-
 }  // namespace gradc

@@ -2,6 +2,7 @@
 // and the dumps of each stage.
 #include <filesystem>
 
+#include "driver/Pipeline.h"
 #include "gradc/gradc.h"
 #include "ir/Parser.h"
 #include "ir/Printer.h"
@@ -55,9 +56,12 @@ std::optional<Stage> parse_stage(std::string_view name) {
 }
 
 // Each stage's graph comes from the pipeline (driver/Pipeline.cpp), verified after every pass.
-std::string dump_backend(const Graph& g, Stage stage);  // Compile.cpp
+std::string dump_lowered(const std::string& name, const Lowered& l, Stage stage);  // Compile.cpp
 
-std::string dump(const Graph& g, Stage stage, bool dot) {
+namespace {
+
+// The stages after the graph stages print `lowered` (a compiled Model's programs), or g lowered now.
+std::string dump_stage(const Graph& g, Stage stage, bool dot, const Lowered* lowered) {
   Graph staged;
   switch (stage) {
     case Stage::Parsed: staged = g; break;
@@ -69,9 +73,15 @@ std::string dump(const Graph& g, Stage stage, bool dot) {
     case Stage::Llvm:
     case Stage::Asm:
       if (dot) fail({}, "--dot draws graph stages; stage '{}' is text", stage_name(stage));
-      return dump_backend(g, stage);
+      return lowered ? dump_lowered(g.name, *lowered, stage) : dump_lowered(g.name, lower(g), stage);
   }
   return dot ? print_dot(staged) : print_spec(staged);
 }
+
+}  // namespace
+
+std::string dump(const Graph& g, Stage stage, bool dot) { return dump_stage(g, stage, dot, nullptr); }
+
+std::string Model::dump(Stage stage, bool dot) const { return dump_stage(spec, stage, dot, lowered.get()); }
 
 }  // namespace gradc
