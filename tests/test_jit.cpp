@@ -63,12 +63,16 @@ TEST_CASE("jit: clip_norm with every optimizer equals the interpreter (the seed'
   REQUIRE(at != std::string::npos);
   seed.resize(at);
   // Random normal params give a gradient norm far above 1 (clipped); 1e6 is never reached.
+  // They also give logits of about +-60 from sums of 784 terms of about +-28, whose f32 rounding
+  // depends on the order the host's vectors sum in: the probs differed from f64 by 3.4e-5 on an
+  // AVX2 host (8 lanes) and by less than 1e-5 on AVX-512 ones. The bound for a sum of n terms is
+  // n * 2^-24 of their magnitude (4.7e-5 for 784), so the tolerance is 1e-4.
   for (const char* clip : {"1.0", "1e6"})
     for (const char* optimizer : {"sgd(lr=0.1", "momentum(lr=0.1, momentum=0.9", "momentum(lr=0.1, momentum=0.9, nesterov=true",
                                   "adam(lr=0.001", "adamw(lr=0.001, weight_decay=0.1"}) {
       std::string text = fmt::format("{}minimize loss with {}, clip_norm={})\n", seed, optimizer, clip);
       CAPTURE(text);
-      test::check_against_interpreter(text, 1e-5, "seed_clip.gir");
+      test::check_against_interpreter(text, 1e-4, "seed_clip.gir");
     }
 }
 
