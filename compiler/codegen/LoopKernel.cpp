@@ -58,7 +58,12 @@ int64_t KernelBody::loop_split_axis(bool flat) const {
 }
 
 // A task's part of a Loop kernel: elements [first, last) of a flat loop, else the slices
-// [first, last) along `axis` (every index of the axes before it and after it).
+// [first, last) along `axis` (every index of the axes before it and after it). The split axis
+// loops outermost: a reduction's element (which no other task writes) then takes all of its
+// terms in one stretch, in the same order as one thread would, and LLVM keeps it in a register
+// rather than storing it after every row; stored per row, the sum of one channel and the next
+// (another task's, in the same cache line) made the two threads fight over the line, and the
+// conv bias gradients took 1.8-2.5x the CPU on 2 threads that they took on one.
 void KernelBody::loop_range(bool flat, size_t axis, llvm::Value* first, llvm::Value* last) {
   if (flat) {
     k_.loop(first, last, [&](llvm::Value* i) {
@@ -69,8 +74,8 @@ void KernelBody::loop_range(bool flat, size_t axis, llvm::Value* first, llvm::Va
   }
   const Shape& d = kernel_.domain;
   Shape before(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(axis)), after(d.begin() + static_cast<std::ptrdiff_t>(axis) + 1, d.end());
-  k_.loops(before, [&](const Values& outer) {
-    k_.loop(first, last, [&](llvm::Value* i) {
+  k_.loop(first, last, [&](llvm::Value* i) {
+    k_.loops(before, [&](const Values& outer) {
       k_.loops(after, [&](const Values& inner) {
         Values idx = outer;
         idx.push_back(i);
