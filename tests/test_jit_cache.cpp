@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+
 #include "JitUtil.h"
 #include "TestUtil.h"
 
@@ -162,6 +164,32 @@ TEST_CASE("jit cache: a damaged cache file is deleted and compiled afresh") {
     CHECK(test::read_file(file.string()) == good);  // replaced by the fresh object
     CHECK(compile_file(test::source_path(kSeed), options).cached);
   }
+}
+
+// A FIFO under a cache file's name would block a read forever, and a directory or FIFO must not be
+// renamed over: the compile neither reads nor replaces what is not a regular file, and compiles
+// afresh. (Hung before Jit.cpp checked the file type; CTest's timeout fails the test then.)
+TEST_CASE("jit cache: a FIFO or a directory under a cache file's name is left alone and compiled past") {
+  CompileOptions options{.cache_dir = fresh_cache("not-regular")};
+  Model reference = compile_file(test::source_path(kSeed), options);
+  Run expected = train(reference, 2);
+  REQUIRE(cached_files(*options.cache_dir).size() == 1);
+  const fs::path file = cached_files(*options.cache_dir)[0];
+  for (const char* what : {"fifo", "directory"}) {
+    INFO("the cache file is a ", what);
+    fs::remove_all(file);
+    if (std::string_view(what) == "fifo")
+      REQUIRE(mkfifo(file.c_str(), 0600) == 0);
+    else
+      REQUIRE(fs::create_directory(file));
+    Model m = compile_file(test::source_path(kSeed), options);
+    CHECK_FALSE(m.cached);
+    REQUIRE(static_cast<bool>(m.predict_entry()));  // the store, after predict's code, is done too
+    check_same(expected, train(m, 2));
+    CHECK(fs::status(file).type() == (std::string_view(what) == "fifo" ? fs::file_type::fifo : fs::file_type::directory));
+    CHECK(cached_files(*options.cache_dir).size() == 1);  // no temporary left beside it
+  }
+  fs::remove_all(file);
 }
 
 TEST_CASE("jit cache: a cache directory that cannot be made or written still compiles") {

@@ -80,6 +80,7 @@ h : f64[2, 3] = mul(
     -2.5e-1)
 k = sum(h, axes=-1, keepdims=true)
 c : f64[] = 3
+output total = sum(k)  # with assigns, the first output is the step's loss: a float scalar
 output k
 assign t = neg(t)
 )", "inline.gir");

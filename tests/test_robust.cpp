@@ -104,6 +104,17 @@ TEST_CASE("robust: a spec with assign lines needs an output, the step's loss") {
   std::string ok = "model m\ninput x : f32[4, 3]\nparam w : f32[3, 2] = zeros\noutput loss = mean(matmul(x, w))\n"
                    "assign w = sub(w, mul(w, 0.1))\n";
   CHECK_NOTHROW(compile(load_spec(ok, "ok.gir")));
+
+  // The first output is the loss the step returns: a tensor there was taken for one (its
+  // element 0 reported as the loss), and an integer one too. Refused at its output line.
+  for (const char* first : {"output h = matmul(x, w)\n", "output k\n"}) {
+    INFO(first);
+    std::string text = std::string("model m\ninput x : f32[4, 3]\ninput k : i32[]\nparam w : f32[3, 2] = zeros\n") + first +
+                       "output loss = mean(matmul(x, w))\nassign w = sub(w, mul(w, 0.1))\n";
+    std::string bad = error_of([&] { load_spec(text, "first.gir"); });
+    CHECK(contains(bad, "first.gir:5:8:"));
+    CHECK(contains(bad, "returns its first output as the loss, so it must be a float scalar"));
+  }
 }
 
 TEST_CASE("robust: ranks are bounded (kMaxRank) in specs, ops, graphs built in C++ and every file format") {

@@ -184,6 +184,14 @@ class Verifier {
       error(g_.assigns.front().loc,
             "a spec with assign lines needs an output: its first output is the loss the train step returns "
             "(add 'output loss' before the assigns, or use 'minimize LOSS with OPTIMIZER')");
+    else if (const Output& first = g_.outputs.front(); first.value < g_.size()) {
+      const TensorType& t = g_[first.value].type;
+      if (!t.is_scalar() || !is_float(t.dtype))
+        error(first.loc,
+              "a spec with assign lines returns its first output as the loss, so it must be a float scalar, but {} "
+              "is {} (reduce it with mean(...), or put the loss's output line first)",
+              label(first.value), t);
+    }
   }
 
   const Graph& g_;
