@@ -84,6 +84,8 @@ std::vector<BadSpec> bad_specs() {
       {"missing optimizer argument", kLoss + "minimize l with momentum(lr=0.1)\n", 4, 17,
        {"momentum: missing attribute 'momentum'"}},
       {"lr that is not an input", kLoss + "minimize l with sgd(lr=w)\n", 4, 1, {"lr=w must name a float scalar input"}},
+      {"an output twice", "input x : f32[2]\nh = relu(x)\noutput h\noutput h\n", 4, 8,
+       {"'h' is already an output (line 3)"}},
       {"two losses", kLoss + "minimize l with sgd(lr=0.1)\nminimize l with sgd(lr=0.1)\n", 5, 1,
        {"a spec minimizes one loss", "line 4"}},
       {"missing 'with'", kLoss + "minimize l sgd(lr=0.1)\n", 4, 12, {"expected 'with'"}},

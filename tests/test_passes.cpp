@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "JitUtil.h"
 #include "TestUtil.h"
 #include "gradc/gradc.h"
 #include "ir/Printer.h"
@@ -220,6 +221,36 @@ minimize loss with sgd(lr=0.1)
   CHECK(text.find("mul(3.0, x)") != std::string::npos);  // 1 + 2 folded
   CHECK(text.find("g2 :") == std::string::npos);         // add(w, x) computed once
   CHECK(text.find("reshape(x, shape=[2, 3])") == std::string::npos);  // reshape back to x's shape is x
+}
+
+// predict returns outputs by their names: an output that equals another value keeps its own
+// (was: `output b` merged into `output a` came back as a second "a", and `output c = add(h, 0)`
+// as "h").
+TEST_CASE("passes: simplify keeps every output's name when it equals another value") {
+  const char* text = R"(model m
+input x : f32[4, 3]
+input t : f32[4, 2]
+param w : f32[3, 2] = ones
+h = matmul(x, w)
+output a = relu(h)
+output b = relu(h)
+output c = add(h, 0)
+loss = mse(a, t)
+minimize loss with sgd(lr=0.1)
+)";
+  Graph g = load_spec(text, "names.gir");
+  Graph simple = simplified_graph(g);
+  std::vector<std::string> names;
+  for (const Output& o : simple.outputs) names.push_back(simple[o.value].name);
+  CHECK(names == std::vector<std::string>{"loss", "a", "b", "c"});  // the step's loss first
+
+  Model model = compile(g);
+  Session s(model, {.seed = 1, .threads = 1});
+  std::map<std::string, Tensor> in = random_inputs(model.spec, 5);
+  const Outputs& out = s.predict(test::views(in));
+  CHECK(out.names() == std::vector<std::string>{"a", "b", "c"});
+  CHECK(out["a"] == out["b"]);
+  for (int64_t i = 0; i < out["c"].numel(); ++i) CHECK(out["a"].as<float>()[i] == std::max(out["c"].as<float>()[i], 0.0f));
 }
 
 TEST_CASE("passes: the interpreter trains the seed's model: many steps lower the loss") {

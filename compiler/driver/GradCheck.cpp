@@ -17,6 +17,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -126,10 +127,19 @@ class JitEngine : public Engine {
     std::set<std::string> names;
     for (const Node& n : g.nodes)
       if (n.kind != NodeKind::Op) names.insert(n.name);
+    // A value may be wanted twice (two kinked ops reading one value: relu(z) and abs(z)): it is
+    // one output, named once, read for each.
+    std::map<ValueId, std::string> named;
     for (ValueId v : wanted) {
+      if (auto it = named.find(v); it != named.end()) {
+        outputs_.push_back(it->second);
+        continue;
+      }
       std::string& name = g[v].name;
-      if (name.empty() || name[0] == '%' || names.count(name)) name = fmt::format("check.value{}", v);
+      bool leaf = g[v].kind != NodeKind::Op;  // an input or param keeps its name: it is fed by it
+      if (!leaf && (name.empty() || name[0] == '%' || names.count(name))) name = fmt::format("check.value{}", v);
       names.insert(name);
+      named.emplace(v, name);
       g.outputs.push_back({v, {}});
       outputs_.push_back(name);
     }

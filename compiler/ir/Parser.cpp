@@ -191,7 +191,11 @@ class Parser {
     Token kw = next();
     const Token& name = peek();
     if (name.kind == Tok::Ident && peek(1).kind != Tok::Equals && peek(1).kind != Tok::Colon) {
-      graph_.outputs.push_back({lookup(next()), name.loc});
+      Token named = next();
+      ValueId v = lookup(named);
+      for (const Output& o : graph_.outputs)  // predict returns outputs by name: one each
+        if (o.value == v) fail(named.loc, "'{}' is already an output (line {})", shortened(named.text), o.loc.line);
+      graph_.outputs.push_back({v, name.loc});
       return;
     }
     Token defined = new_name("after 'output'");

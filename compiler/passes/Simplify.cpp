@@ -3,6 +3,7 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <set>
 
 #include "interp/Interpreter.h"
 
@@ -110,7 +111,8 @@ class Simplifier {
   explicit Simplifier(const Graph& in) : in_(in), map_(in.nodes.size(), -1) { out_.name = in.name; }
 
   Graph run() {
-    for (ValueId id = 0; id < in_.size(); ++id) map_[id] = visit(in_[id]);
+    for (const Output& o : in_.outputs) named_outputs_.insert(o.value);
+    for (ValueId id = 0; id < in_.size(); ++id) map_[id] = visit(id, in_[id]);
     copy_results(in_, map_, out_);
     return eliminate_dead(std::move(out_));
   }
@@ -123,20 +125,30 @@ class Simplifier {
     return n.kind == NodeKind::Constant && n.constant == v;
   }
 
-  ValueId visit(const Node& n) {
+  ValueId visit(ValueId id, const Node& n) {
     if (n.kind != NodeKind::Op) {
       if (n.kind == NodeKind::Constant && n.name.empty()) return constant(n.constant, n.type.dtype, n.weak);
       return out_.add(n);
     }
     Node m = n;
     for (ValueId& a : m.args) a = map_[a];
-    if (std::optional<ValueId> same = identity(m)) return rename(*same, m);
-    if (std::optional<ValueId> folded = fold(m)) return rename(*folded, m);
+    bool output = named_outputs_.count(id) > 0;
+    if (std::optional<ValueId> same = identity(m); same && may_replace(*same, m, output)) return rename(*same, m);
+    if (std::optional<ValueId> folded = fold(m); folded && may_replace(*folded, m, output)) return rename(*folded, m);
     Key key{m.op, m.args, attr_key(m.attrs)};
-    if (auto it = seen_.find(key); it != seen_.end()) return rename(it->second, m);
-    ValueId id = out_.add(std::move(m));
-    seen_.emplace(std::move(key), id);
-    return id;
+    if (auto it = seen_.find(key); it != seen_.end() && may_replace(it->second, m, output)) return rename(it->second, m);
+    ValueId kept = out_.add(std::move(m));
+    seen_.try_emplace(std::move(key), kept);
+    return kept;
+  }
+
+  // An output is known by its node's name (predict returns it by that name): it may become `v`
+  // only when v can take the name, else `output b = relu(h)` beside `output a = relu(h)` (or
+  // `output b = add(h, 0)`) would come back as "a" (or "h") and "b" would be gone. Keeping the
+  // op costs one more elementwise pass over an output.
+  bool may_replace(ValueId v, const Node& m, bool output) const {
+    const Node& target = out_[v];
+    return !output || m.name.empty() || (target.kind == NodeKind::Op && target.name.empty());
   }
 
   // `m` is replaced by `v`: an unnamed op result takes over m's name, so dumps stay readable.
@@ -233,6 +245,7 @@ class Simplifier {
   const Graph& in_;
   Graph out_;
   std::vector<ValueId> map_;
+  std::set<ValueId> named_outputs_;  // the input graph's outputs
   std::map<Key, ValueId> seen_;
   std::map<std::tuple<uint64_t, DType, bool>, ValueId> constants_;
 };
