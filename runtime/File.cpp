@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string_view>
@@ -99,6 +100,7 @@ void on_signal(int sig) {
 // is not a regular file, because renaming over it would replace it (a device node, as root).
 std::string write_target(const std::string& path) {
   SourceLoc loc{path};
+  if (path.empty()) fail({}, "cannot save: the path is empty; give a file to write");
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return path;  // a new path (or one creating the temporary will explain)
   if (S_ISREG(st.st_mode)) return path;
@@ -204,6 +206,39 @@ class TempFile {
 }  // namespace
 
 void check_output_path(const std::string& path) { write_target(path); }
+
+namespace {
+
+// Where `path` leads, as one comparable name: the file it resolves to when it exists (through
+// symlinks and `..`), else its normalized absolute path (a new file, compared by name).
+std::string identity_of(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path canonical = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+  return ec ? path : canonical.string();
+}
+
+}  // namespace
+
+void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const NamedPath& out = outputs[i];
+    if (out.path.empty()) fail({}, "{}: expected a file to write, got an empty path", out.what);
+    SourceLoc loc{out.path};
+    std::error_code ec;
+    std::filesystem::path parent = std::filesystem::absolute(out.path, ec).parent_path();
+    if (!ec && !std::filesystem::is_directory(parent, ec))
+      fail(loc, "cannot save ({}): the directory {} does not exist", out.what, parent.string());
+    std::string id = identity_of(out.path);
+    for (const NamedPath& in : inputs)
+      if (!in.path.empty() && identity_of(in.path) == id)
+        fail(loc, "{} would write over {}, which this command reads; give {} another path", out.what, in.what, out.what);
+    for (size_t j = 0; j < i; ++j)
+      if (identity_of(outputs[j].path) == id)
+        fail(loc, "{} and {} name one file: the second write would replace the first; give each its own path",
+             outputs[j].what, out.what);
+    check_output_path(out.path);
+  }
+}
 
 void write_file_atomically(const std::string& path, const std::vector<std::span<const std::byte>>& pieces) {
   TempFile tmp(write_target(path));

@@ -91,6 +91,19 @@ void write_file_atomically(const std::string& path, const std::vector<std::span<
 // FIFO, device, socket, or a symlink to one): for commands that check their outputs up front.
 void check_output_path(const std::string& path);
 
+// A command's files, each with what names it (an option, "the spec"): for checking them before any work.
+struct NamedPath {
+  std::string what;  // "--save", "--input x", "the spec", ...
+  std::string path;
+};
+
+// Refuses, before a command reads or writes anything, outputs that would destroy a file the user
+// still needs or each other: an output that is one of the inputs (the spec, a data file, the
+// checkpoint loaded; the same file by any path or link), two outputs onto one file (the second
+// write would replace the first), an empty path, and an output in a directory that does not
+// exist (found at the end of a long run otherwise); then each output as check_output_path does.
+void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs);
+
 // The temporary a write in progress would leave behind if the process died: the name above.
 std::string temporary_name_pattern(const std::string& path);
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -284,6 +285,53 @@ TEST_CASE("robust: a save onto a FIFO, a directory or a symlink to one is refuse
     CHECK_FALSE(contains(r.out, "epoch"));  // refused before training
     CHECK(fs::is_fifo(fs::symlink_status(fifo)));
   }
+}
+
+// An output flag pointed at a file the command reads (by any path: ./, a symlink), at another
+// output, at an empty path or into a missing directory: refused before any work, the file as it
+// was (--save over the spec, -o over the checkpoint, --log over the data exited 0 and destroyed them).
+TEST_CASE("robust: outputs never write over the command's own inputs or each other, and are checked up front") {
+  fs::path dir = fresh_dir("clobber");
+  std::string spec = (dir / "m.gir").string(), xs = (dir / "x.npy").string(), ckpt = (dir / "m.st").string();
+  std::ofstream(spec) << kRegression;
+  Tensor x(TensorType{DType::F32, {8, 2}});
+  save_npy(xs, x);
+  fs::create_symlink(ckpt, dir / "alias.st");
+  const std::string train = fmt::format("train {} --input x={} --epochs 1 ", spec, xs);
+  REQUIRE(test::run_gradc(train + "--save " + ckpt).exit_code == 0);
+  const std::string spec_bytes = test::read_file(spec), x_bytes = test::read_file(xs), ckpt_bytes = test::read_file(ckpt);
+
+  struct Case {
+    std::string args, message;
+  };
+  const std::string predict = fmt::format("predict {} --load {} --input x={} ", spec, ckpt, xs);
+  for (const Case& c : std::vector<Case>{
+           {train + "--save " + spec, "--save would write over the spec, which this command reads"},
+           {train + "--save " + (dir / "." / "x.npy").string(), "--save would write over --input x"},
+           {train + "--log " + xs, "--log would write over --input x"},
+           {train + "--load " + ckpt + " --log " + ckpt, "--log would write over --load"},
+           {train + "--save " + (dir / "o.st").string() + " --log " + (dir / "o.st").string(),
+            "--save and --log name one file"},
+           {train + "--save " + (dir / "missing" / "o.st").string(), "the directory " + (dir / "missing").string() + " does not exist"},
+           {predict + "-o " + ckpt, "-o would write over --load"},
+           {predict + "-o " + (dir / "alias.st").string(), "-o would write over --load"},
+           {predict + "-o " + spec, "-o would write over the spec"},
+           {predict + "-o ''", "-o: expected a file to write, got an empty path"},
+       }) {
+    CAPTURE(c.args);
+    test::CommandResult r = test::run_gradc(c.args);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, c.message));
+    CHECK_FALSE(contains(r.out, "epoch"));  // refused before training
+  }
+  CHECK(test::read_file(spec) == spec_bytes);
+  CHECK(test::read_file(xs) == x_bytes);
+  CHECK(test::read_file(ckpt) == ckpt_bytes);
+  CHECK_FALSE(fs::exists(dir / "o.st"));
+
+  // A resumed run may save over the checkpoint it loaded (read whole first, written atomically).
+  CHECK(test::run_gradc(train + "--load " + ckpt + " --save " + ckpt).exit_code == 0);
+  CHECK(contains(error_of([&] { save_npy("", x); }), "the path is empty"));
 }
 
 TEST_CASE("robust: a save's temporary is named for what it is and removed when a signal ends the save") {

@@ -170,6 +170,16 @@ static gradc::TrainEvents train_printer(const std::string& model, const std::str
 
 // `--input NAME=FILE.npy` (or `--val`, as `flag` says) options as (name, file) pairs; a name
 // given twice is refused.
+// The files a command reads, named as the user gave them: the spec, each --input and --val.
+static std::vector<gradc::NamedPath> read_paths(const std::string& spec,
+                                                const std::vector<std::pair<std::string, std::string>>& inputs,
+                                                const std::vector<std::pair<std::string, std::string>>& val) {
+  std::vector<gradc::NamedPath> paths{{"the spec", spec}};
+  for (const auto& [name, file] : inputs) paths.push_back({"--input " + name, file});
+  for (const auto& [name, file] : val) paths.push_back({"--val " + name, file});
+  return paths;
+}
+
 static std::vector<std::pair<std::string, std::string>> parse_inputs(const std::vector<std::string>& options,
                                                                      const char* flag = "--input") {
   std::vector<std::pair<std::string, std::string>> inputs;
@@ -398,6 +408,16 @@ int main(int argc, char** argv) {
       }
       if (train_options.save_every > 0 && train_options.save.empty())
         throw gradc::Error({}, "--save-every needs --save, the checkpoint it writes");
+      {
+        std::vector<gradc::NamedPath> outputs, inputs = read_paths(spec, train_options.inputs, train_options.val);
+        if (!train_options.save.empty()) outputs.push_back({"--save", train_options.save});
+        if (!train_options.log.empty()) outputs.push_back({"--log", train_options.log});
+        gradc::check_outputs(outputs, inputs);
+        // --save may replace the checkpoint it started from (read whole before the first step;
+        // the write is atomic), as a resumed run does; the log may not.
+        if (!train_options.load.empty() && !train_options.log.empty())
+          gradc::check_outputs({{"--log", train_options.log}}, {{"--load", train_options.load}});
+      }
       train_options.shuffle = !no_shuffle;
       gradc::Graph g = gradc::load_spec_file(spec);
       auto bar_drawn = std::make_shared<bool>(false);
@@ -421,6 +441,9 @@ int main(int argc, char** argv) {
     }
     if (predict->parsed()) {
       predict_options.inputs = parse_inputs(predict_inputs);
+      std::vector<gradc::NamedPath> inputs = read_paths(spec, predict_options.inputs, {});
+      inputs.push_back({"--load", predict_options.load});
+      gradc::check_outputs({{"-o", predict_options.out}}, inputs);
       gradc::Graph g = gradc::load_spec_file(spec);
       int64_t rows = gradc::predict_to_npy(g, predict_options);
       fmt::print("wrote {} rows to {}\n", rows, predict_options.out);
