@@ -168,7 +168,7 @@ TEST_CASE("predict: -o onto anything but a regular file is refused, and it stays
   test::CommandResult r =
       test::run_gradc(fmt::format("predict {} --load {} --input x={} -o {}", f.spec, f.ckpt, f.x, dir.string()));
   CHECK(r.exit_code == 1);
-  CHECK(r.err.find("is not a regular file") != std::string::npos);
+  CHECK(r.err.find("not a regular file") != std::string::npos);
   CHECK(std::filesystem::is_directory(dir));
 }
 
@@ -188,6 +188,18 @@ TEST_CASE("predict: a spec of several outputs needs --output to choose one") {
   REQUIRE(r.exit_code == 0);
   Tensor logits = load_npy(out);
   CHECK(logits == Tensor::of<float>({5, 3}, {2, 0, 0, 0, 2, 0, 0, 0, 2, 2, 0, 0, 0, 0, 2}));
+
+  // Only the chosen output's inputs need data, and another output without the batch dim does
+  // not hold it to one batch of rows (both refused the chosen output before).
+  std::string more = std::string(kClassifier) + "output loss\noutput w\n";
+  Files g = classifier_files("predict_more", more.c_str());
+  r = test::run_gradc(fmt::format("predict {} --load {} --input x={} -o {} --output probs", g.spec, g.ckpt, g.x, out));
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(load_npy(out).shape() == Shape{5, 3});
+  r = test::run_gradc(fmt::format("predict {} --load {} --input x={} -o {} --output loss", g.spec, g.ckpt, g.x, out));
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("no data for input 'y'") != std::string::npos);  // the loss does read the labels
 }
 
 }  // namespace gradc

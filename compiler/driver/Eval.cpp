@@ -342,6 +342,9 @@ int64_t predict_to_npy(const Graph& spec, const PredictOptions& options) {
     fail({}, "gradc predict: --output {}: the spec has no output '{}' (its outputs: {})", chosen, chosen,
          fmt::join(names, ", "));
   }
+  // Only the chosen output is computed, so only what it reads needs data (another output's
+  // inputs, or one without the batch dim, made predict refuse the chosen one).
+  std::erase_if(g.outputs, [&](const Output& o) { return g[o.value].name != chosen; });
   // Written only over a regular file (or a new path): never onto a device, a FIFO or a directory.
   std::error_code ec;
   auto status = std::filesystem::status(options.out, ec);
