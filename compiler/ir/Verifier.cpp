@@ -1,5 +1,6 @@
 #include "ir/Verifier.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -7,6 +8,13 @@
 namespace gradc {
 
 namespace {
+
+// Whether a finite number keeps its meaning as an f32: not inf (beyond 3.4e38), and not 0 unless
+// it is 0 (below the smallest subnormal, 1.4e-45).
+bool fits_f32(double v) {
+  float f = static_cast<float>(v);
+  return std::isfinite(f) && (v == 0 || f != 0);
+}
 
 class Verifier {
  public:
@@ -58,6 +66,9 @@ class Verifier {
       if (!n.args.empty()) error(n.loc, "{} is a leaf but has operands", label(id));
       if (n.kind == NodeKind::Constant && !n.type.is_scalar())
         error(n.loc, "constant {} must be a scalar, is {}", label(id), n.type);
+      if (n.kind == NodeKind::Constant && n.type.dtype == DType::F32 && std::isfinite(n.constant) && !fits_f32(n.constant))
+        error(n.loc, "{:g} does not fit in f32 (it would be {}; f32 holds magnitudes from about 1.4e-45 to 3.4e+38)",
+              n.constant, static_cast<float>(n.constant));
       if (n.kind == NodeKind::Input && n.init) error(n.loc, "input {} has an initializer", label(id));
       if ((n.kind == NodeKind::Param || n.kind == NodeKind::State) && !is_float(n.type.dtype))
         error(n.loc, "{} {} must be a float tensor, is {}", n.kind == NodeKind::Param ? "param" : "state",
@@ -103,6 +114,9 @@ class Verifier {
     for (const NamedAttr& a : in.args)
       if (a.value.is_number() && !std::isfinite(a.value.as_number()))
         error(where(a.name), "{}: {}'s '{}' must be finite, is {}", label(id), in.kind, a.name, to_string(a.value));
+      else if (a.value.is_number() && g_[id].type.dtype == DType::F32 && !fits_f32(a.value.as_number()))
+        error(where(a.name), "{}: {}'s '{}' is {:g}, which does not fit in the param's f32 (it would be {})", label(id),
+              in.kind, a.name, a.value.as_number(), static_cast<float>(a.value.as_number()));
     auto number = [&](std::string_view arg) {
       const Attr* a = in.args.find(arg);
       return a && a->is_number() ? a->as_number() : 0.0;
@@ -122,13 +136,21 @@ class Verifier {
   //   nothing; 0 zeroes every gradient, a negative one turns them uphill).
   void hyper_parameters(const Minimize& m) {
     const Attrs& args = m.optimizer.args;
+    bool f32_params = std::any_of(g_.nodes.begin(), g_.nodes.end(),
+                                  [](const Node& n) { return n.kind == NodeKind::Param && n.type.dtype == DType::F32; });
     auto check = [&](std::string_view name, bool ok, std::string_view range) {
       const Attr* a = args.find(name);
       if (!a || !a->is_number()) return;
-      if (ok && std::isfinite(a->as_number())) return;
       SourceLoc loc = m.loc;
       for (const NamedAttr& n : args)
         if (n.name == name && n.loc.known()) loc = n.loc;
+      if (ok && std::isfinite(a->as_number())) {
+        // The update runs in the params' dtype: lr=1e39 is inf there, eps=1e-50 is 0.
+        if (f32_params && !fits_f32(a->as_number()))
+          error(loc, "{}: {} is {:g}, which does not fit in the f32 the params are updated in (it would be {})",
+                m.optimizer.kind, name, a->as_number(), static_cast<float>(a->as_number()));
+        return;
+      }
       error(loc, "{}: {} must be {}, is {:g}", m.optimizer.kind, name, range, a->as_number());
     };
     auto value = [&](std::string_view name) {
