@@ -55,3 +55,18 @@ TEST_CASE("builder: literals, defaults and errors") {
   bad.matmul(a, m);
   CHECK_THROWS_WITH_AS(bad.build(), doctest::Contains("f32[64, 784] by f32[10, 10]"), Error);
 }
+
+// A Value belongs to the builder that made it: another builder's value with an id in range was
+// taken for this builder's value of that id (b.add(y, q) built add(y, x)).
+TEST_CASE("builder: a value of another builder, or a default Value, is refused by every method") {
+  GraphBuilder b("m"), other("n");
+  Value x = b.input("x", {DType::F32, {4, 3}});
+  Value y = b.input("y", {DType::F32, {4, 3}});
+  Value q = other.input("q", {DType::F32, {4, 3}});
+  CHECK_THROWS_WITH_AS(b.add(y, q), doctest::Contains("add: the value is not one of this builder's (model 'm') but another builder's"), Error);
+  CHECK_THROWS_WITH_AS(b.output(q), doctest::Contains("output: the value is not one of this builder's"), Error);
+  CHECK_THROWS_WITH_AS(b.name("z", q), doctest::Contains("name: the value is not one of this builder's"), Error);
+  CHECK_THROWS_WITH_AS(b.minimize(q, sgd(0.1)), doctest::Contains("minimize: the value is not one"), Error);
+  CHECK_THROWS_WITH_AS(b.relu(Value{}), doctest::Contains("a default Value, made by no builder"), Error);
+  CHECK_NOTHROW(b.output("s", b.add(x, y)));
+}

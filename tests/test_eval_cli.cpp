@@ -145,6 +145,27 @@ TEST_CASE("eval: bad checkpoints, data and arguments are refused with exit code 
   CHECK(r.out.empty());
 }
 
+// Optimizer state in the checkpoint is not the model's to check: a checkpoint written by a run
+// with momentum or adam serves a spec that says sgd (refused before: "has a tensor
+// 'w.momentum_buffer' that the model does not have"); a tensor named for no param still is.
+TEST_CASE("eval and predict: another optimizer's state in the checkpoint is ignored") {
+  Files f = classifier_files("eval_other_opt");
+  Tensor w = Tensor::of<float>({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}), buf(TensorType{DType::F32, {3, 3}});
+  Tensor step = Tensor::of<float>({}, {7});
+  std::string ckpt = (test::temp_dir() / "eval_other_opt_state.safetensors").string();
+  save_safetensors(ckpt, {{"w", &w}, {"w.momentum_buffer", &buf}, {"w.exp_avg", &buf}, {"adam.step", &step}});
+  test::CommandResult r = test::run_gradc(fmt::format("eval {} --load {} --input x={} --input y={}", f.spec, ckpt, f.x, f.y));
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("accuracy") != std::string::npos);
+  std::string out = (test::temp_dir() / "eval_other_opt_out.npy").string();
+  CHECK(test::run_gradc(fmt::format("predict {} --load {} --input x={} -o {}", f.spec, ckpt, f.x, out)).exit_code == 0);
+  save_safetensors(ckpt, {{"w", &w}, {"x.exp_avg", &buf}});  // x is an input, not a param
+  r = test::run_gradc(fmt::format("eval {} --load {} --input x={} --input y={}", f.spec, ckpt, f.x, f.y));
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("has a tensor 'x.exp_avg' that the model 'tiny' does not have") != std::string::npos);
+}
+
 TEST_CASE("predict: writes the spec's output for any number of rows as .npy") {
   Files f = classifier_files("predict_tiny");
   std::string out = (test::temp_dir() / "predict_tiny_out.npy").string();

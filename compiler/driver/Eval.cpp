@@ -132,8 +132,18 @@ void load_params(Session& session, const Graph& spec, const std::string& path) {
   const Graph trained = spec.minimize || !spec.assigns.empty() ? train_graph(spec) : spec;
   for (NodeKind kind : {NodeKind::Param, NodeKind::State})
     for (ValueId id : trained.leaves(kind)) known.insert(trained[id].name);
+  // Optimizer state is ignored, the spec's optimizer's or another's (a checkpoint trained with
+  // momentum, evaluated by a spec that says adam): a tensor named for a param or an optimizer,
+  // "w.momentum_buffer", "adam.step". Anything else is not this model's checkpoint.
+  auto optimizer_state = [&](const std::string& name) {
+    size_t dot = name.rfind('.');
+    if (dot == std::string::npos) return false;
+    std::string owner = name.substr(0, dot);
+    return (spec.find(owner) && spec[*spec.find(owner)].kind == NodeKind::Param) || optimizer_schema(owner) != nullptr;
+  };
   for (const auto& [name, t] : saved)
-    if (!known.count(name)) fail({path}, "the checkpoint has a tensor '{}' that the model '{}' does not have", name, spec.name);
+    if (!known.count(name) && !optimizer_state(name))
+      fail({path}, "the checkpoint has a tensor '{}' that the model '{}' does not have", name, spec.name);
   std::vector<std::pair<std::string, Tensor>> updates;
   for (const Slot& s : session.program().slots) {
     if (s.kind != SlotKind::Param) continue;

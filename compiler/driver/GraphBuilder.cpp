@@ -1,11 +1,24 @@
 #include "gradc/GraphBuilder.h"
 
+#include <atomic>
+
 #include "ir/Verifier.h"
 #include "passes/ShapeInference.h"
 
 namespace gradc {
 
-GraphBuilder::GraphBuilder(std::string model_name) { g_.name = std::move(model_name); }
+GraphBuilder::GraphBuilder(std::string model_name) {
+  static std::atomic<uint64_t> builders{0};
+  id_ = ++builders;
+  g_.name = std::move(model_name);
+}
+
+ValueId GraphBuilder::own(Value v, std::string_view what) const {
+  if (v.builder != id_ || v.id < 0 || v.id >= g_.size())
+    fail({}, "{}: the value is not one of this builder's (model '{}'){}", what, g_.name,
+         v.builder == 0 ? " (a default Value, made by no builder)" : v.builder != id_ ? " but another builder's" : "");
+  return v.id;
+}
 
 static Node leaf(NodeKind kind, std::string name, TensorType type, std::optional<Init> init) {
   Node n;
@@ -17,11 +30,11 @@ static Node leaf(NodeKind kind, std::string name, TensorType type, std::optional
 }
 
 Value GraphBuilder::input(std::string name, TensorType type) {
-  return {g_.add(leaf(NodeKind::Input, std::move(name), std::move(type), std::nullopt))};
+  return made(g_.add(leaf(NodeKind::Input, std::move(name), std::move(type), std::nullopt)));
 }
 
 Value GraphBuilder::param(std::string name, TensorType type, Init init) {
-  return {g_.add(leaf(NodeKind::Param, std::move(name), std::move(type), std::move(init)))};
+  return made(g_.add(leaf(NodeKind::Param, std::move(name), std::move(type), std::move(init))));
 }
 
 Value GraphBuilder::param(std::string name, TensorType type) {
@@ -30,7 +43,7 @@ Value GraphBuilder::param(std::string name, TensorType type) {
 }
 
 Value GraphBuilder::state(std::string name, TensorType type, Init init) {
-  return {g_.add(leaf(NodeKind::State, std::move(name), std::move(type), std::move(init)))};
+  return made(g_.add(leaf(NodeKind::State, std::move(name), std::move(type), std::move(init))));
 }
 
 Value GraphBuilder::constant(double value) {
@@ -39,7 +52,7 @@ Value GraphBuilder::constant(double value) {
   n.constant = value;
   n.weak = true;
   n.type = TensorType{DType::F32, {}};
-  return {g_.add(std::move(n))};
+  return made(g_.add(std::move(n)));
 }
 
 Value GraphBuilder::call(std::string_view op, std::vector<Value> operands, const Attrs& attrs) {
@@ -52,31 +65,32 @@ Value GraphBuilder::call(std::string_view op, std::vector<Value> operands, const
   Node n;
   n.op = *kind;
   for (Value v : operands) {
-    if (v.id < 0 || v.id >= g_.size()) fail({}, "{}: an operand is not a value of this builder", info.name);
-    n.args.push_back(v.id);
+    n.args.push_back(own(v, info.name));
   }
   n.attrs = bind_attrs(info.attrs, info.name, {}, attrs, {});
-  return {g_.add(std::move(n))};
+  return made(g_.add(std::move(n)));
 }
 
 Value GraphBuilder::name(std::string name, Value v) {
-  Node& n = g_[v.id];
+  Node& n = g_[own(v, "name")];
   if (!n.name.empty()) fail({}, "value '{}' already has a name; cannot rename it '{}'", n.name, name);
   if (n.kind == NodeKind::Constant) n.weak = false;  // a named constant has its own type, f32
   n.name = std::move(name);
   return v;
 }
 
-void GraphBuilder::output(Value v) { g_.outputs.push_back({v.id, {}}); }
+void GraphBuilder::output(Value v) { g_.outputs.push_back({own(v, "output"), {}}); }
 
 void GraphBuilder::minimize(Value loss, Optimizer optimizer) {
   const std::vector<AttrSpec>* schema = optimizer_schema(optimizer.kind);
   if (!schema) fail({}, "unknown optimizer '{}' (expected one of: {})", optimizer.kind, optimizer_names());
   optimizer.args = bind_attrs(*schema, optimizer.kind, {}, optimizer.args, {});
-  g_.minimize = Minimize{loss.id, std::move(optimizer), {}};
+  g_.minimize = Minimize{own(loss, "minimize"), std::move(optimizer), {}};
 }
 
-void GraphBuilder::assign(Value target, Value value) { g_.assigns.push_back({target.id, value.id, {}}); }
+void GraphBuilder::assign(Value target, Value value) {
+  g_.assigns.push_back({own(target, "assign"), own(value, "assign"), {}});
+}
 
 Graph GraphBuilder::build() const {
   Graph g = g_;

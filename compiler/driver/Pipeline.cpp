@@ -155,7 +155,9 @@ std::string print_passes(const Lowered& l) {
 
 Graph grad_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
-  return r.graph_pass("autodiff", expanded_of(r, g), [](Graph in) { return differentiate(std::move(in)).graph; });
+  Graph expanded = expanded_of(r, g);
+  if (already_trained(expanded)) return expanded;  // a step written with assign lines: nothing to differentiate
+  return r.graph_pass("autodiff", std::move(expanded), [](Graph in) { return differentiate(std::move(in)).graph; });
 }
 
 Graph train_graph(const Graph& g) {

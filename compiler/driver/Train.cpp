@@ -157,10 +157,12 @@ Evaluation evaluate(Session& session, std::vector<Source>& val, const std::map<s
 }
 
 // The class scores and labels, when the spec has them: its first output [B, C] (C >= 2, f32 or
-// f64) and one i32[B] input fed with data.
+// f64; after the loss, in a step written with assign lines, a dumped training graph) and one
+// i32[B] input fed with data.
 void find_classes(const Graph& spec, Roles& roles, const std::vector<Source>& sources) {
-  if (spec.outputs.empty()) return;
-  const Node& first = spec[spec.outputs[0].value];
+  size_t at = !spec.minimize && !spec.assigns.empty() ? 1 : 0;
+  if (spec.outputs.size() <= at) return;
+  const Node& first = spec[spec.outputs[at].value];
   if (first.type.rank() != 2 || first.type.shape[0] != roles.batch || first.type.shape[1] < 2 ||
       first.type.dtype == DType::I32)
     return;
@@ -291,7 +293,10 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
 
   // The loss becomes an output of predict too, so that evaluation reports it.
   Graph compiled = spec;
-  roles.loss = spec.minimize ? spec[spec.minimize->loss].name : "";
+  // A step written with assign lines (a dumped training graph) returns its first output as the loss.
+  roles.loss = spec.minimize                                       ? spec[spec.minimize->loss].name
+               : !spec.assigns.empty() && !spec.outputs.empty() ? spec[spec.outputs.front().value].name
+                                                                  : "";
   if (spec.minimize && !std::any_of(compiled.outputs.begin(), compiled.outputs.end(),
                                     [&](const Output& o) { return o.value == spec.minimize->loss; }))
     compiled.outputs.push_back({spec.minimize->loss, spec.minimize->loc});

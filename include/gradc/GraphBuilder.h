@@ -29,6 +29,7 @@ namespace gradc {
 
 struct Value {
   ValueId id = -1;
+  uint64_t builder = 0;  // which GraphBuilder made it: a value of another one is refused, not misread
 };
 
 class GraphBuilder {
@@ -57,7 +58,11 @@ class GraphBuilder {
   Graph build() const;  // shape inference and the verifier, as for a parsed spec
 
  private:
+  Value made(ValueId id) const { return {id, id_}; }
+  ValueId own(Value v, std::string_view what) const;  // v's id, if this builder made v
+
   Graph g_;
+  uint64_t id_;
 };
 
 // Initializers and optimizers, with PyTorch's defaults (see Graph.cpp).
