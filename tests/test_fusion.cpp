@@ -222,6 +222,44 @@ TEST_CASE("fusion: the kernel verifier finds a value no kernel stores and a kern
   CHECK(verify_kernels(unplaced, false).empty());
 }
 
+// What a head reads (a matmul's or conv's operands, a row op's rows and class ids) is read
+// from memory before any member of its kernel runs.
+TEST_CASE("fusion: the kernel verifier finds a head that reads a value its kernel does not have in memory") {
+  Graph g = load_spec_file(test::source_path("samples/specs/seed_mlp.gir"));
+  KernelProgram p = train_kernels(g);
+  REQUIRE(verify_kernels(p, true).empty());
+  auto matmul = std::find_if(p.kernels.begin(), p.kernels.end(), [](const Kernel& k) { return k.kind == KernelKind::MatMul; });
+  REQUIRE(matmul != p.kernels.end());
+  size_t index = static_cast<size_t>(matmul - p.kernels.begin());
+  KernelProgram unread = p;
+  Kernel& k = unread.kernels[index];
+  k.inputs.erase(std::find(k.inputs.begin(), k.inputs.end(), k.a));
+  std::vector<std::string> faults = verify_kernels(unread, false);
+  REQUIRE(!faults.empty());
+  CHECK(faults[0].find("which is not one of its inputs") != std::string::npos);
+  KernelProgram own = unread;
+  own.kernels[index].members.push_back(own.kernels[index].a);
+  faults = verify_kernels(own, false);
+  REQUIRE(!faults.empty());
+  CHECK(faults[0].find("which a member of the same kernel computes only after it") != std::string::npos);
+}
+
+// A [1, 1] value is a scalar to fusion, or a view of a constant: a head that reads one reads it
+// from a kernel that stored it before (fused and unfused, train and predict).
+TEST_CASE("fusion: specs with dims of 1 fuse into sound programs whose heads read only what earlier kernels stored") {
+  for (const auto& [name, text] : test::unit_dim_specs()) {
+    Graph g = load_spec(text, name);
+    for (bool fuse : {true, false}) {
+      CAPTURE(fuse);
+      KernelProgram train = train_kernels(g, fuse), predict = predict_kernels(g, fuse);
+      check_sound(train, name + " train");
+      check_sound(predict, name + " predict");
+      check_heads(train);
+      check_heads(predict);
+    }
+  }
+}
+
 TEST_CASE("fusion: the checker catches overlapping buffers, and the planner is sound on random live ranges") {
   std::vector<ArenaBuffer> bad = {{1, 100, 0, 0, 3}, {2, 100, 64, 2, 5}};
   CHECK(check_plan(bad, 1000).size() == 1);

@@ -57,6 +57,19 @@ TEST_CASE("jit: the train step equals the interpreter's on every sample spec (5 
   }
 }
 
+// Batches of one, one-unit layers, [1, 1] matmul results forward and backward: fusion stored
+// neither a [1, 1] scalar that a matmul or row op reads as well as its epilogue, nor the
+// constant 1 reshaped to [1, 1] (a mean's gradient over one element), and the step failed
+// to compile with "map::at" (or read a buffer before it was written).
+TEST_CASE("jit: specs with dims of 1 (batch 1, one output unit, [1, 1] matmuls, bias [1]) train as the interpreter does") {
+  for (const auto& [name, text] : test::unit_dim_specs()) {
+    CAPTURE(name);
+    double worst = 0;
+    CHECK_NOTHROW(worst = jit_vs_interpreter(name, 5, compile_string(text, name)));
+    MESSAGE(name, ": worst relative error ", worst);
+  }
+}
+
 TEST_CASE("jit: clip_norm with every optimizer equals the interpreter (the seed's model, clipping and not)") {
   std::string seed = test::read_file(test::source_path("samples/specs/seed_mlp.gir"));
   size_t at = seed.find("minimize loss with ");

@@ -1,8 +1,14 @@
 // The Kernel program's verifier: what fusion and the memory plan must have made true before
 // codegen trusts it. Every kernel reads only values that exist when it runs: inputs, params,
-// state and constants, or what an earlier kernel stored (a view reads what it views). After
-// planning, every value a kernel reads or stores has a place.
+// state and constants, or what an earlier kernel stored (a view reads what it views). Every
+// value a member reads is another member, one of the kernel's inputs or a constant; what a head
+// reads (a MatMul or Conv kernel's operands, a RowWise kernel's rows and class ids) is read from
+// memory before any member runs, so it is an input, never a member or a constant (codegen
+// passes a head its operands by address). After planning, every value a kernel reads or stores
+// has a place.
 #include <fmt/format.h>
+
+#include <unordered_set>
 
 #include "ir/Kernel.h"
 
@@ -36,6 +42,33 @@ std::vector<std::string> verify_kernels(const KernelProgram& p, bool planned) {
       if (g[m].kind == NodeKind::Op && op_info(g[m].op).composite())
         faults.push_back(fmt::format("kernel {} computes {} with {}, a composite op that was not expanded", kernel.name,
                                      named(g, m), op_info(g[m].op).name));
+    std::unordered_set<ValueId> members(kernel.members.begin(), kernel.members.end());
+    std::unordered_set<ValueId> inputs(kernel.inputs.begin(), kernel.inputs.end());
+    // Member m reads v: from memory before anything runs (`head`), or at its element.
+    auto reads = [&](ValueId m, ValueId v, bool head) {
+      if (inputs.count(v)) return;
+      bool constant = g[g.viewed(v)].kind == NodeKind::Constant;
+      if (!head && (members.count(v) || constant)) return;
+      std::string reader = fmt::format("kernel {} computes {} ({})", kernel.name, named(g, m), op_info(g[m].op).name);
+      if (!head)
+        faults.push_back(fmt::format("{} from {}, which is neither a member nor one of its inputs", reader, named(g, v)));
+      else if (members.count(v))
+        faults.push_back(fmt::format("{} from {} in memory, which a member of the same kernel computes only after it", reader,
+                                     named(g, v)));
+      else
+        faults.push_back(fmt::format("{} from {} in memory, which is not one of its inputs{}", reader, named(g, v),
+                                     constant ? " (a constant, which has no place in memory)" : ""));
+    };
+    for (ValueId m : kernel.members) {
+      if (g[m].kind != NodeKind::Op) continue;
+      if ((kernel.kind == KernelKind::MatMul || kernel.kind == KernelKind::Conv) && m == kernel.members[0]) {
+        reads(m, kernel.a, true);
+        reads(m, kernel.b, true);
+        continue;
+      }
+      bool row_op = kernel.kind == KernelKind::RowWise && op_info(g[m].op).form == FusionForm::Rowwise;
+      for (ValueId a : g[m].args) reads(m, a, row_op);
+    }
     for (ValueId v : kernel.inputs) {
       ValueId root = g.viewed(v);
       NodeKind kind = g[root].kind;

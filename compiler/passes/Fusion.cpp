@@ -18,6 +18,7 @@ class Fuser {
 
   KernelProgram run() {
     find_live_and_users();
+    if (materialize_constants_read_whole()) find_live_and_users();
     kernel_of_.assign(g_.nodes.size(), -1);
     for (ValueId id = 0; id < g_.size(); ++id)
       if (is_candidate(id)) place_node(id);
@@ -118,6 +119,30 @@ class Fuser {
     return !users_[at(id)].empty();
   }
 
+  // A head reads its operands whole from memory, where a constant has no place (codegen inlines
+  // a constant where a member reads it at an element). A view of a constant that a matmul, a
+  // conv or a row op reads (the [1, 1] gradient of a mean over one element: the scalar 1
+  // reshaped) becomes broadcast_to of the constant, a scalar that a kernel stores
+  // (place_scalars); its other readers recompute it, the constant, as before. Returns whether
+  // any did (the graph's reads changed).
+  bool materialize_constants_read_whole() {
+    bool changed = false;
+    for (ValueId id = 0; id < g_.size(); ++id) {
+      if (!live_[at(id)] || g_[id].kind != NodeKind::Op) continue;
+      Form f = form_of(id);
+      if (f != Form::MatMul && f != Form::Conv && f != Form::Row) continue;
+      for (ValueId a : g_[id].args) {
+        ValueId v = f == Form::MatMul && folded_transpose(a) ? g_[a].args[0] : a;
+        ValueId c = g_.viewed(v);
+        if (c == v || g_[c].kind != NodeKind::Constant) continue;
+        g_.nodes[at(v)].op = OpKind::BroadcastTo;  // reshape's attribute, `shape`, is broadcast_to's too
+        g_.nodes[at(v)].args = {c};
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
   // One element, computed from scalars: recomputed in every kernel that uses it.
   bool is_scalar(ValueId id) const {
     if (!fuse_ || !has_form(id, FusionForm::Elementwise) || g_[id].type.numel() != 1) return false;
@@ -140,6 +165,13 @@ class Fuser {
   // from memory, and whose epilogue runs on its results.
   static bool has_head_operands(const Kernel& k) { return k.kind == KernelKind::MatMul || k.kind == KernelKind::Conv; }
   static bool is_head(const Kernel& k, ValueId m) { return has_head_operands(k) && m == k.members[0]; }
+  // What member m of kernel k reads whole from memory before any member runs: a MatMul or Conv
+  // kernel's operands, a RowWise kernel's row op's operands (the rows, the class ids).
+  std::vector<ValueId> read_whole(const Kernel& k, ValueId m) const {
+    if (is_head(k, m)) return {k.a, k.b};
+    if (k.kind == KernelKind::RowWise && form_of(m) == Form::Row) return g_[m].args;
+    return {};
+  }
 
   // Members in graph order, a MatMul or Conv kernel's head first (its epilogue runs after it).
   void sort_members(Kernel& k) const {
@@ -535,36 +567,55 @@ class Fuser {
     sets_.clear();
   }
 
-  // Scalars go into every Loop, MatMul or Conv kernel with a member that reads them (with the scalars
-  // they read in turn). One kernel stores a scalar that something else needs; if no kernel
-  // computes it, it gets a kernel of its own.
+  // Scalars go into every Loop, MatMul, Conv or RowWise kernel with a member that reads them
+  // (with the scalars they read in turn), but for the scalars its head reads whole: those the
+  // kernel reads from memory, since its head runs before any other member. One kernel stores a
+  // scalar that something else needs; if no kernel computes it, or a head reads it (the first
+  // kernel to compute it might wait for the head's kernel), it gets a kernel of its own, which
+  // waits only for what the scalar reads.
   // (Scalars are never a kernel's own members, so the scalars added to kernel k are its
   // members that are scalars: scalars_in_[k].)
   void add_scalar(size_t k, ValueId id) {
     if (!scalars_in_[k].insert(id).second) return;
     for (ValueId a : g_[id].args)
-      if (is_scalar(a)) add_scalar(k, a);
+      if (is_scalar(a) && !read_whole_in(k, a)) add_scalar(k, a);
     kernels_[k].members.push_back(id);
     if (first_with_[at(id)] < 0) first_with_[at(id)] = static_cast<int>(k);
   }
 
+  bool read_whole_in(size_t k, ValueId v) const {
+    const std::vector<ValueId>& whole = read_whole_in_[k];
+    return std::find(whole.begin(), whole.end(), v) != whole.end();
+  }
+
   void place_scalars() {
     scalars_in_.assign(kernels_.size(), {});
+    read_whole_in_.assign(kernels_.size(), {});
+    std::vector<bool> read_whole_anywhere(g_.nodes.size(), false);
     first_with_.assign(g_.nodes.size(), -1);  // the first kernel a scalar is a member of
+    for (size_t k = 0; k < kernels_.size(); ++k)
+      for (ValueId m : kernels_[k].members)
+        for (ValueId v : read_whole(kernels_[k], m)) {
+          read_whole_in_[k].push_back(v);
+          read_whole_anywhere[at(v)] = true;
+        }
     for (size_t k = 0; k < kernels_.size(); ++k) {
       if (kernels_[k].kind == KernelKind::Alone) continue;
       std::vector<ValueId> members = kernels_[k].members;
-      for (ValueId m : members)
+      for (ValueId m : members) {
+        if (!read_whole(kernels_[k], m).empty()) continue;
         for (ValueId a : g_[m].args)
-          if (is_scalar(a) && !is_head(kernels_[k], m)) add_scalar(k, a);
+          if (is_scalar(a) && !read_whole_in(k, a)) add_scalar(k, a);
+      }
       sort_members(kernels_[k]);
     }
     for (ValueId id = 0; id < g_.size(); ++id) {
       if (!live_[at(id)] || !is_scalar(id) || !needs_store(id)) continue;
       int storer = first_with_[at(id)];
-      if (storer < 0) {
+      if (storer < 0 || read_whole_anywhere[at(id)]) {
         storer = new_kernel(KernelKind::Loop, g_[id].type.shape);
         scalars_in_.emplace_back();
+        read_whole_in_.emplace_back();
         add_scalar(static_cast<size_t>(storer), id);
         sort_members(kernels_.back());
       }
@@ -811,6 +862,7 @@ class Fuser {
   uint32_t mark_epoch_ = 0, seen_epoch_ = 0;
   // After merging.
   std::vector<std::unordered_set<ValueId>> scalars_in_;  // the scalars placed in each kernel
+  std::vector<std::vector<ValueId>> read_whole_in_;      // what each kernel's head reads whole (read_whole)
   std::vector<int> first_with_;
   std::vector<bool> is_result_;                  // an output's or assign's value
   std::vector<std::vector<ValueId>> sorted_members_;
