@@ -136,6 +136,13 @@ TEST_CASE("eval: bad checkpoints, data and arguments are refused with exit code 
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("eval_other.safetensors: error: the checkpoint has a tensor 'v' that the model 'tiny' does not have") !=
         std::string::npos);
+  // No examples: refused, not a report of zeros.
+  std::string no_x = (test::temp_dir() / "eval_no_x.npy").string(), no_y = (test::temp_dir() / "eval_no_y.npy").string();
+  save_npy(no_x, Tensor(TensorType{DType::F32, {0, 3}}));
+  save_npy(no_y, Tensor(TensorType{DType::I32, {0}}));
+  r = eval(fmt::format("--load {} --input x={} --input y={}", f.ckpt, no_x, no_y));
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("the inputs hold no examples (0 rows)") != std::string::npos);
   std::string labels = (test::temp_dir() / "eval_bad_labels.npy").string();
   save_npy(labels, Tensor::of<int32_t>({5}, {0, 1, 2, 7, 0}));
   r = eval(fmt::format("--load {} --input x={} --input y={}", f.ckpt, f.x, labels));

@@ -140,6 +140,24 @@ TEST_CASE("messages: a long source line is cut around the column, the caret unde
   }
 }
 
+// A value a message echoes may be huge (a perm of 100,000 axes, a long list of axes): the
+// message keeps its head and tail, at most about kMaxMessageBytes (was 689 KB).
+TEST_CASE("messages: a message that echoes a huge value is cut to its head and tail") {
+  std::string perm = "0";
+  for (int i = 1; i < 100000; ++i) perm += ", " + std::to_string(i);
+  Error e = error_of([&] { load_spec("input x : f32[2, 3]\nh = transpose(x, perm=[" + perm + "])\n", "perm.gir"); });
+  CAPTURE(e.message().substr(0, 200));
+  CHECK(e.message().size() < kMaxMessageBytes + 100);
+  CHECK(e.message().find("bytes cut") != std::string::npos);
+  CHECK(std::string_view(e.what()).starts_with("perm.gir:2:"));
+  std::string multibyte = std::string(1999, 'a') + "\xc3\xa9" + std::string(3000, 'b');
+  std::string cut = bounded_message(multibyte);
+  CHECK(cut.size() < kMaxMessageBytes + 100);
+  for (size_t i = 0; i + 1 < cut.size(); ++i)  // never half of the two-byte e-acute
+    CHECK_FALSE((static_cast<unsigned char>(cut[i]) == 0xc3 && static_cast<unsigned char>(cut[i + 1]) != 0xa9));
+  CHECK(bounded_message("short") == "short");
+}
+
 TEST_CASE("messages: excerpt keeps the column and never cuts a UTF-8 sequence") {
   Excerpt whole = excerpt("short line", 3);
   CHECK(whole.text == "short line");

@@ -104,6 +104,12 @@ TEST_CASE("train_cli: a dumped training graph trains on Fashion-MNIST as its spe
     CHECK(number_after(a.out, "test accuracy ") == number_after(b.out, "test accuracy "));
     CHECK(number_after(a.out, "test loss ") == number_after(b.out, "test loss "));
     CHECK(test::read_file(path("a.st")) == test::read_file(path("b.st")));
+    // eval takes its loss from the first output too: the same report (was "minimizes nothing").
+    test::CommandResult ea = test::run_gradc(fmt::format("eval {} --load {} --data fashion-mnist", seed, path("a.st")));
+    test::CommandResult eb = test::run_gradc(fmt::format("eval {} --load {} --data fashion-mnist", spec, path("b.st")));
+    CAPTURE(eb.err);
+    CHECK(eb.exit_code == 0);
+    CHECK(ea.out == eb.out);
   }
 }
 
@@ -155,6 +161,13 @@ TEST_CASE("train_cli: --feed sets a scalar input every step") {
   test::CommandResult as_input = test::run_gradc("train " + spec + data + " --input lr=" + path("feed_t.npy"));
   CHECK(as_input.exit_code == 1);
   CHECK(as_input.err.find("'lr' is a scalar input (f32[]), set it with --feed lr=VALUE") != std::string::npos);
+  // The lr fed is checked as the spec's lr=-1 is (it trained uphill), and so is one beyond f32.
+  test::CommandResult negative = test::run_gradc("train " + spec + data + " --feed lr=-1");
+  CHECK(negative.exit_code == 1);
+  CHECK(negative.err.find("--feed lr=-1: 'lr' is the optimizer's lr, which must be at least 0") != std::string::npos);
+  test::CommandResult huge = test::run_gradc("train " + spec + data + " --feed lr=1e39");
+  CHECK(huge.exit_code == 1);
+  CHECK(huge.err.find("does not fit in the input's f32 (it would be inf)") != std::string::npos);
   test::CommandResult not_scalar = test::run_gradc("train " + spec + data + " --feed lr=0.1 --feed x=1");
   CHECK(not_scalar.exit_code == 1);
   CHECK(not_scalar.err.find("--feed sets scalar inputs") != std::string::npos);

@@ -185,9 +185,12 @@ double EvalReport::accuracy() const {
 }
 
 EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
-  if (!spec.minimize) fail({}, "gradc eval: the spec minimizes nothing, so it has no loss to evaluate");
+  // The loss: minimize's, or a step written with assign lines returns its first output as one.
+  bool assign_step = !spec.minimize && !spec.assigns.empty() && !spec.outputs.empty();
+  if (!spec.minimize && !assign_step) fail({}, "gradc eval: the spec minimizes nothing, so it has no loss to evaluate");
   Graph g = forward_of(spec);
-  const std::string loss_name = add_output(g, spec.minimize->loss, "eval.loss");
+  const std::string loss_name =
+      add_output(g, assign_step ? spec.outputs.front().value : spec.minimize->loss, "eval.loss");
   Classes classes = find_classes(spec);
   std::string logits_name = classes.count ? add_output(g, classes.logits, "eval.logits") : "";
 
@@ -207,6 +210,7 @@ EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
   std::vector<Fed> fed = bind_sources(session, sources, "eval");
   const int64_t rows = rows_of(fed);
   if (rows < 0) fail({}, "gradc eval: the spec's inputs have no batch dimension to hold examples");
+  if (rows == 0) fail({}, "gradc eval: the inputs hold no examples (0 rows), so there is nothing to evaluate");
   int64_t batch = -1;
   for (const Fed& f : fed)
     if (f.rows >= 0) {

@@ -260,6 +260,10 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
     if (scalars.count(name)) fail({}, "--feed {}: given twice", name);
     if (name == lr_input && options.schedule)
       fail({}, "--feed {}: '{}' is the optimizer's lr, which --lr-schedule feeds", name, name);
+    if (name == lr_input && !(value >= 0))  // as lr=-1 in the spec, and torch.optim's "Invalid learning rate"
+      fail({}, "--feed {}={}: '{}' is the optimizer's lr, which must be at least 0", name, value, name);
+    if (t.dtype == DType::F32 && !fits_f32(value))
+      fail({}, "--feed {}={}: does not fit in the input's f32 (it would be {})", name, value, static_cast<float>(value));
     Tensor v(t);
     if (t.dtype == DType::F32) *v.as<float>() = static_cast<float>(value);
     else if (t.dtype == DType::F64) *v.as<double>() = value;

@@ -9,13 +9,6 @@ namespace gradc {
 
 namespace {
 
-// Whether a finite number keeps its meaning as an f32: not inf (beyond 3.4e38), and not 0 unless
-// it is 0 (below the smallest subnormal, 1.4e-45).
-bool fits_f32(double v) {
-  float f = static_cast<float>(v);
-  return std::isfinite(f) && (v == 0 || f != 0);
-}
-
 class Verifier {
  public:
   explicit Verifier(const Graph& g) : g_(g) {}

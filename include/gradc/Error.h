@@ -57,10 +57,24 @@ inline std::string render_error(const SourceLoc& loc, const std::string& message
   return text;
 }
 
+// A message of at most about kMaxMessageBytes: its head and tail around a note of what was cut
+// (never inside a UTF-8 sequence). A value echoed whole, a transpose's perm of 100,000 axes,
+// made a 689 KB message.
+inline constexpr size_t kMaxMessageBytes = 2000;
+inline std::string bounded_message(std::string m) {
+  if (m.size() <= kMaxMessageBytes) return m;
+  auto boundary = [&](size_t i) {  // back to the start of a UTF-8 sequence
+    while (i > 0 && (static_cast<unsigned char>(m[i]) & 0xC0) == 0x80) --i;
+    return i;
+  };
+  size_t head = boundary(kMaxMessageBytes * 3 / 4), tail = boundary(m.size() - kMaxMessageBytes / 4);
+  return m.substr(0, head) + " ... [" + std::to_string(tail - head) + " bytes cut] ... " + m.substr(tail);
+}
+
 inline Error::Error(SourceLoc loc, std::string message, std::string snippet)
-    : std::runtime_error(render_error(loc, message, snippet)),
+    : std::runtime_error(render_error(loc, bounded_message(message), snippet)),
       loc_(std::move(loc)),
-      message_(std::move(message)),
+      message_(bounded_message(std::move(message))),
       snippet_(std::move(snippet)) {}
 
 // A window of `line` around byte `at` (0-based) for a message: the whole line when it has at

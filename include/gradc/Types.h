@@ -72,6 +72,14 @@ inline bool is_float(DType t) { return t == DType::F32 || t == DType::F64; }
 
 inline int64_t dtype_bytes(DType t) { return t == DType::F64 ? 8 : 4; }
 
+// Whether a finite number keeps its meaning as an f32: not inf (beyond 3.4e38), and not 0 unless
+// it is 0 (below the smallest subnormal, 1.4e-45). For literals, initializers, hyper-parameters
+// and fed scalars that an f32 model would take.
+inline bool fits_f32(double v) {
+  float f = static_cast<float>(v);
+  return f - f == 0 && (v == 0 || f != 0);  // f - f is NaN for inf and NaN (no <cmath> in this header)
+}
+
 inline int64_t TensorType::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
