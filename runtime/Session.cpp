@@ -277,13 +277,11 @@ std::vector<std::string> Session::param_names() const {
   return names;
 }
 
-// The first element of `t` that is NaN or infinite, or -1.
-template <typename T>
-int64_t first_nonfinite(const Tensor& t) {
-  const T* v = t.as<T>();
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(v[i])) return i;
-  return -1;
+void refuse_nonfinite(const std::string& path, const std::string& name, const Tensor& t) {
+  if (int64_t bad = first_nonfinite(t); bad >= 0)
+    fail({path}, "tensor '{}' holds a non-finite value (element {} is {}): not loaded; gradc writes checkpoints only of "
+                 "finite params and state, so this one is damaged or was written elsewhere", name, bad,
+         element_as_double(t, bad));
 }
 
 // A checkpoint is what a run can restart from: one holding a NaN or an infinity is never written.
@@ -291,10 +289,9 @@ void Session::save(const std::string& path) const {
   std::vector<std::pair<std::string, const Tensor*>> named;
   for (const std::string& name : param_names()) {
     const Tensor& t = storage_[static_cast<size_t>(find(name, is_weight))];
-    int64_t bad = t.dtype() == DType::F32 ? first_nonfinite<float>(t) : t.dtype() == DType::F64 ? first_nonfinite<double>(t) : -1;
-    if (bad >= 0)
+    if (int64_t bad = first_nonfinite(t); bad >= 0)
       fail({path}, "not saved: '{}' holds a non-finite value (element {} is {}); a checkpoint is written only of finite "
-                   "params and state", name, bad, t.dtype() == DType::F32 ? double(t.as<float>()[bad]) : t.as<double>()[bad]);
+                   "params and state", name, bad, element_as_double(t, bad));
     named.emplace_back(name, &t);
   }
   save_safetensors(path, named);
@@ -317,6 +314,7 @@ void Session::load(const std::string& path) {
     }
     if (it->second.type() != s.type)
       fail({path}, "tensor '{}' is {} in the checkpoint but {} in the model", s.name, it->second.type(), s.type);
+    refuse_nonfinite(path, s.name, it->second);
     updates.emplace_back(i, std::move(it->second));
     saved.erase(it);
   }

@@ -132,6 +132,7 @@ std::vector<Case> cases() {
       // The loss becomes infinite: stop at the step, keep the last good checkpoint.
       {"loss not finite", [=] { return regression_args(64, 0.5f, DType::F32, 8, 3e37f) + " --save " + (test::temp_dir() / "good.safetensors").string(); },
        "step 1 (epoch 1, batch 1): train step stopped, params unchanged: the loss 'loss' is not finite"},
+      {"--data-dir without --data", [=] { return regression_args(64) + " --data-dir /tmp"; }, "--data-dir requires --data"},
       // Fashion-MNIST's IDX files.
       {"idx directory missing", [=] { return "train " + seed_spec() + " --data fashion-mnist --data-dir /nonexistent/fmnist"; }, "/nonexistent/fmnist"},
       {"idx file missing", [=] { return "train " + seed_spec() + " --data fashion-mnist --data-dir " +

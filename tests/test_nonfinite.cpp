@@ -7,6 +7,8 @@
 
 #include "TestUtil.h"
 #include "gradc/gradc.h"
+#include "runtime/Npy.h"
+#include "runtime/Safetensors.h"
 
 namespace gradc {
 
@@ -133,6 +135,35 @@ TEST_CASE("nonfinite: a checkpoint holding a NaN is never written, a finite one 
   fresh.param("w").as<float>()[3] = std::numeric_limits<float>::infinity();
   CHECK_THROWS_AS(fresh.save(path), Error);
   CHECK(!std::filesystem::exists(path));
+
+  // Nor read: a NaN checkpoint from elsewhere (written by hand here) is refused by load, eval
+  // and predict, naming the tensor (predict wrote NaN outputs and exited 0).
+  Session good(m);
+  std::string written = (dir / "elsewhere.safetensors").string();
+  Tensor w = good.param("w");
+  w.as<float>()[1] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::pair<std::string, const Tensor*>> named;
+  for (const std::string& name : good.param_names()) named.emplace_back(name, name == "w" ? &w : &good.param(name));
+  save_safetensors(written, named);
+  Session loading(m);
+  std::string refused;
+  try {
+    loading.load(written);
+  } catch (const Error& e) {
+    refused = e.what();
+  }
+  CHECK(refused.find("elsewhere.safetensors: error: tensor 'w' holds a non-finite value (element 1 is nan): not loaded") !=
+        std::string::npos);
+  std::string spec_path = test::write_temp("nan_ckpt.gir", spec("f32", "sgd(lr=0.1)"));
+  std::map<std::string, Tensor> rows = random_inputs(m.spec, 1);
+  std::string x = (dir / "nan_ckpt_x.npy").string();
+  save_npy(x, rows.at("x"));
+  for (const char* command : {"eval", "train"}) {
+    CAPTURE(command);
+    test::CommandResult r = test::run_gradc(fmt::format("{} {} --load {} --input x={}", command, spec_path, written, x));
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("tensor 'w' holds a non-finite value") != std::string::npos);
+  }
 }
 
 }  // namespace gradc

@@ -151,6 +151,7 @@ void load_params(Session& session, const Graph& spec, const std::string& path) {
     if (it == saved.end()) fail({path}, "the checkpoint has no tensor '{}' (param {})", s.name, s.type);
     if (it->second.type() != s.type)
       fail({path}, "tensor '{}' is {} in the checkpoint but {} in the model", s.name, it->second.type(), s.type);
+    refuse_nonfinite(path, s.name, it->second);
     updates.emplace_back(s.name, std::move(it->second));
   }
   for (auto& [name, t] : updates) session.param(name) = std::move(t);

@@ -248,7 +248,8 @@ int main(int argc, char** argv) {
   train_options.data_dir = gradc::kFashionMnistDir;
   train->add_option("--data-dir", train_options.data_dir, "where --data fashion-mnist finds its gzipped IDX files")
       ->capture_default_str()
-      ->check(non_empty("a directory"));
+      ->check(non_empty("a directory"))
+      ->needs(data_opt);  // beside --input it was taken silently and ignored
   train->add_option("--input", input_files, "NAME=FILE.npy: an input's examples (repeat for each input)")
       ->excludes(data_opt)
       ->check(non_empty("NAME=FILE.npy"));
@@ -323,7 +324,8 @@ int main(int argc, char** argv) {
                                    ->check(CLI::IsMember({"fashion-mnist"}));
   eval_options.data.data_dir = gradc::kFashionMnistDir;
   eval->add_option("--data-dir", eval_options.data.data_dir, "where --data fashion-mnist finds its gzipped IDX files")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(eval_data_opt);
   eval->add_option("--input", eval_inputs, "NAME=FILE.npy: an input's examples (repeat for each input)")
       ->excludes(eval_data_opt);
   eval->add_option("--threads", eval_options.threads, "threads predict may use, 1 to 256 (default: every core)")

@@ -121,7 +121,8 @@ class Session {
   std::vector<std::string> param_names() const;  // params, then state, in the spec's order
 
   // Checkpoints as safetensors: params and optimizer state by name. load() checks every name,
-  // dtype and shape; a file of params alone restarts the optimizer from its initial state.
+  // dtype and shape (and that every value is finite); a file of params alone restarts the
+  // optimizer from its initial state.
   void save(const std::string& path) const;
   void load(const std::string& path);
 
@@ -151,5 +152,9 @@ class Session {
   Outputs outputs_;              // predict's last result
   std::vector<Tensor> staging_;  // per slot: the padded last batch of an input fed more or fewer rows than B
 };
+
+// Throws gradc::Error (at `checkpoint`) when tensor `name` of it holds a NaN or an infinity: a
+// checkpoint is written and read only of finite params and state (Session::load, eval, predict).
+void refuse_nonfinite(const std::string& checkpoint, const std::string& name, const Tensor& t);
 
 }  // namespace gradc

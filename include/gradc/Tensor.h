@@ -75,4 +75,20 @@ class Tensor {
   std::vector<std::byte, CacheLineAllocator<std::byte>> bytes_;
 };
 
+// The first element of a float tensor that is NaN or infinite, or -1 (always for i32). For
+// checkpoints, which are written and read only of finite params and state.
+inline int64_t first_nonfinite(const Tensor& t) {
+  auto scan = [&](const auto* v) -> int64_t {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!(v[i] - v[i] == 0)) return i;  // NaN for NaN and inf (no <cmath> in public headers)
+    return -1;
+  };
+  if (t.dtype() == DType::F32) return scan(t.as<float>());
+  if (t.dtype() == DType::F64) return scan(t.as<double>());
+  return -1;
+}
+inline double element_as_double(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::F32 ? double(t.as<float>()[i]) : t.dtype() == DType::F64 ? t.as<double>()[i] : t.as<int32_t>()[i];
+}
+
 }  // namespace gradc
