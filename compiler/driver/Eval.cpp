@@ -139,7 +139,8 @@ void load_params(Session& session, const Graph& spec, const std::string& path) {
     size_t dot = name.rfind('.');
     if (dot == std::string::npos) return false;
     std::string owner = name.substr(0, dot);
-    return (spec.find(owner) && spec[*spec.find(owner)].kind == NodeKind::Param) || optimizer_schema(owner) != nullptr;
+    std::optional<ValueId> param = spec.find(owner);
+    return (param && spec[*param].kind == NodeKind::Param) || optimizer_schema(owner) != nullptr;
   };
   for (const auto& [name, t] : saved)
     if (!known.count(name) && !optimizer_state(name))
@@ -187,11 +188,10 @@ double EvalReport::accuracy() const {
 
 EvalReport evaluate(const Graph& spec, const EvalOptions& options) {
   // The loss: minimize's, or a step written with assign lines returns its first output as one.
-  bool assign_step = !spec.minimize && !spec.assigns.empty() && !spec.outputs.empty();
-  if (!spec.minimize && !assign_step) fail({}, "gradc eval: the spec minimizes nothing, so it has no loss to evaluate");
+  std::optional<ValueId> loss = step_loss(spec);
+  if (!loss) fail({}, "gradc eval: the spec minimizes nothing, so it has no loss to evaluate");
   Graph g = forward_of(spec);
-  const std::string loss_name =
-      add_output(g, assign_step ? spec.outputs.front().value : spec.minimize->loss, "eval.loss");
+  const std::string loss_name = add_output(g, *loss, "eval.loss");
   Classes classes = find_classes(spec);
   std::string logits_name = classes.count ? add_output(g, classes.logits, "eval.logits") : "";
 

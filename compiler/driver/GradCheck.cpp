@@ -243,10 +243,9 @@ class Checker {
     std::vector<std::vector<double>> values;
     if (o_.interpreter) values = InterpreterEngine(d_.graph, wanted, feeds_).run();
     else values = JitEngine(d_.graph, wanted, feeds_, o_.threads).run();  // compiled, run once, freed
-    double at_point = values[0][0];
-    if (!std::isfinite(at_point))
-      fail({}, "gradc check: the loss is {} at the random point, so finite differences mean nothing", at_point);
-    at_point_ = at_point;
+    at_point_ = values[0][0];
+    if (!std::isfinite(at_point_))
+      fail({}, "gradc check: the loss is {} at the random point, so finite differences mean nothing", at_point_);
     std::vector<std::vector<double>> at = engine_->run();
     branches_.assign(at.begin() + 1, at.end());
     std::vector<ParamCheck> results;

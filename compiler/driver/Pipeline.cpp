@@ -85,7 +85,6 @@ class Runner {
 
 // A graph that already has its optimizer's state and assigns (a dumped train stage) is taken
 // as it is.
-bool already_trained(const Graph& g) { return !g.minimize && !g.assigns.empty(); }
 
 // The spec with its composite ops expanded: the first pass of every path.
 Graph expanded_of(Runner& r, const Graph& g) {
@@ -94,7 +93,7 @@ Graph expanded_of(Runner& r, const Graph& g) {
 
 // The paths below start from an expanded spec (expanded_of).
 Graph train_graph_of(Runner& r, const Graph& g) {
-  if (already_trained(g)) return g;
+  if (is_assign_step(g)) return g;
   // The optimizer reads autodiff's gradient table beside its graph: the graph travels through
   // graph_pass and is put back into `d` for it.
   Differentiated d;
@@ -156,7 +155,7 @@ std::string print_passes(const Lowered& l) {
 Graph grad_graph(const Graph& g) {
   Runner r(kPlain, nullptr);
   Graph expanded = expanded_of(r, g);
-  if (already_trained(expanded)) return expanded;  // a step written with assign lines: nothing to differentiate
+  if (is_assign_step(expanded)) return expanded;  // a step written with assign lines: nothing to differentiate
   return r.graph_pass("autodiff", std::move(expanded), [](Graph in) { return differentiate(std::move(in)).graph; });
 }
 

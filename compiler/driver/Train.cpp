@@ -160,7 +160,7 @@ Evaluation evaluate(Session& session, std::vector<Source>& val, const std::map<s
 // f64; after the loss, in a step written with assign lines, a dumped training graph) and one
 // i32[B] input fed with data.
 void find_classes(const Graph& spec, Roles& roles, const std::vector<Source>& sources) {
-  size_t at = !spec.minimize && !spec.assigns.empty() ? 1 : 0;
+  size_t at = is_assign_step(spec) ? 1 : 0;
   if (spec.outputs.size() <= at) return;
   const Node& first = spec[spec.outputs[at].value];
   if (first.type.rank() != 2 || first.type.shape[0] != roles.batch || first.type.shape[1] < 2 ||
@@ -298,9 +298,8 @@ void train(const Graph& spec, const TrainOptions& options, const TrainEvents& ev
   // The loss becomes an output of predict too, so that evaluation reports it.
   Graph compiled = spec;
   // A step written with assign lines (a dumped training graph) returns its first output as the loss.
-  roles.loss = spec.minimize                                       ? spec[spec.minimize->loss].name
-               : !spec.assigns.empty() && !spec.outputs.empty() ? spec[spec.outputs.front().value].name
-                                                                  : "";
+  std::optional<ValueId> loss = step_loss(spec);
+  roles.loss = loss ? spec[*loss].name : "";
   if (spec.minimize && !std::any_of(compiled.outputs.begin(), compiled.outputs.end(),
                                     [&](const Output& o) { return o.value == spec.minimize->loss; }))
     compiled.outputs.push_back({spec.minimize->loss, spec.minimize->loc});

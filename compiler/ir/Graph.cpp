@@ -36,6 +36,14 @@ int64_t class_count(const Graph& g, ValueId input) {
   return 1;
 }
 
+bool is_assign_step(const Graph& g) { return !g.minimize && !g.assigns.empty(); }
+
+std::optional<ValueId> step_loss(const Graph& g) {
+  if (g.minimize) return g.minimize->loss;
+  if (is_assign_step(g) && !g.outputs.empty()) return g.outputs.front().value;
+  return std::nullopt;
+}
+
 std::vector<bool> live_values(const Graph& g) {
   std::vector<bool> live(g.nodes.size(), false);
   for (const Output& o : g.outputs) live[static_cast<size_t>(o.value)] = true;

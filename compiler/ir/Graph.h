@@ -2,6 +2,7 @@
 // schemas of initializers and optimizers.
 #pragma once
 
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -20,6 +21,14 @@ int64_t class_count(const Graph& g, ValueId input);
 // (defaults filled) and the type inferred now. A composite op is built as its expansion
 // (ir/Composites.cpp), so no pass ever makes one.
 ValueId add_op(Graph& g, OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {}, const SourceLoc& loc = {});
+
+// A train step written with assign lines and no minimize (a dumped training graph): nothing to
+// differentiate; it returns its first output as the loss.
+bool is_assign_step(const Graph& g);
+
+// The loss a train step returns: minimize's, or an assign step's first output; nullopt for a
+// graph that trains nothing.
+std::optional<ValueId> step_loss(const Graph& g);
 
 // Which values the graph's results need, by id: its outputs, both sides of its assigns and
 // minimize's loss, and every value they read (Fusion.cpp; Simplify.cpp keeps its leaves too).

@@ -19,7 +19,7 @@ class Verifier {
     if (g_.minimize) minimize(*g_.minimize);
     std::set<ValueId> assigned;
     for (const Assign& a : g_.assigns) assign(a, assigned);
-    if (!g_.minimize && !g_.assigns.empty()) step_loss();
+    if (is_assign_step(g_)) first_output_is_loss();
     return std::move(errors_);
   }
 
@@ -194,7 +194,7 @@ class Verifier {
 
   // A training graph written with assign lines (no minimize): its step returns its first output
   // as the loss, as optimizer lowering arranges for a minimize, so there must be one.
-  void step_loss() {
+  void first_output_is_loss() {
     if (g_.outputs.empty())
       error(g_.assigns.front().loc,
             "a spec with assign lines needs an output: its first output is the loss the train step returns "
