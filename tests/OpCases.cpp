@@ -71,6 +71,25 @@ std::vector<OpRecord> make_records() {
                            {{"p", ITensor::of(f64({4}), {1e-10, -1e-12, 0, 3e-17})}},
                            {9.9999999995e-11, -1.0000000000005e-12, 0, 3e-17},
                            1e-20}}});
+  r.push_back({.op = "erf",
+               .cases = {{kP, "erf(p)", "f32[3, 4]"}, {kP, "erf(mul(p, 3))", "f32[3, 4]"}},
+               .typical = {in("f32[64, 512]"), "erf(x)", "f32[64, 512]"},
+               .values = {{"erf(x)",
+                           {{"x", kX}},
+                           {0.8427007929497149, -0.9953222650189527, 0.9999779095030014, -0.9999999845827421,
+                            0.9999999999984626, 0.5204998778130465}},
+                          // Near 0 erf is 2x/√π, and far out it is ±1.
+                          {"erf(p)",
+                           {{"p", ITensor::of(f64({3}), {1e-10, -30, 0.1})}},
+                           {1.1283791670955126e-10, -1, 0.1124629160182849},
+                           1e-16}}});
+  r.push_back({.op = "leaky_relu",
+               .cases = {{kP, "leaky_relu(p)", "f32[3, 4]"}, {kP, "leaky_relu(p, negative_slope=0.2)", "f32[3, 4]"}},
+               .typical = {in("f32[64, 128]"), "leaky_relu(x, negative_slope=0.1)", "f32[64, 128]"},
+               .values = {{"leaky_relu(x)", {{"x", kX}}, {1, -0.02, 3, -0.04, 5, 0.5}},
+                          {"leaky_relu(x, negative_slope=0.1)", {{"x", kX}}, {1, -0.2, 3, -0.4, 5, 0.5}},
+                          // PyTorch's slope may be above 1 or negative.
+                          {"leaky_relu(x, negative_slope=-2)", {{"x", kX}}, {1, 4, 3, 8, 5, 0.5}}}});
   r.push_back({.op = "sqrt",
                .cases = {{kP, "sqrt(add(square(p), 0.5))", "f32[3, 4]"}},
                .typical = {in("f32[]"), "sqrt(x)", "f32[]"},
@@ -313,6 +332,20 @@ std::vector<OpRecord> make_records() {
       .gradient = false};
   for (OpRecord* adjoint : {&input_grad, &weight_grad, &maxpool_grad, &avgpool_grad}) r.push_back(std::move(*adjoint));
 
+  // where: the cond broadcasts over rows, b over columns; cond from a param (greater has no gradient).
+  r.push_back({.op = "where",
+               .cases = {{kPQ, "where(greater(q, 0), p, mul(p, 2))", "f32[3, 4]"},
+                         {kPQ, "where(greater(p, 0.2), q, square(p))", "f32[3, 4]"}},
+               .typical = {in2("f32[64, 1]", "f32[64, 10]"), "where(x, y, 0)", "f32[64, 10]"},
+               .values = {{"where(c, x, y)",
+                           {{"c", kCol}, {"x", kX}, {"y", kRow}},
+                           {10, 20, 30, -4, 5, 0.5}},
+                          // A NaN condition is nonzero, as in numpy.
+                          {"where(c, x, y)",
+                           {{"c", ITensor::of(f64({2}), {std::nan(""), 0})},
+                            {"x", ITensor::of(f64({2}), {1, 2})},
+                            {"y", ITensor::of(f64({2}), {3, 4})}},
+                           {1, 4}}}});
   // Composite ops (ir/Composites.cpp): their expansion is all they are.
   r.push_back({.op = "softplus",
                .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},
@@ -326,6 +359,29 @@ std::vector<OpRecord> make_records() {
                            {{"x", ITensor::of(f64({4}), {100, -100, 800, -30})}},
                            {100, 3.720075976020836e-44, 800, 9.357622968839737e-14},
                            1e-15}}});
+  r.push_back({.op = "gelu",
+               .cases = {{kP, "gelu(p)", "f32[3, 4]"}, {kP, "gelu(mul(p, 3), approximate=tanh)", "f32[3, 4]"}},
+               .typical = {in("f32[64, 512]"), "gelu(x, approximate=\"tanh\")", "f32[64, 512]"},
+               .values = {{"gelu(x)",
+                           {{"x", kX}},
+                           {0.8413447460685429, -0.04550026389635842, 2.99595030590511, -0.00012668496733247991,
+                            4.999998566742141, 0.34573123063700656}},
+                          {"gelu(x, approximate=tanh)",
+                           {{"x", kX}},
+                           {0.8411919906082768, -0.04540230591222494, 2.996362607918227, -7.024594819227126e-05,
+                            4.999999770820381, 0.34571400982514394}}}});
+  r.push_back({.op = "logsumexp",
+               .cases = {{kP, "logsumexp(p, axes=[1])", "f32[3]"},
+                         {kA234, "logsumexp(mul(a, 20), axes=[0, 2], keepdims=true)", "f32[1, 3, 1]"},
+                         {kP, "logsumexp(p)", "f32[]"}},
+               .typical = {in("f32[64, 10]"), "logsumexp(x, axes=[-1])", "f32[64]"},
+               .values = {{"logsumexp(x, axes=[1])", {{"x", kLogits}}, {kLse0, std::log(3.0) + 1}},
+                          // 1000s overflow e^x: the max is taken out first.
+                          {"logsumexp(x, axes=[1], keepdims=true)",
+                           {{"x", kBig}},
+                           {1002 + std::log(kZ), std::log(3.0)},
+                           1e-12,
+                           "f64[2, 1]"}}});
   return r;
 }
 

@@ -29,8 +29,31 @@ std::vector<int64_t> ints(const Attrs& a, std::string_view name) { return a.get(
 
 }  // namespace
 
+TEST_CASE("shapes: where broadcasts its three operands; its condition has their dtype") {
+  CHECK(infer("where", {f32({2, 1}), f32({2, 3}), f32({3})}) == f32({2, 3}));
+  CHECK(infer("where", {f64({4, 1, 1}), f64({}), f64({1, 5})}) == f64({4, 1, 5}));
+  CHECK_THROWS_WITH_AS(infer("where", {f32({2}), f32({3}), f32({3})}),
+                       doctest::Contains("where of f32[2], f32[3] and f32[3]: shapes do not broadcast"), Error);
+  CHECK_THROWS_WITH_AS(infer("where", {i32({3}), f32({3}), f32({3})}),
+                       doctest::Contains("the condition must be f32 too"), Error);
+  CHECK_THROWS_WITH_AS(infer("where", {f32({3}), f32({3}), f64({3})}),
+                       doctest::Contains("where of f32[3] and f64[3]: dtypes differ"), Error);
+}
+
+TEST_CASE("shapes: gelu's approximate is none or tanh, leaky_relu's slope finite, logsumexp reduces") {
+  Attrs tanh_form{{"approximate", Attr(Ident{"tanh"})}};
+  CHECK(infer("gelu", {f32({2, 3})}, tanh_form) == f32({2, 3}));
+  CHECK_THROWS_WITH_AS(infer("gelu", {f32({2})}, Attrs{{"approximate", Attr(Ident{"sigmoid"})}}),
+                       doctest::Contains("gelu: approximate=sigmoid is not one of none, tanh"), Error);
+  CHECK_THROWS_WITH_AS(infer("leaky_relu", {f32({2})}, Attrs{{"negative_slope", Attr(1e300)}}),
+                       doctest::Contains("negative_slope=1e+300 is not a finite f32 number"), Error);
+  CHECK(infer("logsumexp", {f32({2, 3, 4})}, Attrs{{"axes", Attr(std::vector<int64_t>{-1})}}) == f32({2, 3}));
+  CHECK(infer("logsumexp", {f32({2, 3})}) == f32({}));
+}
+
 TEST_CASE("shapes: elementwise ops keep the type — binary ops broadcast") {
-  for (const char* op : {"neg", "exp", "log", "log1p", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu", "square"}) {
+  for (const char* op : {"neg", "exp", "log", "log1p", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu", "square", "erf",
+                        "leaky_relu", "gelu", "softplus"}) {
     CAPTURE(op);
     CHECK(infer(op, {f32({2, 3})}) == f32({2, 3}));
     CHECK(infer(op, {f64({})}) == f64({}));

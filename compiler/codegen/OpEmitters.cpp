@@ -130,8 +130,9 @@ llvm::Value* class_id(KernelBuilder& k, const Node& n, llvm::Value* id, int64_t 
   static llvm::Value* scalar_##name(KernelBuilder& k, const Node& n, const Values& v, const Values& index) { \
     llvm::Value* x = v[0];                                                                               \
     llvm::Value* y = v.size() > 1 ? v[1] : nullptr;                                                      \
+    llvm::Value* z = v.size() > 2 ? v[2] : nullptr;                                                      \
     DType dt = n.type.dtype;                                                                             \
-    (void)k, (void)x, (void)y, (void)dt, (void)index;                                                           \
+    (void)k, (void)x, (void)y, (void)z, (void)dt, (void)index;                                                   \
     return expr;                                                                                         \
   }                                                                                                      \
   const OpCodegen emit_##name{.scalar = scalar_##name};
@@ -145,6 +146,9 @@ SCALAR(abs, k.unary(llvm::Intrinsic::fabs, x))
 SCALAR(tanh, k.call_libm("tanhf", "tanh", x))
 SCALAR(sigmoid, k.b.CreateFDiv(k.real(dt, 1), k.b.CreateFAdd(k.real(dt, 1), k.exp(k.b.CreateFNeg(x)))))
 SCALAR(relu, k.max_nan(x, k.real(dt, 0)))
+SCALAR(erf, k.call_libm("erff", "erf", x))
+SCALAR(leaky_relu, k.b.CreateSelect(k.b.CreateFCmpOGT(x, k.real(dt, 0)), x,
+                                    k.b.CreateFMul(x, k.real(dt, n.attrs.get("negative_slope").as_number()))))
 SCALAR(broadcast_to, x)
 SCALAR(add, k.b.CreateFAdd(x, y))
 SCALAR(sub, k.b.CreateFSub(x, y))
@@ -153,6 +157,7 @@ SCALAR(div, k.b.CreateFDiv(x, y))
 SCALAR(maximum, k.max_nan(x, y))
 SCALAR(minimum, k.min_nan(x, y))
 SCALAR(pow, k.b.CreateBinaryIntrinsic(llvm::Intrinsic::pow, x, y))
+SCALAR(where, k.b.CreateSelect(k.b.CreateFCmpUNE(x, k.real(dt, 0)), y, z))
 SCALAR(greater, k.b.CreateSelect(k.b.CreateFCmpOGT(x, y), k.real(dt, 1), k.real(dt, 0)))
 #undef SCALAR
 

@@ -134,6 +134,16 @@ Tensor eval_tanh(const Node& n, const Args& a) { return unary(n, a, [](double x)
 Tensor eval_sigmoid(const Node& n, const Args& a) {
   return unary(n, a, [](double x) { return 1.0 / (1.0 + std::exp(-x)); });
 }
+Tensor eval_erf(const Node& n, const Args& a) { return unary(n, a, [](double x) { return std::erf(x); }); }
+Tensor eval_leaky_relu(const Node& n, const Args& a) {
+  double slope = n.attrs.get("negative_slope").as_number();
+  Tensor out = Tensor::zeros(n.type);
+  for (size_t i = 0; i < out.data.size(); ++i) {
+    double x = a[0]->data[i];
+    out.data[i] = x > 0 ? x : x * slope;
+  }
+  return out;
+}
 Tensor eval_relu(const Node& n, const Args& a) { return unary(n, a, [](double x) { return max_nan(x, 0.0); }); }
 
 // ---- elementwise, two operands with broadcasting
@@ -256,6 +266,15 @@ namespace gradc::interp {
 // ---- building blocks of gradients
 Tensor eval_greater(const Node& n, const Args& a) {
   return binary(n, a, [](double x, double y) { return x > y ? 1.0 : 0.0; });
+}
+
+Tensor eval_where(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  size_t i = 0;
+  for_each_index(n.type.shape, [&](const std::vector<int64_t>& index) {
+    out.data[i++] = broadcast_at(*a[0], index) != 0 ? broadcast_at(*a[1], index) : broadcast_at(*a[2], index);
+  });
+  return out;
 }
 
 Tensor eval_one_hot(const Node& n, const Args& a) {

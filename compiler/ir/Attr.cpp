@@ -158,8 +158,9 @@ static std::optional<Attr> convert(AttrKind kind, const Attr& a) {
     case AttrKind::Bool:
       if (std::holds_alternative<bool>(a.value)) return a;
       break;
-    case AttrKind::Name:
+    case AttrKind::Name:  // PyTorch spells these as strings: approximate='tanh'
       if (a.is_ident()) return a;
+      if (const auto* text = std::get_if<std::string>(&a.value)) return Attr(Ident{*text});
       break;
     case AttrKind::String:
       if (std::holds_alternative<std::string>(a.value)) return a;

@@ -6,6 +6,9 @@
 // passes/ExpandComposites.cpp expands the ones a spec names, before autodiff.
 #include "ir/Graph.h"
 
+#include <cmath>
+#include <numbers>
+
 namespace gradc {
 
 bool OpInfo::composite() const { return expand != &primitive; }
@@ -38,6 +41,15 @@ ValueId ExpandCtx::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs
   return add_op(g, kind, std::move(args), attrs, n.loc);
 }
 
+ValueId ExpandCtx::constant(double value) {
+  Node k;
+  k.kind = NodeKind::Constant;
+  k.constant = value;
+  k.type = TensorType{n.type.dtype, {}};
+  k.loc = n.loc;
+  return g.add(std::move(k));
+}
+
 // ---- the expansions, one per composite op of gradc/Ops.def
 
 // x² = x · x: the same bits as a multiply of its own, and its gradient dy·x + dy·x = 2 x dy.
@@ -49,6 +61,33 @@ ValueId expand_softplus(ExpandCtx& c) {
   ValueId x = c.arg(0);
   ValueId tail = c.op(OpKind::Log1p, {c.op(OpKind::Exp, {c.op(OpKind::Neg, {c.op(OpKind::Abs, {x})})})});
   return c.op(OpKind::Add, {tail, c.op(OpKind::Relu, {x})});
+}
+
+// gelu(x) = x Φ(x) = x (1 + erf(x/√2)) / 2; with approximate=tanh, PyTorch's
+// x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2.
+ValueId expand_gelu(ExpandCtx& c) {
+  ValueId x = c.arg(0), inner;
+  if (c.n.attrs.get("approximate").as_ident() == "tanh") {
+    ValueId cube = c.op(OpKind::Mul, {c.op(OpKind::Mul, {x, x}), x});
+    ValueId poly = c.op(OpKind::Add, {x, c.op(OpKind::Mul, {cube, c.constant(0.044715)})});
+    inner = c.op(OpKind::Tanh, {c.op(OpKind::Mul, {poly, c.constant(std::sqrt(2.0 / std::numbers::pi))})});
+  } else {
+    inner = c.op(OpKind::Erf, {c.op(OpKind::Mul, {x, c.constant(std::numbers::sqrt2 / 2)})});
+  }
+  ValueId half_x = c.op(OpKind::Mul, {x, c.constant(0.5)});
+  return c.op(OpKind::Mul, {half_x, c.op(OpKind::Add, {inner, c.constant(1.0)})});
+}
+
+// logsumexp(x) = m + log(sum(exp(x - m))), m the max over the same axes (kept, so it broadcasts
+// back over x). The max's own gradient cancels in exact arithmetic: the result's is softmax(x).
+ValueId expand_logsumexp(ExpandCtx& c) {
+  ValueId x = c.arg(0);
+  const Attr& axes = c.n.attrs.get("axes");
+  ValueId m = c.op(OpKind::Max, {x}, {{"axes", axes}, {"keepdims", true}});
+  ValueId sum = c.op(OpKind::Sum, {c.op(OpKind::Exp, {c.op(OpKind::Sub, {x, m})})}, {{"axes", axes}, {"keepdims", true}});
+  ValueId kept = c.op(OpKind::Add, {c.op(OpKind::Log, {sum}), m});
+  if (c.n.attrs.get("keepdims").as_bool()) return kept;
+  return c.op(OpKind::Reshape, {kept}, {{"shape", Attr(c.n.type.shape)}});
 }
 
 }  // namespace gradc

@@ -56,6 +56,7 @@ struct ExpandCtx {
 
   ValueId arg(size_t i) const;
   ValueId op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {});
+  ValueId constant(double value);  // a scalar of the op's dtype
 };
 using ExpandRule = ValueId (*)(ExpandCtx&);
 

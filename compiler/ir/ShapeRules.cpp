@@ -53,6 +53,34 @@ TensorType infer_binary(ShapeCtx& c) {
   return {a.dtype, *shape};
 }
 
+// where(cond, a, b): a and b one float dtype, cond a float tensor of that dtype too (its nonzero
+// elements pick a); all three broadcast together, as numpy's where.
+TensorType infer_where(ShapeCtx& c) {
+  const TensorType &cond = c.args[0], &a = c.args[1], &b = c.args[2];
+  expect_same_float(c, a, b, "and");
+  if (cond.dtype != a.dtype)
+    c.fail("where with a condition {} and values {}: the condition must be {} too (0 or not), as greater gives",
+           cond, a, dtype_name(a.dtype));
+  std::optional<Shape> ab = broadcast_shapes(a.shape, b.shape);
+  std::optional<Shape> all = ab ? broadcast_shapes(cond.shape, *ab) : std::nullopt;
+  if (!all) c.fail("where of {}, {} and {}: shapes do not broadcast", cond, a, b);
+  return {a.dtype, *all};
+}
+
+// leaky_relu: elementwise, with a finite slope for the negative side.
+TensorType infer_leaky_relu(ShapeCtx& c) {
+  double slope = c.attrs.get("negative_slope").as_number();
+  if (!fits_f32(slope)) c.fail("leaky_relu: negative_slope={} is not a finite f32 number", slope);
+  return infer_unary(c);
+}
+
+// gelu: elementwise; approximate is none (erf, exact) or tanh, as PyTorch's.
+TensorType infer_gelu(ShapeCtx& c) {
+  const std::string& form = c.attrs.get("approximate").as_ident();
+  if (form != "none" && form != "tanh") c.fail("gelu: approximate={} is not one of none, tanh", form);
+  return infer_unary(c);
+}
+
 // [M,K] x [K,N] -> [M,N]; batched [B,M,K] x [B,K,N] -> [B,M,N].
 TensorType infer_matmul(ShapeCtx& c) {
   const TensorType &a = c.args[0], &b = c.args[1];

@@ -3,6 +3,9 @@
 // Every rule has a finite-difference test (tests/test_autodiff.cpp).
 #include "passes/Gradients.h"
 
+#include <cmath>
+#include <numbers>
+
 namespace gradc {
 
 namespace {
@@ -49,6 +52,11 @@ Grads grad_exp(GradCtx& c) { return {c.e.mul(c.dy, c.y)}; }
 Grads grad_log(GradCtx& c) { return {c.e.div(c.dy, arg(c, 0))}; }
 // ∂/∂x log(1 + x) = 1/(1 + x)
 Grads grad_log1p(GradCtx& c) { return {c.e.div(c.dy, c.e.add(one(c), arg(c, 0)))}; }
+// ∂/∂x erf x = 2/√π e^(-x²)
+Grads grad_erf(GradCtx& c) {
+  ValueId x = arg(c, 0);
+  return {c.e.mul(c.dy, c.e.scale(c.e.op(OpKind::Exp, {c.e.neg(c.e.mul(x, x))}), 2.0 / std::sqrt(std::numbers::pi)))};
+}
 // ∂/∂x √x = 1/(2√x) = 1/(2y)
 Grads grad_sqrt(GradCtx& c) { return {c.e.div(c.dy, c.e.scale(c.y, 2.0))}; }
 // ∂/∂x x^(-1/2) = -x^(-3/2)/2 = -y/(2x)
@@ -65,10 +73,24 @@ Grads grad_tanh(GradCtx& c) { return {c.e.mul(c.dy, c.e.sub(one(c), c.e.op(OpKin
 Grads grad_sigmoid(GradCtx& c) { return {c.e.mul(c.dy, c.e.mul(c.y, c.e.sub(one(c), c.y)))}; }
 // ∂/∂x max(x, 0) = [x > 0], 0 at 0 (as PyTorch)
 Grads grad_relu(GradCtx& c) { return {c.e.mul(c.dy, c.e.op(OpKind::Greater, {arg(c, 0), zero(c)}))}; }
+// ∂/∂x leaky_relu x = 1 where x > 0, else the slope (PyTorch's; at 0 the slope)
+Grads grad_leaky_relu(GradCtx& c) {
+  ValueId x = arg(c, 0);
+  ValueId slope = c.e.constant(c.node().attrs.get("negative_slope").as_number(), dtype(c));
+  return {c.e.op(OpKind::Where, {c.e.op(OpKind::Greater, {x, zero(c)}), c.dy, c.e.mul(c.dy, slope)})};
+}
 // ∂/∂x x² = 2x
 
 // ∂(a + b) = (1, 1)
 Grads grad_add(GradCtx& c) { return binary(c, c.dy, c.dy); }
+// ∂ where(c, a, b) = (none, [c], [not c]): dy goes to the operand each element was taken from.
+Grads grad_where(GradCtx& c) {
+  ValueId cond = arg(c, 0), z = c.e.constant(0.0, dtype(c));
+  Grads g(3);
+  if (c.wants(1)) g[1] = c.e.unbroadcast(c.e.op(OpKind::Where, {cond, c.dy, z}), shape_of(c, arg(c, 1)));
+  if (c.wants(2)) g[2] = c.e.unbroadcast(c.e.op(OpKind::Where, {cond, z, c.dy}), shape_of(c, arg(c, 2)));
+  return g;
+}
 // ∂(a - b) = (1, -1)
 Grads grad_sub(GradCtx& c) { return binary(c, c.dy, c.wants(1) ? c.e.neg(c.dy) : c.dy); }
 // ∂(a b) = (b, a)
