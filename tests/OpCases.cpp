@@ -346,6 +346,31 @@ std::vector<OpRecord> make_records() {
                             {"x", ITensor::of(f64({2}), {1, 2})},
                             {"y", ITensor::of(f64({2}), {3, 4})}},
                            {1, 4}}}});
+  // gather: random ids repeat, so the scatter-add of its gradient adds rows.
+  r.push_back({.op = "gather",
+               .cases = {{"param t : f32[5, 3]\ninput ids : i32[7]\n", "gather(t, ids)", "f32[7, 3]"},
+                         {kA234 + "input ids : i32[2, 2]\n", "gather(a, ids, axis=1)", "f32[2, 2, 2, 4]"},
+                         {kA234 + "input ids : i32[3]\n", "gather(a, ids, axis=-1)", "f32[2, 3, 3]"}},
+               .typical = {"input x : f32[256, 64]\ninput y : i32[32, 64]\n", "gather(x, y)", "f32[32, 64, 64]"},
+               .values = {{"gather(x, ids)",
+                           {{"x", kX}, {"ids", ITensor::of(i32({3}), {1, 0, 1})}},
+                           {-4, 5, 0.5, 1, -2, 3, -4, 5, 0.5}},
+                          {"gather(x, ids, axis=1)",
+                           {{"x", kX}, {"ids", ITensor::of(i32({2}), {2, 0})}},
+                           {3, 1, 0.5, -4},
+                           1e-6,
+                           "f64[2, 2]"}}});
+  r.push_back({.op = "gather_grad",
+               .cases = {{"param dy : f32[7, 3]\ninput ids : i32[7]\n", "gather_grad(dy, ids, shape=[4, 3])", "f32[4, 3]"},
+                         {"param dy : f32[2, 5, 4]\ninput ids : i32[5]\n", "gather_grad(dy, ids, axis=1, shape=[2, 3, 4])",
+                          "f32[2, 3, 4]"}},
+               .typical = {"input x : f32[32, 64, 64]\ninput y : i32[32, 64]\n", "gather_grad(x, y, shape=[256, 64])",
+                           "f32[256, 64]"},
+               .values = {{"gather_grad(dy, ids, shape=[3, 2])",
+                           {{"dy", ITensor::of(f64({4, 2}), {1, 2, 3, 4, 5, 6, 7, 8})},
+                            {"ids", ITensor::of(i32({4}), {2, 0, 2, 1})}},
+                           {3, 4, 7, 8, 6, 8}}},
+               .gradient = false});
   // Composite ops (ir/Composites.cpp): their expansion is all they are.
   r.push_back({.op = "softplus",
                .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},

@@ -339,6 +339,15 @@ TEST_CASE("interp: maxpool2d_grad and avgpool2d_grad are the adjoints of pooling
   }
 }
 
+TEST_CASE("interp: gather and gather_grad refuse indices out of range, naming the position") {
+  ITensor table = ITensor::of(f64({2, 2}), {1, 2, 3, 4});
+  CHECK_THROWS_WITH_AS(run("gather(x, ids)", {{"x", table}, {"ids", ITensor::of(TensorType{DType::I32, {3}}, {1, 2, 0})}}),
+                       doctest::Contains("gather: index 2 at position 1 is out of range [0, 2)"), Error);
+  CHECK_THROWS_WITH_AS(run("gather_grad(x, ids, shape=[3, 2])",
+                           {{"x", table}, {"ids", ITensor::of(TensorType{DType::I32, {2}}, {-1, 0})}}),
+                       doctest::Contains("gather_grad: index -1 at position 0 is out of range [0, 3)"), Error);
+}
+
 TEST_CASE("interp: one_hot gives the dtype asked for, and refuses class ids out of range") {
   ITensor ids = ITensor::of(TensorType{DType::I32, {3}}, {2, 0, 1});
   CHECK(run("one_hot(y, classes=3, dtype=f64)", {{"y", ids}}).type == f64({3, 3}));

@@ -185,4 +185,23 @@ TEST_CASE("session: samples/train_seed.cpp trains through the public API") {
   CHECK(std::stod(text.substr(at + 14)) > 65.0);  // 200 Adam steps: about 75%; untrained: about 10%
 }
 
+TEST_CASE("session: an embedding id out of range stops the step naming gather and its line") {
+  Model m = compile_string(
+      "input ids : i32[2, 3]\ninput y : i32[2]\nparam table : f32[5, 4] = normal(0, 1)\n"
+      "param w : f32[12, 2] = glorot_uniform\ne = reshape(gather(table, ids), shape=[2, 12])\n"
+      "loss = softmax_cross_entropy(matmul(e, w), y)\nminimize loss with sgd(lr=0.1)\n",
+      "embed.gir");
+  Session s(m);
+  std::vector<int32_t> ids{0, 4, 2, 1, 3, 0}, y{0, 1};
+  Tensor before = s.param("table");
+  CHECK(std::isfinite(s.step({{"ids", ids}, {"y", y}})));
+  CHECK_FALSE(same_bits(s.param("table"), before));
+  ids[4] = 5;
+  std::string err = error_of([&] { s.step({{"ids", ids}, {"y", y}}); });
+  CHECK(err.find("embed.gir:5:") != std::string::npos);
+  CHECK(err.find("gather index out of range [0, 5)") != std::string::npos);
+  ids[4] = -1;
+  CHECK(error_of([&] { s.step({{"ids", ids}, {"y", y}}); }).find("out of range [0, 5)") != std::string::npos);
+}
+
 }  // namespace gradc

@@ -185,6 +185,38 @@ static void loops_transpose(KernelBuilder& k, const Node& n, const Args& a, cons
 const OpCodegen emit_transpose{.loops = loops_transpose};
 const OpCodegen emit_reshape{};
 
+// ---- indexing: gather's loops over (outer, id, inner) of a table [outer, rows, inner]; body(from,
+// to) gets the flat offsets of a table element and of the gathered one. Ids are checked.
+static void gathered_loops(KernelBuilder& k, const Node& n, const Shape& table, const Buffer& ids,
+                           const std::function<void(llvm::Value*, llvm::Value*)>& body) {
+  size_t axis = static_cast<size_t>(n.attrs.get("axis").as_int());
+  int64_t outer = 1, inner = 1, rows = table[axis], count = ids.type.numel();
+  for (size_t d = 0; d < axis; ++d) outer *= table[d];
+  for (size_t d = axis + 1; d < table.size(); ++d) inner *= table[d];
+  k.loop(outer, [&](llvm::Value* o) {
+    k.loop(count, [&](llvm::Value* j) {
+      llvm::Value* id = class_id(k, n, k.load(ids, j), rows, "index");
+      llvm::Value* from = k.b.CreateMul(k.b.CreateAdd(k.b.CreateMul(o, k.index(rows)), id), k.index(inner));
+      llvm::Value* to = k.b.CreateMul(k.b.CreateAdd(k.b.CreateMul(o, k.index(count)), j), k.index(inner));
+      k.loop(inner, [&](llvm::Value* i) { body(k.b.CreateAdd(from, i), k.b.CreateAdd(to, i)); });
+    });
+  });
+}
+static void loops_gather(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  gathered_loops(k, n, a[0].type.shape, a[1], [&](llvm::Value* from, llvm::Value* to) { k.store(out, to, k.load(a[0], from)); });
+}
+// Zeros, then each row of dy added at its id's row, in the ids' order: the same bits on any
+// thread count (the kernel is one task).
+static void loops_gather_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  DType dt = out.type.dtype;
+  k.loop(out.type.numel(), [&](llvm::Value* i) { k.store(out, i, k.real(dt, 0)); });
+  gathered_loops(k, n, out.type.shape, a[1], [&](llvm::Value* table_at, llvm::Value* dy_at) {
+    k.store(out, table_at, k.b.CreateFAdd(k.load(out, table_at), k.load(a[0], dy_at)));
+  });
+}
+const OpCodegen emit_gather{.loops = loops_gather};
+const OpCodegen emit_gather_grad{.loops = loops_gather_grad};
+
 // ---- reductions, folded over each group in the interpreter's order
 static llvm::Value* add_to(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); }
 static llvm::Value* max_of(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.max_nan(acc, v); }

@@ -291,6 +291,49 @@ Tensor eval_one_hot(const Node& n, const Args& a) {
 
 namespace {
 
+// gather's loops as (outer, id, inner) over a table [outer, rows, inner]: f(table offset, result
+// offset, inner) per id, in order; an id outside [0, rows) fails, naming its position.
+template <class F>
+void for_each_gathered(const Node& n, const Shape& table, const Tensor& ids, F f) {
+  size_t axis = static_cast<size_t>(n.attrs.get("axis").as_int());
+  int64_t outer = 1, inner = 1, rows = table[axis];
+  for (size_t d = 0; d < axis; ++d) outer *= table[d];
+  for (size_t d = axis + 1; d < table.size(); ++d) inner *= table[d];
+  size_t count = ids.data.size();
+  for (size_t j = 0; j < count; ++j) {
+    double id = ids.data[j];
+    if (id < 0 || id >= static_cast<double>(rows))
+      fail(n.loc, "{}: index {} at position {} is out of range [0, {})", op_info(n.op).name, id, j, rows);
+  }
+  for (int64_t o = 0; o < outer; ++o)
+    for (size_t j = 0; j < count; ++j) {
+      size_t from = static_cast<size_t>((o * rows + static_cast<int64_t>(ids.data[j])) * inner);
+      size_t to = (static_cast<size_t>(o) * count + j) * static_cast<size_t>(inner);
+      f(from, to, static_cast<size_t>(inner));
+    }
+}
+
+}  // namespace
+
+Tensor eval_gather(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  for_each_gathered(n, a[0]->type.shape, *a[1], [&](size_t from, size_t to, size_t inner) {
+    for (size_t i = 0; i < inner; ++i) out.data[to + i] = a[0]->data[from + i];
+  });
+  return out;
+}
+
+// Repeated ids add their rows of dy in the ids' order (deterministic, as codegen's).
+Tensor eval_gather_grad(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  for_each_gathered(n, n.type.shape, *a[1], [&](size_t table_at, size_t dy_at, size_t inner) {
+    for (size_t i = 0; i < inner; ++i) out.data[table_at + i] += a[0]->data[dy_at + i];
+  });
+  return out;
+}
+
+namespace {
+
 // The loops of conv2d, shared by its two adjoints: calls f(x_offset, w_offset, y_offset)
 // for every product x[n, c, iy, ix] * w[o, c, i, j] that contributes to y[n, o, oy, ox].
 // Input positions in the zero padding contribute nothing, so they are skipped.

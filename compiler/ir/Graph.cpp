@@ -27,6 +27,14 @@ std::optional<ClassIds> class_ids_of_one_hot(const Graph&, const Node& n) {
   return ClassIds{0, n.attrs.get("classes").as_int()};
 }
 
+// gather's ids index the table (gather_grad's: the table's shape) along axis.
+std::optional<ClassIds> class_ids_of_gather(const Graph& g, const Node& n) {
+  int64_t axis = n.attrs.get("axis").as_int();
+  const Shape& table = n.op == OpKind::Gather ? g[n.args[0]].type.shape : n.attrs.get("shape").as_ints();
+  if (axis < 0 || axis >= static_cast<int64_t>(table.size())) return std::nullopt;
+  return ClassIds{1, table[static_cast<size_t>(axis)]};
+}
+
 int64_t class_count(const Graph& g, ValueId input) {
   for (const Node& n : g.nodes) {
     if (n.kind != NodeKind::Op) continue;

@@ -124,6 +124,7 @@ TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& a
 std::optional<ClassIds> no_class_ids(const Graph& g, const Node& n);
 std::optional<ClassIds> class_ids_of_labels(const Graph& g, const Node& n);
 std::optional<ClassIds> class_ids_of_one_hot(const Graph& g, const Node& n);
+std::optional<ClassIds> class_ids_of_gather(const Graph& g, const Node& n);
 
 // GEMM shapes (Cost.cpp defines them; no_gemm for every other op).
 std::optional<GemmShape> no_gemm(const TensorType&, const std::vector<TensorType>&);

@@ -163,6 +163,51 @@ TensorType infer_broadcast_to(ShapeCtx& c) {
   return {x.dtype, shape};
 }
 
+namespace {
+
+// table[:axis] + ids + table[axis + 1:]: gather's result, and the shape its adjoint reads.
+Shape gathered_shape(const Shape& table, const Shape& ids, int64_t axis) {
+  Shape out(table.begin(), table.begin() + axis);
+  out.insert(out.end(), ids.begin(), ids.end());
+  out.insert(out.end(), table.begin() + axis + 1, table.end());
+  return out;
+}
+
+void expect_ids(ShapeCtx& c, const TensorType& ids) {
+  if (ids.dtype != DType::I32) c.fail("{} expects indices i32[...], got {}", c.op.name, ids);
+}
+
+}  // namespace
+
+// gather(table, ids, axis): numpy's take, an embedding lookup along axis 0.
+TensorType infer_gather(ShapeCtx& c) {
+  const TensorType &table = c.args[0], &ids = c.args[1];
+  expect_float(c, table);
+  expect_ids(c, ids);
+  if (table.rank() == 0) c.fail("gather from a scalar {}: needs an axis to index", table);
+  int64_t axis = normalize_axis(c, c.attrs.get("axis").as_int(), table.rank(), table);
+  c.attrs.set("axis", Attr(axis));
+  return {table.dtype, gathered_shape(table.shape, ids.shape, axis)};
+}
+
+// gather_grad(dy, ids, axis, shape): the table's gradient, of the table's shape.
+TensorType infer_gather_grad(ShapeCtx& c) {
+  const TensorType &dy = c.args[0], &ids = c.args[1];
+  expect_float(c, dy);
+  expect_ids(c, ids);
+  Shape shape = c.attrs.get("shape").as_ints();
+  for (int64_t d : shape)
+    if (d <= 0) c.fail("gather_grad: shape={} must have positive dimensions", to_string(shape));
+  if (shape.empty() || !checked_numel(shape)) c.fail("gather_grad: shape={} is not a table's shape", to_string(shape));
+  TensorType table{dy.dtype, shape};
+  int64_t axis = normalize_axis(c, c.attrs.get("axis").as_int(), table.rank(), table);
+  c.attrs.set("axis", Attr(axis));
+  if (dy.shape != gathered_shape(shape, ids.shape, axis))
+    c.fail("gather_grad of {} by ids {}: expected a gradient of shape {}", dy, ids,
+           to_string(gathered_shape(shape, ids.shape, axis)));
+  return table;
+}
+
 // sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.
 TensorType infer_reduce(ShapeCtx& c) {
   const TensorType& x = c.args[0];

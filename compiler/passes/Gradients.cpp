@@ -250,6 +250,12 @@ Grads grad_avgpool2d(GradCtx& c) {
 }
 
 // greater and one_hot are piecewise constant: their gradient is zero almost everywhere.
+// gather: d table = gather_grad(dy, ids), the rows of dy added at the rows they were taken from
+Grads grad_gather(GradCtx& c) {
+  Node n = c.node();
+  Attrs attrs{{"axis", n.attrs.get("axis")}, {"shape", Attr(shape_of(c, n.args[0]))}};
+  return {c.e.op(OpKind::GatherGrad, {c.dy, n.args[1]}, attrs), std::nullopt};
+}
 Grads grad_greater(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_one_hot(GradCtx&) { return {std::nullopt}; }
 
