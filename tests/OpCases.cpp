@@ -371,6 +371,31 @@ std::vector<OpRecord> make_records() {
                             {"ids", ITensor::of(i32({4}), {2, 0, 2, 1})}},
                            {3, 4, 7, 8, 6, 8}}},
                .gradient = false});
+  r.push_back({.op = "slice",
+               .cases = {{kP, "slice(p, begin=[1], end=[3])", "f32[2, 4]"},
+                         {kA234, "slice(a, begin=[0, -2, 1], end=[2, 100, 4], stride=[1, 1, 2])", "f32[2, 2, 2]"},
+                         {kP, "add(slice(p, begin=[0, 0], end=[3, 2]), slice(p, begin=[0, 2], end=[3, 4]))", "f32[3, 2]"}},
+               .typical = {in("f32[32, 128, 64]"), "slice(x, begin=[0, 5], end=[32, 6])", "f32[32, 1, 64]"},
+               .values = {{"slice(x, begin=[0, 1], end=[2, 3])", {{"x", kX}}, {-2, 3, 5, 0.5}},
+                          {"slice(x, begin=[-1, 0], end=[2, 3], stride=[1, 2])", {{"x", kX}}, {-4, 0.5}, 1e-6, "f64[1, 2]"}}});
+  r.push_back({.op = "slice_grad",
+               .cases = {{"param dy : f32[2, 4]\n", "slice_grad(dy, begin=[1], end=[3], shape=[3, 4])", "f32[3, 4]"},
+                         {"param dy : f32[2, 2, 2]\n", "slice_grad(dy, begin=[0, 1, 1], end=[2, 3, 4], stride=[1, 1, 2], shape=[2, 3, 4])",
+                          "f32[2, 3, 4]"}},
+               .typical = {in("f32[32, 1, 64]"), "slice_grad(x, begin=[0, 5], end=[32, 6], shape=[32, 128, 64])",
+                           "f32[32, 128, 64]"},
+               .values = {{"slice_grad(dy, begin=[0, 1], end=[1, 3], shape=[2, 3])",
+                           {{"dy", ITensor::of(f64({1, 2}), {7, 8})}},
+                           {0, 7, 8, 0, 0, 0}}},
+               .gradient = false});
+  r.push_back({.op = "concat",
+               .cases = {{kP, "concat(p, p, axis=1)", "f32[3, 8]"},
+                         {kPQ, "concat(p, square(p), reshape(q, shape=[1, 4]))", "f32[7, 4]"},
+                         {kA234, "concat(a, axis=-1)", "f32[2, 3, 4]"}},
+               .typical = {in2("f32[64, 128]", "f32[64, 32]"), "concat(x, y, axis=-1)", "f32[64, 160]"},
+               .values = {{"concat(x, y, axis=1)", {{"x", kX}, {"y", kCol}}, {1, -2, 3, 0, -4, 5, 0.5, 2}},
+                          {"concat(y, x, y)", {{"x", ITensor::of(f64({1, 2}), {1, 2})}, {"y", ITensor::of(f64({1, 2}), {3, 4})}},
+                           {3, 4, 1, 2, 3, 4}, 1e-6, "f64[3, 2]"}}});
   // Composite ops (ir/Composites.cpp): their expansion is all they are.
   r.push_back({.op = "softplus",
                .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},

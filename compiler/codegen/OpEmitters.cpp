@@ -217,6 +217,44 @@ static void loops_gather_grad(KernelBuilder& k, const Node& n, const Args& a, co
 const OpCodegen emit_gather{.loops = loops_gather};
 const OpCodegen emit_gather_grad{.loops = loops_gather_grad};
 
+// ---- slicing and joining: slice reads x at begin + index * stride; slice_grad writes dy there
+// into zeros; concat copies each operand to its offset along axis.
+static void sliced_loops(KernelBuilder& k, const Node& n, const Shape& shape, const Shape& sliced,
+                         const std::function<void(llvm::Value*, llvm::Value*)>& body) {
+  const std::vector<int64_t>& begin = n.attrs.get("begin").as_ints();
+  const std::vector<int64_t>& stride = n.attrs.get("stride").as_ints();
+  std::vector<int64_t> full = strides_of(shape), step(shape.size());
+  int64_t base = 0;
+  for (size_t d = 0; d < shape.size(); ++d) base += begin[d] * full[d], step[d] = stride[d] * full[d];
+  std::vector<int64_t> dense = strides_of(sliced);
+  k.loops(sliced, [&](const Values& idx) {
+    body(k.b.CreateAdd(k.index(base), k.offset(idx, step)), k.offset(idx, dense));
+  });
+}
+static void loops_slice(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  sliced_loops(k, n, a[0].type.shape, out.type.shape, [&](llvm::Value* x_at, llvm::Value* at) { k.store(out, at, k.load(a[0], x_at)); });
+}
+static void loops_slice_grad(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  k.loop(out.type.numel(), [&](llvm::Value* i) { k.store(out, i, k.real(out.type.dtype, 0)); });
+  sliced_loops(k, n, out.type.shape, a[0].type.shape, [&](llvm::Value* x_at, llvm::Value* at) { k.store(out, x_at, k.load(a[0], at)); });
+}
+static void loops_concat(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  size_t axis = static_cast<size_t>(n.attrs.get("axis").as_int());
+  std::vector<int64_t> to = strides_of(out.type.shape);
+  int64_t offset = 0;
+  for (const Buffer& x : a) {
+    std::vector<int64_t> from = strides_of(x.type.shape);
+    llvm::Value* base = k.index(offset * to[axis]);
+    k.loops(x.type.shape, [&](const Values& idx) {
+      k.store(out, k.b.CreateAdd(base, k.offset(idx, to)), k.load(x, k.offset(idx, from)));
+    });
+    offset += x.type.shape[axis];
+  }
+}
+const OpCodegen emit_slice{.loops = loops_slice};
+const OpCodegen emit_slice_grad{.loops = loops_slice_grad};
+const OpCodegen emit_concat{.loops = loops_concat};
+
 // ---- reductions, folded over each group in the interpreter's order
 static llvm::Value* add_to(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); }
 static llvm::Value* max_of(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.max_nan(acc, v); }

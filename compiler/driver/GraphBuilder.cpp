@@ -59,9 +59,7 @@ Value GraphBuilder::call(std::string_view op, std::vector<Value> operands, const
   std::optional<OpKind> kind = find_op(op);
   if (!kind) fail({}, "unknown op '{}'", op);
   const OpInfo& info = op_info(*kind);
-  if (static_cast<int>(operands.size()) != info.arity)
-    fail({}, "{} takes {} operand{}, got {}", info.name, info.arity, info.arity == 1 ? "" : "s",
-         operands.size());
+  if (std::string bad = arity_mismatch(info, operands.size()); !bad.empty()) fail({}, "{}", bad);
   Node n;
   n.op = *kind;
   for (Value v : operands) {

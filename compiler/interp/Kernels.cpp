@@ -315,6 +315,48 @@ void for_each_gathered(const Node& n, const Shape& table, const Tensor& ids, F f
 
 }  // namespace
 
+// The flat offset in a tensor of `shape` that slice reads for each element of its result.
+template <class F>
+void for_each_sliced(const Node& n, const Shape& shape, const Shape& sliced, F f) {
+  const std::vector<int64_t>& begin = n.attrs.get("begin").as_ints();
+  const std::vector<int64_t>& stride = n.attrs.get("stride").as_ints();
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  size_t i = 0;
+  for_each_index(sliced, [&](const std::vector<int64_t>& index) {
+    int64_t at = 0;
+    for (size_t d = 0; d < index.size(); ++d) at += (begin[d] + index[d] * stride[d]) * strides[d];
+    f(static_cast<size_t>(at), i++);
+  });
+}
+Tensor eval_slice(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  for_each_sliced(n, a[0]->type.shape, n.type.shape, [&](size_t from, size_t to) { out.data[to] = a[0]->data[from]; });
+  return out;
+}
+Tensor eval_slice_grad(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  for_each_sliced(n, n.type.shape, a[0]->type.shape, [&](size_t to, size_t from) { out.data[to] = a[0]->data[from]; });
+  return out;
+}
+// Each operand's elements at its offset along axis, in operand order.
+Tensor eval_concat(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  size_t axis = static_cast<size_t>(n.attrs.get("axis").as_int());
+  int64_t offset = 0;
+  for (const Tensor* t : a) {
+    size_t i = 0;
+    for_each_index(t->type.shape, [&](std::vector<int64_t> index) {
+      index[axis] += offset;
+      size_t at = 0;
+      for (size_t d = 0; d < index.size(); ++d) at = at * static_cast<size_t>(n.type.shape[d]) + static_cast<size_t>(index[d]);
+      out.data[at] = t->data[i++];
+    });
+    offset += t->type.shape[axis];
+  }
+  return out;
+}
+
 Tensor eval_gather(const Node& n, const Args& a) {
   Tensor out = Tensor::zeros(n.type);
   for_each_gathered(n, a[0]->type.shape, *a[1], [&](size_t from, size_t to, size_t inner) {

@@ -19,12 +19,16 @@ std::optional<OpKind> find_op(std::string_view name) {
   return std::nullopt;
 }
 
+std::string arity_mismatch(const OpInfo& op, size_t got) {
+  if (op.arity == kVariadic) return got == 0 ? fmt::format("{} takes at least 1 operand, got 0", op.name) : "";
+  if (static_cast<int>(got) == op.arity) return "";
+  return fmt::format("{} takes {} operand{}, got {}", op.name, op.arity, op.arity == 1 ? "" : "s", got);
+}
+
 TensorType infer_type(OpKind kind, const std::vector<TensorType>& args, Attrs& attrs,
                       const SourceLoc& loc) {
   const OpInfo& op = op_info(kind);
-  if (static_cast<int>(args.size()) != op.arity)
-    fail(loc, "{} takes {} operand{}, got {}", op.name, op.arity, op.arity == 1 ? "" : "s",
-         args.size());
+  if (std::string bad = arity_mismatch(op, args.size()); !bad.empty()) fail(loc, "{}", bad);
   ShapeCtx ctx{op, args, attrs, loc};
   TensorType result = op.infer(ctx);
   // Canonical attributes are in schema order, whatever order the rule filled them in.

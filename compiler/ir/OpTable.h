@@ -86,10 +86,13 @@ struct ShapeCtx {
 
 using ShapeRule = TensorType (*)(ShapeCtx&);
 
+// An op's arity in the table: a count of operands, or any number of at least one (concat).
+constexpr int kVariadic = -1;
+
 struct OpInfo {
   OpKind kind;
   std::string_view name;
-  int arity;
+  int arity;  // or kVariadic
   uint32_t traits;
   std::vector<AttrSpec> attrs;
   ShapeRule infer;
@@ -104,6 +107,8 @@ struct OpInfo {
 
 const OpInfo& op_info(OpKind kind);
 std::optional<OpKind> find_op(std::string_view name);
+// "relu takes 1 operand, got 2" when `got` operands do not fit the op's arity, else empty.
+std::string arity_mismatch(const OpInfo& op, size_t got);
 const std::vector<OpInfo>& all_ops();
 
 // Runs the op's shape rule: checks arity and returns the result type (attrs canonicalized).

@@ -354,9 +354,7 @@ class Parser {
       if (!accept(Tok::Comma)) break;
     }
     expect(Tok::RParen, fmt::format("to close the call of {}", op.name));
-    if (static_cast<int>(node.args.size()) != op.arity)
-      fail(callee.loc, "{} takes {} operand{}, got {}", op.name, op.arity, op.arity == 1 ? "" : "s",
-           node.args.size());
+    if (std::string bad = arity_mismatch(op, node.args.size()); !bad.empty()) fail(callee.loc, "{}", bad);
     node.attrs = bind_attrs(op.attrs, op.name, {}, keywords, callee.loc);
     --nesting_;
     return graph_.add(std::move(node));

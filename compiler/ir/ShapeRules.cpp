@@ -29,6 +29,8 @@ void expect_rank(ShapeCtx& c, const TensorType& t, int64_t rank, std::string_vie
 
 // Strides and padding past this are typos; bounding them keeps every size computation exact.
 constexpr int64_t kMaxWindow = int64_t{1} << 20;
+// Slice bounds past this are clamped before arithmetic (every dimension is below 2^48).
+constexpr int64_t kMaxDim = int64_t{1} << 48;
 
 // A non-negative axis for `rank`, counting negative ones from the end.
 int64_t normalize_axis(ShapeCtx& c, int64_t axis, int64_t rank, const TensorType& t) {
@@ -206,6 +208,83 @@ TensorType infer_gather_grad(ShapeCtx& c) {
     c.fail("gather_grad of {} by ids {}: expected a gradient of shape {}", dy, ids,
            to_string(gathered_shape(shape, ids.shape, axis)));
   return table;
+}
+
+namespace {
+
+// slice's bounds made explicit over every axis of `shape` (Python's: negative bounds count from
+// the end, then clamp to [0, dim]), written back to attrs; returns the sliced shape.
+Shape sliced_shape(ShapeCtx& c, const Shape& shape, const std::string& what) {
+  std::vector<int64_t> begin = c.attrs.get("begin").as_ints(), end = c.attrs.get("end").as_ints();
+  size_t rank = shape.size(), named = begin.size();
+  std::vector<int64_t> stride(named, 1);
+  if (const Attr* s = c.attrs.find("stride")) stride = s->as_ints();
+  if (named == 0 || named > rank || end.size() != named || stride.size() != named)
+    c.fail("slice of {}: begin, end (and stride) must name the same 1 to {} leading axes, got {}, {} and {}", what,
+           rank, to_string(begin), to_string(end), to_string(stride));
+  Shape out;
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t dim = shape[d];
+    if (d >= named) {
+      begin.push_back(0), end.push_back(dim), stride.push_back(1);
+    } else {
+      if (stride[d] <= 0) c.fail("slice of {}: stride {} on axis {} must be positive (negative strides are not built)", what, stride[d], d);
+      for (int64_t* bound : {&begin[d], &end[d]}) {
+        if (*bound < -kMaxDim || *bound > kMaxDim) *bound = *bound < 0 ? -kMaxDim : kMaxDim;  // keeps the sums exact
+        *bound = std::clamp(*bound < 0 ? *bound + dim : *bound, int64_t{0}, dim);
+      }
+    }
+    int64_t size = end[d] > begin[d] ? (end[d] - begin[d] + stride[d] - 1) / stride[d] : 0;
+    if (size == 0) c.fail("slice of {}: axis {} is empty (begin {}, end {}); tensors have no empty axes", what, d, begin[d], end[d]);
+    out.push_back(size);
+  }
+  c.attrs.set("begin", Attr(begin));
+  c.attrs.set("end", Attr(end));
+  c.attrs.set("stride", Attr(stride));
+  return out;
+}
+
+}  // namespace
+
+TensorType infer_slice(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  expect_float(c, x);
+  if (x.rank() == 0) c.fail("slice of a scalar {}: there is no axis to slice", x);
+  return {x.dtype, sliced_shape(c, x.shape, to_string(x))};
+}
+
+// slice_grad(dy, begin, end, stride, shape): zeros of `shape` with dy where slice took it.
+TensorType infer_slice_grad(ShapeCtx& c) {
+  const TensorType& dy = c.args[0];
+  expect_float(c, dy);
+  Shape shape = c.attrs.get("shape").as_ints();
+  for (int64_t d : shape)
+    if (d <= 0) c.fail("slice_grad: shape={} must have positive dimensions", to_string(shape));
+  if (shape.empty() || !checked_numel(shape)) c.fail("slice_grad: shape={} is not a sliced tensor's shape", to_string(shape));
+  TensorType x{dy.dtype, shape};
+  Shape sliced = sliced_shape(c, shape, to_string(x));
+  if (sliced != dy.shape) c.fail("slice_grad of {} into {}: the slice gives {}", dy, x, to_string(sliced));
+  return x;
+}
+
+// concat(a, b, ..., axis): one dtype and rank; every dimension but axis equal.
+TensorType infer_concat(ShapeCtx& c) {
+  const TensorType& first = c.args[0];
+  expect_float(c, first);
+  if (first.rank() == 0) c.fail("concat of a scalar {}: there is no axis to join along", first);
+  int64_t axis = normalize_axis(c, c.attrs.get("axis").as_int(), first.rank(), first);
+  c.attrs.set("axis", Attr(axis));
+  Shape out = first.shape;
+  for (size_t i = 1; i < c.args.size(); ++i) {
+    const TensorType& t = c.args[i];
+    if (t.dtype != first.dtype) c.fail("concat of {} and {}: dtypes differ", first, t);
+    bool fits = t.rank() == first.rank();
+    for (int64_t d = 0; fits && d < t.rank(); ++d) fits = d == axis || t.shape[static_cast<size_t>(d)] == first.shape[static_cast<size_t>(d)];
+    if (!fits) c.fail("concat of {} and {} along axis {}: the other dimensions differ", first, t, axis);
+    out[static_cast<size_t>(axis)] += t.shape[static_cast<size_t>(axis)];
+  }
+  if (!checked_numel(out)) c.fail("concat: more than 2^48 elements");
+  return {first.dtype, out};
 }
 
 // sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.

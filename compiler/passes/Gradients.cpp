@@ -256,6 +256,31 @@ Grads grad_gather(GradCtx& c) {
   Attrs attrs{{"axis", n.attrs.get("axis")}, {"shape", Attr(shape_of(c, n.args[0]))}};
   return {c.e.op(OpKind::GatherGrad, {c.dy, n.args[1]}, attrs), std::nullopt};
 }
+// slice: dx = slice_grad(dy), zeros where the slice did not read
+Grads grad_slice(GradCtx& c) {
+  Node n = c.node();
+  Attrs attrs = pick(n.attrs, {"begin", "end", "stride"});
+  attrs.set("shape", Attr(shape_of(c, n.args[0])));
+  return {c.e.op(OpKind::SliceGrad, {c.dy}, attrs)};
+}
+// concat: each operand's gradient is its slice of dy along axis
+Grads grad_concat(GradCtx& c) {
+  Node n = c.node();
+  size_t axis = static_cast<size_t>(n.attrs.get("axis").as_int());
+  Shape out = c.e.type(c.y).shape;
+  Grads g(n.args.size());
+  int64_t offset = 0;
+  for (size_t i = 0; i < n.args.size(); ++i) {
+    Shape shape = shape_of(c, n.args[i]);
+    if (c.wants(i)) {
+      std::vector<int64_t> begin(out.size(), 0), end = out;
+      begin[axis] = offset, end[axis] = offset + shape[axis];
+      g[i] = c.e.op(OpKind::Slice, {c.dy}, {{"begin", Attr(begin)}, {"end", Attr(end)}});
+    }
+    offset += shape[axis];
+  }
+  return g;
+}
 Grads grad_greater(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_one_hot(GradCtx&) { return {std::nullopt}; }
 

@@ -46,7 +46,8 @@ class GraphBuilder {
   Value call(std::string_view op, std::vector<Value> operands, const Attrs& attrs = {});
 #define OP(Id, spelling, ...)                                                          \
   Value spelling(Value a, const Attrs& attrs = {}) { return call(#spelling, {a}, attrs); } \
-  Value spelling(Value a, Value b, const Attrs& attrs = {}) { return call(#spelling, {a, b}, attrs); }
+  Value spelling(Value a, Value b, const Attrs& attrs = {}) { return call(#spelling, {a, b}, attrs); } \
+  Value spelling(std::vector<Value> operands, const Attrs& attrs = {}) { return call(#spelling, std::move(operands), attrs); }
 #include "gradc/Ops.def"
 
   Value name(std::string name, Value v);  // names a computed value, like `h = ...`
