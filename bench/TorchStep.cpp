@@ -161,15 +161,19 @@ TorchStep::TorchStep(const Graph& spec, const std::map<std::string, Tensor>& par
     lr = a.as_number();
   }
   if (const Attr* c = opt.args.find("clip_norm")) m.clip_norm = c->as_number();
+  const Attr* decay = opt.args.find("weight_decay");  // sgd's, momentum's, adam's: absent is 0
+  double wd = decay ? decay->as_number() : 0.0;
   namespace O = torch::optim;
   if (opt.kind == "sgd") {
-    m.optimizer = std::make_unique<O::SGD>(m.trained, O::SGDOptions(lr));
+    m.optimizer = std::make_unique<O::SGD>(m.trained, O::SGDOptions(lr).weight_decay(wd));
   } else if (opt.kind == "momentum") {
-    m.optimizer = std::make_unique<O::SGD>(
-        m.trained, O::SGDOptions(lr).momentum(number("momentum")).nesterov(opt.args.get("nesterov").as_bool()));
+    m.optimizer = std::make_unique<O::SGD>(m.trained, O::SGDOptions(lr)
+                                                          .momentum(number("momentum"))
+                                                          .nesterov(opt.args.get("nesterov").as_bool())
+                                                          .weight_decay(wd));
   } else if (opt.kind == "adam") {
     m.optimizer = std::make_unique<O::Adam>(
-        m.trained, O::AdamOptions(lr).betas({number("beta1"), number("beta2")}).eps(number("eps")));
+        m.trained, O::AdamOptions(lr).betas({number("beta1"), number("beta2")}).eps(number("eps")).weight_decay(wd));
   } else if (opt.kind == "adamw") {
     m.optimizer = std::make_unique<O::AdamW>(m.trained, O::AdamWOptions(lr)
                                                             .betas({number("beta1"), number("beta2")})

@@ -3,6 +3,7 @@
 // and the README's and DESIGN.md's C++ snippets compiled (as samples/) and run.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -206,6 +207,46 @@ TEST_CASE("api: the optimizer helpers take clip_norm and a named lr input, as th
   s.step({{"x", xs}, {"lr", std::vector<float>{0.1f}}});
   CHECK(s.param("w").as<float>()[0] < 1.0f);
   CHECK(error_of([&] { build(sgd({.lr_input = "rate"}), true); }).find("lr=rate must name a float scalar input") !=
+        std::string::npos);
+}
+
+TEST_CASE("api: sgd, momentum and adam take weight_decay as the spec does (0 leaves it out), and refuse bad values") {
+  auto build = [](Optimizer opt) {
+    GraphBuilder b("m");
+    auto x = b.input("x", {DType::F32, {4, 3}});
+    auto w = b.param("w", {DType::F32, {3, 1}}, ones());
+    b.minimize(b.name("loss", b.mean(b.square(b.matmul(x, w)))), std::move(opt));
+    return b.build();
+  };
+  auto spec = [](const std::string& optimizer) {
+    return load_spec("model m\ninput x : f32[4, 3]\nparam w : f32[3, 1] = ones\nloss = mean(square(matmul(x, w)))\n"
+                     "minimize loss with " + optimizer + "\n");
+  };
+  struct Case {
+    Optimizer built;
+    std::string written;  // the same optimizer in a spec, as the parsed stage prints it
+  };
+  for (const Case& c : std::vector<Case>{
+           {sgd({.lr = 0.1, .weight_decay = 0.01}), "sgd(lr=0.1, weight_decay=0.01)"},
+           {momentum({.lr = 0.1, .nesterov = true, .weight_decay = 0.01, .clip_norm = 1.0}),
+            "momentum(lr=0.1, momentum=0.9, nesterov=true, weight_decay=0.01, clip_norm=1.0)"},
+           {adam({.lr = 0.01, .weight_decay = 1e-4}), "adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0001)"},
+           {adam({.lr = 0.01, .weight_decay = 0.0}), "adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-08)"},
+       }) {
+    CAPTURE(c.written);
+    Graph g = build(c.built);
+    std::string parsed = dump(g, Stage::Parsed);
+    CHECK(parsed.find("minimize loss with " + c.written + "\n") != std::string::npos);
+    CHECK(parsed == dump(spec(c.written), Stage::Parsed));
+    CHECK(dump(g, Stage::Train) == dump(spec(c.written), Stage::Train));
+  }
+  CHECK(error_of([&] { build(sgd({.weight_decay = -1})); }).find("sgd: weight_decay must be at least 0, is -1") !=
+        std::string::npos);
+  CHECK(error_of([&] { build(momentum({.weight_decay = std::nan("")})); }).find("momentum: weight_decay must be at least 0, is nan") !=
+        std::string::npos);
+  CHECK(error_of([&] { build(adam({.weight_decay = HUGE_VAL})); }).find("adam: weight_decay must be at least 0, is inf") !=
+        std::string::npos);
+  CHECK(error_of([&] { build(adam({.weight_decay = 1e39})); }).find("adam: weight_decay is 1e+39, which does not fit") !=
         std::string::npos);
 }
 

@@ -89,6 +89,24 @@ TEST_CASE("jit: clip_norm with every optimizer equals the interpreter (the seed'
     }
 }
 
+// Coupled weight decay (sgd, momentum, nesterov, adam) with clip_norm and without, on the seed's
+// model from random normal params (so λ w is not small beside the gradient): the tolerance is the
+// clip_norm test's, above.
+TEST_CASE("jit: weight_decay of sgd, momentum, nesterov and adam equals the interpreter, with clip_norm and without") {
+  std::string seed = test::read_file(test::source_path("samples/specs/seed_mlp.gir"));
+  size_t at = seed.find("minimize loss with ");
+  REQUIRE(at != std::string::npos);
+  seed.resize(at);
+  for (const char* optimizer : {"sgd(lr=0.1, weight_decay=0.05", "momentum(lr=0.1, momentum=0.9, weight_decay=0.05",
+                                "momentum(lr=0.1, momentum=0.9, nesterov=true, weight_decay=0.05",
+                                "adam(lr=0.001, weight_decay=0.05"})
+    for (const char* clip : {"", ", clip_norm=1.0"}) {
+      std::string text = fmt::format("{}minimize loss with {}{})\n", seed, optimizer, clip);
+      CAPTURE(text);
+      test::check_against_interpreter(text, 1e-4, "seed_decay.gir");
+    }
+}
+
 // The step is callable once its own code is compiled: predict's entry point and kernels are in a
 // module of their own (the last), which the JIT compiles afterwards, on another thread.
 TEST_CASE("jit: predict's code is a module of its own, compiled after the step's") {

@@ -109,13 +109,33 @@ TEST_CASE("messages: optimizer hyper-parameters out of torch.optim's ranges are 
            {"momentum(momentum=-0.9)", 29, "momentum: momentum must be at least 0, is -0.9"},
            {"momentum(momentum=0, nesterov=true)", 29, "momentum must be above 0 with nesterov=true, is 0"},
            {"sgd(0.1, clip_norm=-1)", 29, "clip_norm must be above 0, is -1"},
+           // sgd's, momentum's and adam's coupled weight_decay, as adamw's
+           {"sgd(lr=0.1, weight_decay=-0.1)", 32, "sgd: weight_decay must be at least 0, is -0.1"},
+           {"momentum(momentum=0.9, weight_decay=-1)", 43, "momentum: weight_decay must be at least 0, is -1"},
+           {"adam(weight_decay=1e39)", 25, "adam: weight_decay is 1e+39, which does not fit in the f32 the params"},
+           {"adam(weight_decay=1e-50)", 25, "adam: weight_decay is 1e-50, which does not fit in the f32 the params"},
+           // by position only the signatures (sgd(lr), momentum(lr, momentum, nesterov), ...): the
+           // second number of sgd(0.1, 0.2) was taken as clip_norm
+           {"sgd(0.1, 0.2)", 29,
+            "sgd takes at most 1 positional argument (lr), got 2: weight_decay and clip_norm are keyword-only "
+            "(write weight_decay=0.2 or clip_norm=0.2)"},
+           {"momentum(0.1, 0.9, true, 0.01)", 45,
+            "momentum takes at most 3 positional arguments (lr, momentum, nesterov), got 4: weight_decay and clip_norm"},
+           {"adam(0.001, 0.9, 0.999, 1e-8, 1e-4)", 50,
+            "adam takes at most 4 positional arguments (lr, beta1, beta2, eps), got 5: weight_decay and clip_norm are "
+            "keyword-only (write weight_decay=0.0001 or clip_norm=0.0001)"},
+           {"adamw(0.001, 0.9, 0.999, 1e-8, 0.01, 1.0)", 57,
+            "adamw takes at most 5 positional arguments (lr, beta1, beta2, eps, weight_decay), got 6: clip_norm is "
+            "keyword-only (write clip_norm=1.0)"},
        }) {
     CAPTURE(c.optimizer);
     Error e = error_of([&] { load_spec(kHead + "minimize loss with " + c.optimizer + "\n", "m.gir"); });
     CHECK(to_string(e.loc()) == fmt::format("m.gir:4:{}", c.col));
     CHECK(e.message().find(c.message) != std::string::npos);
   }
-  for (const char* ok : {"sgd(lr=0)", "momentum(momentum=0)", "adam(beta1=0, beta2=0.9999)", "adamw(weight_decay=0)"})
+  for (const char* ok : {"sgd(lr=0)", "momentum(momentum=0)", "adam(beta1=0, beta2=0.9999)", "adamw(weight_decay=0)",
+                         "sgd(0.1, weight_decay=0)", "momentum(0.1, 0.9, true, weight_decay=0.01, clip_norm=1)",
+                         "adam(0.001, 0.9, 0.999, 1e-8, weight_decay=1e-4)", "adamw(0.001, 0.9, 0.999, 1e-8, 0.01)"})
     CHECK_NOTHROW(load_spec(kHead + "minimize loss with " + ok + "\n", "m.gir"));
 }
 

@@ -123,6 +123,64 @@ TEST_CASE("passes: adam and adamw, as torch.optim.Adam and AdamW") {
   }
 }
 
+// Coupled weight decay λ, torch.optim.SGD's and Adam's weight_decay: d = g + λ w, where g is the
+// gradient after clip_grad_norm_ (which runs before optimizer.step, and sees the gradient alone);
+// then SGD's buf = μ buf + d (d on the first step), nesterov d + μ buf, w -= lr d; Adam's moments
+// of d. The reference is written here in f64 from torch's formulas (torch is not installed here:
+// tests/fixtures has no weight_decay runs of sgd, momentum or adam).
+TEST_CASE("passes: weight_decay of sgd, momentum, nesterov and adam, as torch.optim.SGD and Adam, with clip_norm too") {
+  const double lr = 0.1, mu = 0.9, wd = 0.2, b1 = 0.8, b2 = 0.95, eps = 1e-6, clip = 1.0;
+  const double norm = std::sqrt(0.09 + 0.04 + 16.0);  // ‖g‖ ≈ 4.016: clip_norm=1 scales g
+  for (const char* kind : {"sgd", "momentum", "nesterov", "adam"})
+    for (bool clipped : {false, true}) {
+      CAPTURE(kind);
+      CAPTURE(clipped);
+      const std::string k = kind;
+      const double coef = clipped ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
+      std::vector<std::vector<double>> expected;
+      std::vector<double> w = kW0, buf(3, 0.0), m(3, 0.0), v(3, 0.0);
+      for (int t = 1; t <= 4; ++t) {
+        for (size_t i = 0; i < 3; ++i) {
+          double d = kG[i] * coef + wd * w[i];
+          if (k == "sgd") {
+            w[i] -= lr * d;
+          } else if (k == "adam") {
+            m[i] = b1 * m[i] + (1 - b1) * d;
+            v[i] = b2 * v[i] + (1 - b2) * d * d;
+            double denom = std::sqrt(v[i]) / std::sqrt(1 - std::pow(b2, t)) + eps;
+            w[i] -= lr / (1 - std::pow(b1, t)) * m[i] / denom;
+          } else {
+            buf[i] = t == 1 ? d : mu * buf[i] + d;
+            w[i] -= lr * (k == "nesterov" ? d + mu * buf[i] : buf[i]);
+          }
+        }
+        expected.push_back(w);
+      }
+      std::string opt = k == "sgd"        ? "sgd(lr=0.1, weight_decay=0.2"
+                        : k == "momentum" ? "momentum(lr=0.1, momentum=0.9, weight_decay=0.2"
+                        : k == "nesterov" ? "momentum(0.1, 0.9, true, weight_decay=0.2"  // the signature by position
+                                          : "adam(lr=0.1, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.2";
+      check_same(run_steps(opt + (clipped ? ", clip_norm=1.0)" : ")"), 4), expected);
+    }
+}
+
+// weight_decay=0, written or left out, lowers to the graph of today: no node is added.
+TEST_CASE("passes: weight_decay=0 leaves the training graph as it is without it, and adamw keeps its own") {
+  for (std::string opt : {"sgd(lr=0.1", "momentum(lr=0.1, momentum=0.9", "momentum(0.1, 0.9, true", "adam(lr=0.01"}) {
+    CAPTURE(opt);
+    Graph without = train_graph(load_spec(linear_spec(opt + ")"), "opt.gir"));
+    Graph zero = train_graph(load_spec(linear_spec(opt + ", weight_decay=0)"), "opt.gir"));
+    CHECK(print_spec(zero) == print_spec(without));
+    Graph decayed = train_graph(load_spec(linear_spec(opt + ", weight_decay=0.01)"), "opt.gir"));
+    CHECK(decayed.size() == without.size() + 3);  // the constant, mul(w, λ) and the add
+  }
+  Graph spec = load_spec(linear_spec("adam(lr=0.001, weight_decay=1e-4)"), "opt.gir");
+  CHECK(spec.minimize->optimizer.args.get("weight_decay").as_number() == 1e-4);
+  CHECK_FALSE(load_spec(linear_spec("adam(lr=0.001)"), "opt.gir").minimize->optimizer.args.has("weight_decay"));
+  CHECK(load_spec(linear_spec("adamw(lr=0.001)"), "opt.gir").minimize->optimizer.args.get("weight_decay").as_number() ==
+        0.01);
+}
+
 namespace {
 interp::Feeds random_feeds(const Graph& g, uint32_t seed);
 }

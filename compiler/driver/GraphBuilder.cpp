@@ -134,11 +134,18 @@ Optimizer with_common(Optimizer opt, const Options& o) {
   return opt;
 }
 
+// Coupled weight decay (sgd, momentum, adam), set when not 0: the default leaves the spec as it was.
+template <typename Options>
+Optimizer with_decay(Optimizer opt, const Options& o) {
+  if (o.weight_decay != 0) opt.args.set("weight_decay", o.weight_decay);  // (NaN too: the verifier refuses it)
+  return with_common(std::move(opt), o);
+}
+
 }  // namespace
 
-Optimizer sgd(const SgdOptions& o) { return with_common(sgd(o.lr), o); }
-Optimizer momentum(const MomentumOptions& o) { return with_common(momentum(o.lr, o.momentum, o.nesterov), o); }
-Optimizer adam(const AdamOptions& o) { return with_common(adam(o.lr, o.beta1, o.beta2, o.eps), o); }
+Optimizer sgd(const SgdOptions& o) { return with_decay(sgd(o.lr), o); }
+Optimizer momentum(const MomentumOptions& o) { return with_decay(momentum(o.lr, o.momentum, o.nesterov), o); }
+Optimizer adam(const AdamOptions& o) { return with_decay(adam(o.lr, o.beta1, o.beta2, o.eps), o); }
 Optimizer adamw(const AdamWOptions& o) {
   return with_common(adamw(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay), o);
 }

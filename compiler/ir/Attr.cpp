@@ -103,6 +103,7 @@ static Attr parse_default(AttrKind kind, std::string_view text) {
 
 std::vector<AttrSpec> parse_schema(std::string_view schema) {
   std::vector<AttrSpec> specs;
+  bool keyword_only = false;
   size_t pos = 0;
   while (pos < schema.size()) {
     if (schema[pos] == ' ') {
@@ -112,10 +113,16 @@ std::vector<AttrSpec> parse_schema(std::string_view schema) {
     size_t end = std::min(schema.find(' ', pos), schema.size());
     std::string_view word = schema.substr(pos, end - pos);
     pos = end;
+    if (word == "*") {
+      GRADC_ASSERT(!keyword_only, "schema '{}' has two '*'", schema);
+      keyword_only = true;
+      continue;
+    }
     size_t colon = word.find(':');
     GRADC_ASSERT(colon != std::string_view::npos, "schema word '{}' lacks a kind", word);
     AttrSpec spec;
     spec.name = std::string(word.substr(0, colon));
+    spec.keyword_only = keyword_only;
     std::string_view rest = word.substr(colon + 1);
     size_t eq = rest.find('=');
     if (!rest.empty() && rest.back() == '?') {
@@ -184,9 +191,22 @@ static std::optional<Attr> convert(AttrKind kind, const Attr& a) {
 Attrs bind_attrs(const std::vector<AttrSpec>& schema, std::string_view what,
                  const std::vector<NamedAttr>& positional, const Attrs& keywords,
                  const SourceLoc& call_loc) {
-  if (positional.size() > schema.size())
-    fail(positional[schema.size()].loc, "{} takes at most {} argument{}, got {}", what,
-         schema.size(), schema.size() == 1 ? "" : "s", positional.size());
+  size_t by_position = 0;  // the names before `*`
+  while (by_position < schema.size() && !schema[by_position].keyword_only) ++by_position;
+  if (positional.size() > by_position) {
+    const NamedAttr& extra = positional[by_position];
+    if (by_position == schema.size())
+      fail(extra.loc, "{} takes at most {} argument{}, got {}", what, schema.size(), schema.size() == 1 ? "" : "s",
+           positional.size());
+    std::vector<std::string> first, by_name;
+    for (size_t i = 0; i < schema.size(); ++i) (i < by_position ? first : by_name).push_back(schema[i].name);
+    std::vector<std::string> written;
+    for (const std::string& k : by_name) written.push_back(fmt::format("{}={}", k, to_string(extra.value)));
+    std::string names = first.empty() ? "" : fmt::format(" ({})", fmt::join(first, ", "));
+    fail(extra.loc, "{} takes at most {} positional argument{}{}, got {}: {} {} keyword-only (write {})", what,
+         by_position, by_position == 1 ? "" : "s", names, positional.size(), fmt::join(by_name, " and "),
+         by_name.size() == 1 ? "is" : "are", fmt::join(written, " or "));
+  }
   for (const NamedAttr& kw : keywords) {
     auto it = std::find_if(schema.begin(), schema.end(),
                            [&](const AttrSpec& s) { return s.name == kw.name; });

@@ -3,7 +3,8 @@
 // A schema is written as a short string in the op table, e.g. "axes:ints? keepdims:bool=false":
 // each word is NAME:KIND, then `?` (optional, no default) or `=VALUE` (default), or nothing
 // (required). Kinds: int, float (accepts ints), bool, name, string, ints (a list of integers),
-// pair (two integers; a single integer n means [n, n]), value (a number or a name).
+// pair (two integers; a single integer n means [n, n]), value (a number or a name). A word `*`
+// makes the names after it keyword-only, as in Python: "lr:value=0.001 * clip_norm:float?".
 #pragma once
 
 #include <optional>
@@ -23,6 +24,7 @@ struct AttrSpec {
   AttrKind kind;
   bool required = false;
   std::optional<Attr> default_value;  // absent and optional: the op decides
+  bool keyword_only = false;          // after `*` in the schema: never bound by position
 };
 
 // "axes:ints? keepdims:bool=false" -> two specs. Schemas are ours, so a bad one asserts.

@@ -105,15 +105,20 @@ std::string_view init_names() {
 }
 
 // Optimizers: defaults are torch.optim's (Adam eps=1e-8, AdamW weight_decay=0.01).
-// `momentum` has no default in the optimizer named after it. clip_norm absent = no clipping.
+// `momentum` has no default in the optimizer named after it. clip_norm absent = no clipping;
+// weight_decay absent = 0 (sgd, momentum and adam's coupled L2 term, torch.optim.SGD's and
+// Adam's weight_decay). By position only DESIGN.md's signatures (sgd(lr), momentum(lr, momentum,
+// nesterov), ...): the names after `*` are keyword-only, so sgd(0.1, 0.2) is refused rather than
+// taken as clip_norm=0.2.
 const std::vector<AttrSpec>* optimizer_schema(std::string_view kind) {
   static const std::vector<std::pair<std::string_view, std::vector<AttrSpec>>> table = {
-      {"sgd", parse_schema("lr:value=0.001 clip_norm:float?")},
-      {"momentum", parse_schema("lr:value=0.001 momentum:float nesterov:bool=false clip_norm:float?")},
-      {"adam", parse_schema("lr:value=0.001 beta1:float=0.9 beta2:float=0.999 eps:float=1e-8 "
-                            "clip_norm:float?")},
+      {"sgd", parse_schema("lr:value=0.001 * weight_decay:float? clip_norm:float?")},
+      {"momentum", parse_schema("lr:value=0.001 momentum:float nesterov:bool=false * weight_decay:float? "
+                                "clip_norm:float?")},
+      {"adam", parse_schema("lr:value=0.001 beta1:float=0.9 beta2:float=0.999 eps:float=1e-8 * "
+                            "weight_decay:float? clip_norm:float?")},
       {"adamw", parse_schema("lr:value=0.001 beta1:float=0.9 beta2:float=0.999 eps:float=1e-8 "
-                             "weight_decay:float=0.01 clip_norm:float?")},
+                             "weight_decay:float=0.01 * clip_norm:float?")},
   };
   for (const auto& [name, schema] : table)
     if (name == kind) return &schema;

@@ -1,4 +1,5 @@
-// The update rules, as torch.optim writes them (g is the gradient, after clipping):
+// The update rules, as torch.optim writes them (g is the gradient, after clipping, and after
+// sgd's, momentum's and adam's coupled weight decay λ: g ← g + λ w, added only when λ ≠ 0):
 //   sgd:       w ← w - lr g
 //   momentum:  b ← μ b + g;  w ← w - lr (nesterov ? g + μ b : b)           (buffer starts at 0)
 //   adam:      t ← t + 1;  m ← β1 m + (1 - β1) g;  v ← β2 v + (1 - β2) g²;
@@ -32,6 +33,8 @@ class Lowering {
                       "or make '{}' a state", g_[pg.param].name, loc_.line, g_[pg.param].name);
     dtype_ = g_[grads.front().param].type.dtype;
     if (const Attr* clip = opt_.args.find("clip_norm")) clip_by_global_norm(grads, clip->as_number());
+    if (opt_.kind != "adamw")  // (adamw's weight_decay is decoupled, below)
+      if (const Attr* wd = opt_.args.find("weight_decay"); wd && wd->as_number() != 0) l2_ = wd->as_number();
     if (opt_.kind == "adam" || opt_.kind == "adamw") begin_adam();
     for (const ParamGrad& pg : grads) update(pg.param, pg.grad);
   }
@@ -85,6 +88,7 @@ class Lowering {
   void update(ValueId w, ValueId grad) {
     std::string name = g_[w].name;
     TensorType type = g_[w].type;
+    if (l2_ != 0) grad = e_.add(grad, e_.scale(w, l2_));  // torch: d_p = d_p.add(p, alpha=weight_decay)
     ValueId next;
     if (opt_.kind == "sgd") {
       next = e_.sub(w, e_.mul(lr(), grad));
@@ -117,6 +121,7 @@ class Lowering {
   SourceLoc loc_;  // of the minimize statement: the optimizer's assigns carry it
   DType dtype_ = DType::F32;
   ValueId bias1_ = -1, bias2_ = -1;
+  double l2_ = 0;  // sgd's, momentum's and adam's weight_decay: 0 adds no node
   std::optional<std::optional<ValueId>> lr_input_;  // the input lr names, once looked up
   std::unordered_set<std::string> names_;            // every node's name, once a state is added
 };

@@ -86,9 +86,13 @@ Init he_normal();
 //
 // lr_input, when set, names a scalar float input that is the learning rate (lr is then unused).
 // clip_norm, when set, scales all gradients together so that their global L2 norm is at most it
-// (PyTorch's clip_grad_norm_ before the step, Keras's global_clipnorm).
+// (PyTorch's clip_grad_norm_ before the step, Keras's global_clipnorm). weight_decay is sgd's,
+// momentum's and adam's coupled L2 term, torch.optim.SGD's and Adam's: g ← g + weight_decay w
+// after clipping, before the momentum buffer or Adam's moments (0, the default, adds nothing);
+// AdamW's is decoupled, as torch.optim.AdamW's.
 struct SgdOptions {
   double lr = 1e-3;
+  double weight_decay = 0.0;
   std::string lr_input = {};
   std::optional<double> clip_norm = {};
 };
@@ -96,6 +100,7 @@ struct MomentumOptions {  // SGD with momentum (torch.optim.SGD's momentum and n
   double lr = 1e-3;
   double momentum = 0.9;
   bool nesterov = false;
+  double weight_decay = 0.0;
   std::string lr_input = {};
   std::optional<double> clip_norm = {};
 };
@@ -104,6 +109,7 @@ struct AdamOptions {  // beta1, beta2 are torch's betas, Keras's beta_1, beta_2;
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
+  double weight_decay = 0.0;
   std::string lr_input = {};
   std::optional<double> clip_norm = {};
 };
@@ -122,7 +128,8 @@ Optimizer momentum(const MomentumOptions& options);
 Optimizer adam(const AdamOptions& options);
 Optimizer adamw(const AdamWOptions& options);
 
-// The same by position, PyTorch's defaults (adam(0.001, 0.9, 0.999, 1e-7)).
+// The same by position, PyTorch's defaults (adam(0.001, 0.9, 0.999, 1e-7)); weight_decay and
+// clip_norm by the options above only, as in a spec.
 Optimizer sgd(double lr = 1e-3);
 Optimizer momentum(double lr, double momentum, bool nesterov = false);
 Optimizer adam(double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
