@@ -420,6 +420,21 @@ std::vector<OpRecord> make_records() {
                            {{"x", kX}},
                            {0.8411919906082768, -0.04540230591222494, 2.996362607918227, -7.024594819227126e-05,
                             4.999999770820381, 0.34571400982514394}}}});
+  // layer_norm, checked against PyTorch's F.layer_norm values (biased variance, eps inside the root).
+  const std::string ln = "param p : f32[3, 4]\nparam g : f32[4]\nparam b : f32[4]\n";
+  r.push_back({.op = "layer_norm",
+               .cases = {{ln, "layer_norm(p, g, b)", "f32[3, 4]"},
+                         {kA234 + "param g : f32[3, 4]\nparam b : f32[3, 4]\n", "layer_norm(a, g, b, axis=1, eps=0.1)",
+                          "f32[2, 3, 4]"}},
+               .typical = {"input x : f32[64, 128, 256]\ninput y : f32[256]\n", "layer_norm(x, y, y)", "f32[64, 128, 256]"},
+               .values = {{"layer_norm(x, g, b)",
+                           {{"x", kX}, {"g", ITensor::of(f64({3}), {2, 1, 0.5})}, {"b", ITensor::of(f64({3}), {0, 1, -1})}},
+                           {0.32444245805357863, -0.2977698322143143, -0.4322256984062375, -2.449488835565259,
+                            2.224744417782629, -1}},
+                          {"layer_norm(x, g, b, axis=0)",
+                           {{"x", kX}, {"g", ITensor::of(f64({2, 3}), {1, 1, 1, 1, 1, 1})}, {"b", ITensor::of(f64({2, 3}), {0, 0, 0, 0, 0, 0})}},
+                           {0.1399182326632398, -0.8674930425120869, 0.8115257494467909, -1.539100559295638,
+                            1.4831332662303423, -0.02798364653264798}}}});
   r.push_back({.op = "logsumexp",
                .cases = {{kP, "logsumexp(p, axes=[1])", "f32[3]"},
                          {kA234, "logsumexp(mul(a, 20), axes=[0, 2], keepdims=true)", "f32[1, 3, 1]"},

@@ -29,7 +29,7 @@ std::vector<int64_t> ints(const Attrs& a, std::string_view name) { return a.get(
 
 }  // namespace
 
-TEST_CASE("shapes: where broadcasts its three operands; its condition has their dtype") {
+TEST_CASE("shapes: where broadcasts its three operands, its condition of their dtype") {
   CHECK(infer("where", {f32({2, 1}), f32({2, 3}), f32({3})}) == f32({2, 3}));
   CHECK(infer("where", {f64({4, 1, 1}), f64({}), f64({1, 5})}) == f64({4, 1, 5}));
   CHECK_THROWS_WITH_AS(infer("where", {f32({2}), f32({3}), f32({3})}),

@@ -90,4 +90,18 @@ ValueId expand_logsumexp(ExpandCtx& c) {
   return c.op(OpKind::Reshape, {kept}, {{"shape", Attr(c.n.type.shape)}});
 }
 
+// layer_norm: d = x - mean(x), y = d rsqrt(mean(d²) + eps) gamma + beta, the means over the axes
+// from axis on, kept so that they broadcast back (gamma and beta broadcast as trailing axes).
+ValueId expand_layer_norm(ExpandCtx& c) {
+  ValueId x = c.arg(0);
+  int64_t rank = c.n.type.rank();
+  std::vector<int64_t> axes;
+  for (int64_t a = c.n.attrs.get("axis").as_int(); a < rank; ++a) axes.push_back(a);
+  Attrs over{{"axes", Attr(axes)}, {"keepdims", true}};
+  ValueId d = c.op(OpKind::Sub, {x, c.op(OpKind::Mean, {x}, over)});
+  ValueId var = c.op(OpKind::Mean, {c.op(OpKind::Mul, {d, d})}, over);
+  ValueId inv = c.op(OpKind::Rsqrt, {c.op(OpKind::Add, {var, c.constant(c.n.attrs.get("eps").as_number())})});
+  return c.op(OpKind::Add, {c.op(OpKind::Mul, {c.op(OpKind::Mul, {d, inv}), c.arg(1)}), c.arg(2)});
+}
+
 }  // namespace gradc

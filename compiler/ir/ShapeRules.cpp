@@ -287,6 +287,22 @@ TensorType infer_concat(ShapeCtx& c) {
   return {first.dtype, out};
 }
 
+// layer_norm(x, gamma, beta): gamma and beta are x.shape[axis:] (axis made non-negative), eps > 0.
+TensorType infer_layer_norm(ShapeCtx& c) {
+  const TensorType &x = c.args[0], &gamma = c.args[1], &beta = c.args[2];
+  expect_float(c, x);
+  if (x.rank() == 0) c.fail("layer_norm of a scalar {}: needs an axis to normalize over", x);
+  int64_t axis = normalize_axis(c, c.attrs.get("axis").as_int(), x.rank(), x);
+  c.attrs.set("axis", Attr(axis));
+  TensorType expected{x.dtype, Shape(x.shape.begin() + axis, x.shape.end())};
+  for (const TensorType* t : {&gamma, &beta})
+    if (*t != expected)
+      c.fail("layer_norm of {} over axes {}..{}: gamma and beta must be {}, got {}", x, axis, x.rank() - 1, expected, *t);
+  double eps = c.attrs.get("eps").as_number();
+  if (!(eps > 0) || !fits_f32(eps)) c.fail("layer_norm: eps={} must be a positive f32 number", eps);
+  return x;
+}
+
 // sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.
 TensorType infer_reduce(ShapeCtx& c) {
   const TensorType& x = c.args[0];
