@@ -15,6 +15,8 @@ std::string_view describe(Tok kind) {
     case Tok::RParen: return "')'";
     case Tok::LBracket: return "'['";
     case Tok::RBracket: return "']'";
+    case Tok::LBrace: return "'{'";
+    case Tok::RBrace: return "'}'";
     case Tok::Comma: return "','";
     case Tok::Equals: return "'='";
     case Tok::Colon: return "':'";
@@ -48,7 +50,7 @@ class Lexer {
     while (pos_ < text_.size()) {
       char c = text_[pos_];
       if (c == '\n') {
-        if (depth_.empty()) push(Tok::Newline, "\n", here());
+        if (depth_.empty() || depth_.back().kind == Tok::LBrace) push(Tok::Newline, "\n", here());
         advance();
       } else if (c == ' ' || c == '\t' || c == '\r') {
         advance();
@@ -168,6 +170,8 @@ class Lexer {
       case ')': kind = Tok::RParen; break;
       case '[': kind = Tok::LBracket; break;
       case ']': kind = Tok::RBracket; break;
+      case '{': kind = Tok::LBrace; break;
+      case '}': kind = Tok::RBrace; break;
       case ',': kind = Tok::Comma; break;
       case '=': kind = Tok::Equals; break;
       case ':': kind = Tok::Colon; break;
@@ -178,10 +182,10 @@ class Lexer {
         fail(loc, "unexpected character '{}'", c);
       }
     }
-    if (kind == Tok::LParen || kind == Tok::LBracket) {
+    if (kind == Tok::LParen || kind == Tok::LBracket || kind == Tok::LBrace) {
       depth_.push_back({kind, std::string(1, c), loc});
-    } else if (kind == Tok::RParen || kind == Tok::RBracket) {
-      Tok open = kind == Tok::RParen ? Tok::LParen : Tok::LBracket;
+    } else if (kind == Tok::RParen || kind == Tok::RBracket || kind == Tok::RBrace) {
+      Tok open = kind == Tok::RParen ? Tok::LParen : kind == Tok::RBracket ? Tok::LBracket : Tok::LBrace;
       if (depth_.empty()) fail(loc, "'{}' has no matching opening bracket", c);
       if (depth_.back().kind != open)
         fail(loc, "'{}' closes '{}' opened at {}:{}", c, depth_.back().text, depth_.back().loc.line,
@@ -197,7 +201,7 @@ class Lexer {
   size_t pos_ = 0;
   int line_ = 1;
   int col_ = 1;
-  std::vector<Token> depth_;  // open brackets, for multi-line expressions and their errors
+  std::vector<Token> depth_;  // open brackets and braces, for multi-line expressions and their errors
   std::vector<Token> tokens_;
 };
 

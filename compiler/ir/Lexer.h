@@ -1,7 +1,7 @@
 // Tokens of the `.gir` spec format.
 //
 // Statements end at a newline, except inside parentheses or brackets, so a long
-// expression may span lines. `#` starts a comment. Names are letters, digits and `_`,
+// expression may span lines; inside the braces of a def body they end at newlines again. `#` starts a comment. Names are letters, digits and `_`,
 // `.` inside a name (`w1.exp_avg`, as in PyTorch's state dicts), and `%` first for the
 // temporaries the printer invents (`%3`).
 #pragma once
@@ -14,7 +14,7 @@
 
 namespace gradc {
 
-enum class Tok { Ident, Int, Float, String, LParen, RParen, LBracket, RBracket, Comma, Equals, Colon, Newline, End };
+enum class Tok { Ident, Int, Float, String, LParen, RParen, LBracket, RBracket, LBrace, RBrace, Comma, Equals, Colon, Newline, End };
 
 struct Token {
   Tok kind;

@@ -3,18 +3,32 @@
 //   spec      := { statement NEWLINE }
 //   statement := "model" NAME | ("input" | "param" | "state") NAME ":" type ["=" init]
 //              | "output" NAME [":" type] ["=" expr] | "minimize" NAME "with" call
-//              | "assign" NAME "=" expr | NAME [":" type] "=" expr
+//              | "assign" NAME "=" expr | NAME [":" type] "=" expr | def
+//   def       := "def" NAME "(" [NAME {"," NAME}] ")" ("=" expr | "{" body "}")
+//   body      := { NAME [":" type] "=" expr NEWLINE } "return" expr [NEWLINE]
 //   expr      := NUMBER | NAME | NAME "(" [expr {"," expr}] {"," NAME "=" attr} ")"
 //   attr      := NUMBER | "true" | "false" | NAME | STRING | "[" [INT {"," INT}] "]"
 //
 // Each op call becomes a node; names bind to the node of their expression. Shapes are left
 // to shape inference, so the parser only checks what it alone can see: syntax, names, ops,
 // arities and attribute spellings.
+//
+// Functions are inlined at parse time, so no later stage knows of them. A def is parsed once
+// into a graph of its own (its first nodes stand for the parameters) and each call copies that
+// graph into the caller's, parameters bound to the arguments. A body sees only its parameters
+// and its own lines, like a Python function without globals: its names are private (they may
+// reuse top-level names, and the nodes they name stay temporaries), params are declared at top
+// level only, and a function calls only functions defined above it, so there is no recursion.
+// Each copied node keeps its location in the body and adds the call (SourceLoc::called_from),
+// so that a shape error found later names both.
 #include "ir/Parser.h"
 
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <utility>
+
+#include <fmt/ranges.h>
 
 #include "ir/Lexer.h"
 
@@ -22,7 +36,8 @@ namespace gradc {
 
 bool is_keyword(std::string_view w) {
   return w == "model" || w == "input" || w == "param" || w == "state" || w == "output" ||
-         w == "minimize" || w == "assign" || w == "with" || w == "true" || w == "false";
+         w == "minimize" || w == "assign" || w == "with" || w == "true" || w == "false" || w == "def" ||
+         w == "return";
 }
 
 namespace {
@@ -56,11 +71,39 @@ std::string suggestion(std::string_view word, const std::vector<std::string_view
   return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
 }
 
+// The keywords that start a top-level statement: none of them may appear in a def body.
+bool is_statement_keyword(std::string_view w) {
+  return w == "model" || w == "input" || w == "param" || w == "state" || w == "output" || w == "minimize" ||
+         w == "assign" || w == "def";
+}
+
+// A function of the spec, kept as the graph of its body: nodes 0 .. params.size()-1 stand for
+// its parameters; a call copies the rest (Parser::instantiate).
+struct Function {
+  std::string name;
+  SourceLoc loc;  // of its name in the def
+  std::vector<std::string> params;
+  Graph body;
+  ValueId result = -1;
+};
+
+SourceLoc called(SourceLoc loc, const CallSite& site) {
+  loc.called_from.push_back(site);
+  return loc;
+}
+
+Attrs called(const Attrs& attrs, const CallSite& site) {
+  Attrs out;
+  for (const NamedAttr& a : attrs) out.set(a.name, a.value, called(a.loc, site));
+  return out;
+}
+
 class Parser {
  public:
   Parser(std::string_view text, const std::string& file) : tokens_(lex(text, file)), file_(file) {
     graph_.name = std::filesystem::path(file).stem().string();
     if (graph_.name.empty()) graph_.name = "model";
+    find_defs();
   }
 
   Graph run() {
@@ -93,13 +136,18 @@ class Parser {
   }
   bool at_word(std::string_view w) const { return peek().kind == Tok::Ident && peek().text == w; }
 
-  // A name being defined: not a keyword, not taken.
+  // A name being defined: not a keyword, not taken (in a def body: by its parameters and lines).
   Token new_name(std::string_view what) {
     Token tok = expect(Tok::Ident, what);
     if (is_keyword(tok.text)) fail(tok.loc, "'{}' is a keyword and cannot name a value", tok.text);
     if (find_op(tok.text)) fail(tok.loc, "'{}' is an op and cannot name a value", tok.text);
-    if (auto it = defined_.find(tok.text); it != defined_.end())
+    if (auto f = functions_.find(tok.text); f != functions_.end())
+      fail(tok.loc, "'{}' is a function (def at line {}) and cannot name a value", shortened(tok.text), f->second.loc.line);
+    if (auto it = defined_.find(tok.text); it != defined_.end()) {
+      if (body_ && it->second.id < static_cast<ValueId>(body_->params.size()))
+        fail(tok.loc, "'{}' is already a parameter of '{}'", shortened(tok.text), body_->name);
       fail(tok.loc, "'{}' is already defined at line {}", shortened(tok.text), it->second.loc.line);
+    }
     return tok;
   }
 
@@ -116,6 +164,12 @@ class Parser {
     for (const auto& [name, loc] : defined_) names.push_back(name);
     if (find_op(tok.text))
       fail(tok.loc, "'{}' is an op: call it as {}(...)", tok.text, tok.text);
+    if (functions_.count(tok.text))
+      fail(tok.loc, "'{}' is a function: call it as {}(...)", shortened(tok.text), shortened(tok.text));
+    if (body_)
+      fail(tok.loc, "'{}' is not a parameter of '{}'{}: a function's body sees only its parameters and the "
+                    "names its own lines define, so pass '{}' in as an argument",
+           shortened(tok.text), body_->name, suggestion(tok.text, names), shortened(tok.text));
     fail(tok.loc, "'{}' is not defined{}", shortened(tok.text), suggestion(tok.text, names));
   }
 
@@ -124,7 +178,7 @@ class Parser {
     const Token& head = peek();
     if (head.kind != Tok::Ident)
       fail(head.loc, "expected a statement (a name, or one of model, input, param, state, output, "
-                     "minimize, assign), got {}", describe(head));
+                     "minimize, assign, def), got {}", describe(head));
     if (head.text == "model") return model(any);
     if (head.text == "input") return leaf(NodeKind::Input);
     if (head.text == "param") return leaf(NodeKind::Param);
@@ -132,6 +186,8 @@ class Parser {
     if (head.text == "output") return output();
     if (head.text == "minimize") return minimize();
     if (head.text == "assign") return assign();
+    if (head.text == "def") return function_def();
+    if (head.text == "return") fail(head.loc, "'return' belongs at the end of a def body, not at top level");
     definition();
   }
 
@@ -169,20 +225,30 @@ class Parser {
     value_statement(name, declared);
   }
 
-  // `NAME [: TYPE] = EXPR` and the same after `output`: binds the name to a new node.
+  // `NAME [: TYPE] = EXPR` and the same after `output`: binds the name to a new node. In a def
+  // body the node stays a temporary: the name is the body's own.
   ValueId value_statement(const Token& name, const std::optional<TensorType>& declared) {
     const Token& start = peek();
     if (start.kind == Tok::Ident && peek(1).kind != Tok::LParen)
       fail(start.loc, "'{} = {}' only renames a value; use '{}' where '{}' is needed", name.text,
            start.text, start.text, name.text);
+    ValueId before = graph_.size();
     ValueId id = expr();
+    if (id < before)  // a function that returns one of its arguments
+      fail(start.loc, "'{} = {}(...)' only renames a value: '{}' returns one of its arguments unchanged; use "
+                      "that argument where '{}' is needed", name.text, start.text, start.text, name.text);
     Node& node = graph_[id];
-    if (node.kind == NodeKind::Constant) {
+    if (node.kind == NodeKind::Constant && node.weak) {
       node.weak = false;  // a named constant has a type of its own: as declared, else f32
       node.type = TensorType{declared ? declared->dtype : DType::F32, {}};
     }
-    node.declared = declared;
-    node.name = name.text;
+    if (declared) {
+      if (node.declared && *node.declared != *declared)
+        fail(name.loc, "'{}' is declared {}, but the body of '{}' declares the value it returns {}", name.text,
+             *declared, start.text, *node.declared);
+      node.declared = declared;
+    }
+    if (!body_) node.name = name.text;
     defined_[name.text] = {id, name.loc};
     return id;
   }
@@ -225,6 +291,166 @@ class Parser {
     ValueId id = lookup(target);
     expect(Tok::Equals, fmt::format("after 'assign {}'", target.text));
     graph_.assigns.push_back({id, expr(), target.loc});
+  }
+
+  // ---- functions
+  // Where each def is (name -> line), found before parsing, so that a call of a function defined
+  // further down is told so rather than "unknown op".
+  void find_defs() {
+    for (size_t i = 0; i + 1 < tokens_.size(); ++i) {
+      const Token& t = tokens_[i];
+      bool starts_line = i == 0 || tokens_[i - 1].kind == Tok::Newline;
+      if (starts_line && t.kind == Tok::Ident && t.text == "def" && tokens_[i + 1].kind == Tok::Ident)
+        later_defs_.emplace(tokens_[i + 1].text, tokens_[i + 1].loc.line);
+    }
+  }
+
+  // `def NAME(PARAMS) = EXPR` or `def NAME(PARAMS) { ... }`: the body is parsed into a graph of
+  // its own, with the parameters and the body's names as the only names in scope.
+  void function_def() {
+    next();  // 'def'
+    Function fn;
+    Token name = function_name();
+    fn.name = name.text;
+    fn.loc = name.loc;
+    Graph outer = std::exchange(graph_, Graph{});
+    auto outer_names = std::exchange(defined_, {});
+    body_ = &fn;
+    parameters(fn);
+    if (accept(Tok::Equals)) {
+      fn.result = expr();
+    } else if (peek().kind == Tok::LBrace) {
+      fn.result = block(fn);
+    } else {
+      fail(peek().loc, "expected '=' and an expression, or '{{' and a body, after 'def {}(...)', got {}", fn.name,
+           describe(peek()));
+    }
+    fn.body = std::exchange(graph_, std::move(outer));
+    defined_ = std::move(outer_names);
+    body_ = nullptr;
+    functions_.emplace(fn.name, std::move(fn));
+  }
+
+  Token function_name() {
+    Token tok = expect(Tok::Ident, "(the function's name) after 'def'");
+    if (is_keyword(tok.text)) fail(tok.loc, "'{}' is a keyword and cannot name a function", tok.text);
+    if (find_op(tok.text)) fail(tok.loc, "'{}' is an op and cannot name a function: ops cannot be redefined", tok.text);
+    if (auto f = functions_.find(tok.text); f != functions_.end())
+      fail(tok.loc, "'{}' is already a function, defined at line {}", shortened(tok.text), f->second.loc.line);
+    if (auto it = defined_.find(tok.text); it != defined_.end())
+      fail(tok.loc, "'{}' is already defined at line {} and cannot name a function", shortened(tok.text),
+           it->second.loc.line);
+    return tok;
+  }
+
+  // `(a, b, ...)`: each parameter is a placeholder node of the body's graph.
+  void parameters(Function& fn) {
+    expect(Tok::LParen, fmt::format("and the parameters after 'def {}'", fn.name));
+    while (peek().kind != Tok::RParen) {
+      Token p = new_name(fmt::format("(a parameter of '{}')", fn.name));
+      Node placeholder;
+      placeholder.kind = NodeKind::Input;
+      placeholder.loc = p.loc;
+      define(std::move(placeholder), p);
+      fn.params.push_back(p.text);
+      if (!accept(Tok::Comma)) break;
+    }
+    expect(Tok::RParen, fmt::format("to close the parameters of '{}'", fn.name));
+  }
+
+  // `{` then `NAME [: TYPE] = EXPR` lines and a last `return EXPR`, then `}`; blank lines and
+  // comments anywhere. Returns the value of the return line.
+  ValueId block(const Function& fn) {
+    next();  // '{'
+    while (true) {
+      if (accept(Tok::Newline)) continue;
+      const Token& head = peek();
+      if (head.kind == Tok::RBrace)
+        fail(head.loc, "the body of '{}' ends without 'return EXPR': a body's last line is the value it returns",
+             fn.name);
+      if (at_word("return")) return return_line(fn);
+      body_line(fn);
+      end_of_body_line(fn);
+    }
+  }
+
+  ValueId return_line(const Function& fn) {
+    Token ret = next();
+    ValueId result = expr();
+    end_of_body_line(fn);
+    while (accept(Tok::Newline)) {
+    }
+    if (peek().kind != Tok::RBrace)
+      fail(peek().loc, "nothing may follow the 'return' of '{}' (line {}): its body ends there with '}}'", fn.name,
+           ret.loc.line);
+    next();  // '}'
+    return result;
+  }
+
+  void body_line(const Function& fn) {
+    const Token& head = peek();
+    if (head.kind != Tok::Ident)
+      fail(head.loc, "expected a line of the body of '{}' ('NAME = EXPR' or 'return EXPR'), got {}", fn.name,
+           describe(head));
+    if (head.text == "param")
+      fail(head.loc, "'param' is not allowed in the body of '{}': params are declared at top level (the spec's "
+                     "params are the checkpoint's list); declare it there and pass it in as an argument", fn.name);
+    if (head.text == "def")
+      fail(head.loc, "a def cannot be nested in the body of '{}': define it at top level, above '{}'", fn.name,
+           fn.name);
+    if (is_statement_keyword(head.text))
+      fail(head.loc, "'{}' is not allowed in the body of '{}': a body holds only 'NAME = EXPR' lines and a last "
+                     "'return EXPR'", head.text, fn.name);
+    definition();
+  }
+
+  void end_of_body_line(const Function& fn) {
+    if (peek().kind != Tok::Newline && peek().kind != Tok::RBrace)
+      fail(peek().loc, "expected end of line after the line of the body of '{}', got {}", fn.name, describe(peek()));
+  }
+
+  // `f(a, b)` of a function: its body copied in, parameters bound to the arguments.
+  ValueId inline_call(const Token& callee) {
+    const Function& fn = functions_.find(callee.text)->second;
+    expect(Tok::LParen, "");
+    std::vector<ValueId> args;
+    while (peek().kind != Tok::RParen) {
+      if (peek().kind == Tok::Ident && peek(1).kind == Tok::Equals)
+        fail(peek().loc, "'{}' is a function of the spec: its arguments are positional, so '{}=' is refused "
+                         "(call it as {}({}))", fn.name, shortened(peek().text), fn.name, fmt::join(fn.params, ", "));
+      args.push_back(expr());
+      if (!accept(Tok::Comma)) break;
+    }
+    expect(Tok::RParen, fmt::format("to close the call of '{}'", fn.name));
+    if (args.size() != fn.params.size())
+      fail(callee.loc, "'{}' takes {} argument{} ({}), got {}", fn.name, fn.params.size(),
+           fn.params.size() == 1 ? "" : "s", fmt::join(fn.params, ", "), args.size());
+    return instantiate(fn, args, callee.loc);
+  }
+
+  // Inlining copies a body at each call, and a body holds the copies of the functions it calls:
+  // ten nested doublings make a thousand nodes of one line. The copies of a whole spec are capped.
+  static constexpr size_t kMaxInlinedNodes = size_t{1} << 18;
+
+  // Copies the body of `fn` into the graph being built, its parameters bound to `args`. Each copy
+  // keeps its location in the body and adds this call, for the messages of later stages.
+  ValueId instantiate(const Function& fn, const std::vector<ValueId>& args, const SourceLoc& at) {
+    size_t copies = fn.body.nodes.size() - args.size();
+    if (inlined_ + copies > kMaxInlinedNodes)
+      fail(at, "inlining '{}' here would make more than {} nodes in all (each call copies its body, and the "
+               "bodies of the functions it calls)", fn.name, kMaxInlinedNodes);
+    inlined_ += copies;
+    CallSite site{fn.name, at.file, at.line, at.col};
+    std::vector<ValueId> map = args;
+    map.resize(fn.body.nodes.size());
+    for (size_t i = args.size(); i < fn.body.nodes.size(); ++i) {
+      Node n = fn.body.nodes[i];
+      for (ValueId& a : n.args) a = map[static_cast<size_t>(a)];
+      n.loc = called(std::move(n.loc), site);
+      n.attrs = called(n.attrs, site);
+      map[i] = graph_.add(std::move(n));
+    }
+    return map[static_cast<size_t>(fn.result)];
   }
 
   // ---- types, initializers, attributes
@@ -330,14 +556,17 @@ class Parser {
   // Nesting deeper than this is refused, so that recursion can never exhaust the stack.
   static constexpr int kMaxNesting = 200;
 
+  // A call of a function or an op; the depth counts calls inside function calls' arguments too.
   ValueId call(const Token& callee) {
     if (++nesting_ > kMaxNesting) fail(callee.loc, "calls are nested more than {} deep", kMaxNesting);
+    ValueId id = functions_.count(callee.text) ? inline_call(callee) : op_call(callee);
+    --nesting_;
+    return id;
+  }
+
+  ValueId op_call(const Token& callee) {
     std::optional<OpKind> kind = find_op(callee.text);
-    if (!kind) {
-      std::vector<std::string_view> names;
-      for (const OpInfo& op : all_ops()) names.push_back(op.name);
-      fail(callee.loc, "unknown op '{}'{}", shortened(callee.text), suggestion(callee.text, names));
-    }
+    if (!kind) unknown_callee(callee);
     const OpInfo& op = op_info(*kind);
     expect(Tok::LParen, "");
     Node node;
@@ -356,8 +585,20 @@ class Parser {
     expect(Tok::RParen, fmt::format("to close the call of {}", op.name));
     if (std::string bad = arity_mismatch(op, node.args.size()); !bad.empty()) fail(callee.loc, "{}", bad);
     node.attrs = bind_attrs(op.attrs, op.name, {}, keywords, callee.loc);
-    --nesting_;
     return graph_.add(std::move(node));
+  }
+
+  [[noreturn]] void unknown_callee(const Token& callee) {
+    if (body_ && callee.text == body_->name)
+      fail(callee.loc, "'{}' calls itself: functions are inlined where they are called, so none may be recursive",
+           callee.text);
+    if (auto later = later_defs_.find(callee.text); later != later_defs_.end())
+      fail(callee.loc, "'{}' is called before its def at line {}: define a function above its first call",
+           shortened(callee.text), later->second);
+    std::vector<std::string_view> names;
+    for (const OpInfo& op : all_ops()) names.push_back(op.name);
+    for (const auto& [name, fn] : functions_) names.push_back(name);
+    fail(callee.loc, "unknown op '{}'{}", shortened(callee.text), suggestion(callee.text, names));
   }
 
   std::vector<Token> tokens_;
@@ -369,7 +610,11 @@ class Parser {
     ValueId id;
     SourceLoc loc;
   };
-  std::map<std::string, Definition, std::less<>> defined_;
+  std::map<std::string, Definition, std::less<>> defined_;  // in a def body: its parameters and lines
+  std::map<std::string, Function, std::less<>> functions_;
+  std::map<std::string, int, std::less<>> later_defs_;  // every def of the text: name -> line
+  const Function* body_ = nullptr;                      // the def whose body is being parsed
+  size_t inlined_ = 0;                                  // nodes copied by inlining so far
 };
 
 }  // namespace

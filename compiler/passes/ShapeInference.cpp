@@ -20,7 +20,9 @@ Graph infer_shapes(Graph g) {
     }
     n.type = infer_type(n.op, arg_types, n.attrs, n.loc);
     if (n.declared && *n.declared != n.type)
-      fail(n.loc, "'{}' is declared {} but {} gives {}", n.name, *n.declared, op_info(n.op).name, n.type);
+      fail(n.loc, "{} is declared {} but {} gives {}",  // a def body's names stay its own: its nodes have none
+           n.name.empty() ? std::string("the value") : fmt::format("'{}'", n.name), *n.declared, op_info(n.op).name,
+           n.type);
   }
   return g;
 }

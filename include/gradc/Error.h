@@ -13,13 +13,24 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace gradc {
+
+// A call of a spec's function (`def`), for a node inlined from its body: errors about the node
+// name the line in the body and, below it, each call that brought the body there.
+struct CallSite {
+  std::string function;
+  std::string file;
+  int line = 0;
+  int col = 0;
+};
 
 struct SourceLoc {
   std::string file;  // empty when the graph was built in C++
   int line = 0;      // 1-based; 0 = unknown
   int col = 0;       // 1-based; 0 = unknown
+  std::vector<CallSite> called_from = {};  // innermost call first; empty outside function bodies
   bool known() const { return line > 0; }
 };
 
@@ -49,12 +60,24 @@ inline std::string to_string(const SourceLoc& loc) {
   return (loc.file.empty() ? "<input>" : loc.file) + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.col);
 }
 
+// "\n  in the call of 'dense' at m.gir:9:5" for each call a node was inlined through.
+inline std::string call_notes(const SourceLoc& loc) {
+  std::string notes;
+  for (const CallSite& c : loc.called_from) {  // appended piecewise: GCC 12 warns (-Wrestrict) on "\n" + string
+    notes += "\n  in the call of '";
+    notes += c.function;
+    notes += "' at ";
+    notes += to_string(SourceLoc{c.file, c.line, c.col, {}});
+  }
+  return notes;
+}
+
 inline std::string render_error(const SourceLoc& loc, const std::string& message,
                           const std::string& snippet) {
   std::string where = to_string(loc);
   std::string text = where.empty() ? "error: " + message : where + ": error: " + message;
   if (!snippet.empty()) text += "\n" + snippet;
-  return text;
+  return text + call_notes(loc);
 }
 
 // A message of at most about kMaxMessageBytes: its head and tail around a note of what was cut
