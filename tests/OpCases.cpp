@@ -396,6 +396,17 @@ std::vector<OpRecord> make_records() {
                .values = {{"concat(x, y, axis=1)", {{"x", kX}, {"y", kCol}}, {1, -2, 3, 0, -4, 5, 0.5, 2}},
                           {"concat(y, x, y)", {{"x", ITensor::of(f64({1, 2}), {1, 2})}, {"y", ITensor::of(f64({1, 2}), {3, 4})}},
                            {3, 4, 1, 2, 3, 4}, 1e-6, "f64[3, 2]"}}});
+  r.push_back({.op = "cast",
+               .cases = {{kP, "cast(p, dtype=f64)", "f64[3, 4]"},
+                         {kP, "mul(cast(cast(p, dtype=f64), dtype=f32), p)", "f32[3, 4]"}},
+               .typical = {"input x : i32[64, 128]\n", "cast(x, dtype=f32)", "f32[64, 128]"},
+               .values = {{"cast(x, dtype=i32)",
+                           {{"x", ITensor::of(f64({7}), {1.7, -2.7, 3, -0.5, 1e10, -1e10, std::nan("")})}},
+                           {1, -2, 3, 0, 2147483647, -2147483648.0, 0},
+                           0,
+                           "i32[7]"},
+                          {"cast(x, dtype=f32)", {{"x", ITensor::of(f64({2}), {0.1, 1e-50})}}, {0.100000001490116119384765625, 0}, 0},
+                          {"cast(n, dtype=f64)", {{"n", ITensor::of(i32({3}), {-5, 0, 2147483647})}}, {-5, 0, 2147483647}, 0}}});
   // Composite ops (ir/Composites.cpp): their expansion is all they are.
   r.push_back({.op = "softplus",
                .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},

@@ -174,6 +174,25 @@ TEST_CASE("session: a spec that minimizes nothing predicts but has no train step
   CHECK(error_of([&] { s.step({{"x", x}}); }).find("has no train step (its spec minimizes nothing)") != std::string::npos);
 }
 
+TEST_CASE("session: the JIT casts floats to i32 toward zero, saturating, NaN to 0, as OpCases gives the interpreter, and back") {
+  Model m = compile_string(
+      "model c\ninput x : f32[7]\ninput n : i32[7]\noutput i = cast(x, dtype=i32)\n"
+      "output d = cast(x, dtype=f64)\noutput f = mul(cast(n, dtype=f32), 0.5)\noutput back = cast(cast(x, dtype=f64), dtype=f32)\n");
+  Session s(m);
+  float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> x{1.7f, -2.7f, 3.0f, -0.5f, 1e10f, -1e10f, nan};
+  std::vector<int32_t> n{1, -3, 0, 7, 2147483647, -2147483647 - 1, 5};
+  const Outputs& out = s.predict({{"x", x}, {"n", n}});
+  std::vector<int32_t> expected{1, -2, 3, 0, 2147483647, -2147483647 - 1, 0};
+  for (size_t k = 0; k < x.size(); ++k) {
+    CAPTURE(k);
+    CHECK(out.at("i").as<int32_t>()[k] == expected[k]);
+    if (k < 6) CHECK(out.at("d").as<double>()[k] == static_cast<double>(x[k]));
+    CHECK(out.at("f").as<float>()[k] == static_cast<float>(n[k]) * 0.5f);
+    if (k < 6) CHECK(out.at("back").as<float>()[k] == x[k]);
+  }
+}
+
 TEST_CASE("session: samples/train_seed.cpp trains through the public API") {
   std::string out = (test::temp_dir() / "train_seed.txt").string();
   int status = std::system(fmt::format("{}/train_seed --epochs 1 --steps 200 >{}", GRADC_BUILD_DIR, out).c_str());

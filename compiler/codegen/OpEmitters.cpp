@@ -255,6 +255,21 @@ const OpCodegen emit_slice{.loops = loops_slice};
 const OpCodegen emit_slice_grad{.loops = loops_slice_grad};
 const OpCodegen emit_concat{.loops = loops_concat};
 
+// ---- cast: one loop converting each element (floats to i32 saturating, as the interpreter)
+static void loops_cast(KernelBuilder& k, const Node&, const Args& a, const Buffer& out) {
+  DType from = a[0].type.dtype, to = out.type.dtype;
+  llvm::Type* t = to == DType::I32 ? k.b.getInt32Ty() : to == DType::F32 ? k.b.getFloatTy() : k.b.getDoubleTy();
+  k.loop(out.type.numel(), [&](llvm::Value* i) {
+    llvm::Value* x = k.load(a[0], i);
+    llvm::Value* y = x;
+    if (from == DType::I32 && to != DType::I32) y = k.b.CreateSIToFP(x, t);
+    else if (from != DType::I32 && to == DType::I32) y = k.b.CreateIntrinsic(llvm::Intrinsic::fptosi_sat, {t, x->getType()}, {x});
+    else if (from != to) y = from == DType::F32 ? k.b.CreateFPExt(x, t) : k.b.CreateFPTrunc(x, t);
+    k.store(out, i, y);
+  });
+}
+const OpCodegen emit_cast{.loops = loops_cast};
+
 // ---- reductions, folded over each group in the interpreter's order
 static llvm::Value* add_to(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); }
 static llvm::Value* max_of(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.max_nan(acc, v); }

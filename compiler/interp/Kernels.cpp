@@ -357,6 +357,22 @@ Tensor eval_concat(const Node& n, const Args& a) {
   return out;
 }
 
+// Floats to i32 as LLVM's fptosi.sat: toward zero, clamped to i32's range, NaN to 0; to f32
+// rounded to nearest (the interpreter holds every value in a double).
+Tensor eval_cast(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  for (size_t i = 0; i < out.data.size(); ++i) {
+    double x = a[0]->data[i];
+    if (n.type.dtype == DType::I32)
+      out.data[i] = std::isnan(x) ? 0.0 : std::trunc(std::clamp(x, -2147483648.0, 2147483647.0));
+    else if (n.type.dtype == DType::F32)
+      out.data[i] = static_cast<double>(static_cast<float>(x));
+    else
+      out.data[i] = x;
+  }
+  return out;
+}
+
 Tensor eval_gather(const Node& n, const Args& a) {
   Tensor out = Tensor::zeros(n.type);
   for_each_gathered(n, a[0]->type.shape, *a[1], [&](size_t from, size_t to, size_t inner) {

@@ -303,6 +303,13 @@ TensorType infer_layer_norm(ShapeCtx& c) {
   return x;
 }
 
+// cast(x, dtype): any dtype to f32, f64 or i32; the shape is unchanged.
+TensorType infer_cast(ShapeCtx& c) {
+  std::optional<DType> dtype = parse_dtype(c.attrs.get("dtype").as_ident());
+  if (!dtype) c.fail("cast: dtype must be f32, f64 or i32, got {}", c.attrs.get("dtype").as_ident());
+  return {*dtype, c.args[0].shape};
+}
+
 // sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.
 TensorType infer_reduce(ShapeCtx& c) {
   const TensorType& x = c.args[0];

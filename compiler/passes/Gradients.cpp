@@ -281,6 +281,12 @@ Grads grad_concat(GradCtx& c) {
   }
   return g;
 }
+// cast between floats: dx = dy cast back to x's dtype; to or from i32 there is no gradient
+Grads grad_cast(GradCtx& c) {
+  TensorType from = c.e.type(arg(c, 0));
+  if (!is_float(from.dtype) || !is_float(dtype(c))) return {std::nullopt};
+  return {c.e.op(OpKind::Cast, {c.dy}, {{"dtype", Attr(Ident{std::string(dtype_name(from.dtype))})}})};
+}
 Grads grad_greater(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_one_hot(GradCtx&) { return {std::nullopt}; }
 
