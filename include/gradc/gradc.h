@@ -22,6 +22,7 @@
 #include "gradc/Error.h"
 #include "gradc/Graph.h"
 #include "gradc/GraphBuilder.h"
+#include "gradc/Layers.h"
 #include "gradc/Interpreter.h"
 #include "gradc/Program.h"
 #include "gradc/Session.h"
