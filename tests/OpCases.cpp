@@ -407,6 +407,16 @@ std::vector<OpRecord> make_records() {
                            "i32[7]"},
                           {"cast(x, dtype=f32)", {{"x", ITensor::of(f64({2}), {0.1, 1e-50})}}, {0.100000001490116119384765625, 0}, 0},
                           {"cast(n, dtype=f64)", {{"n", ITensor::of(i32({3}), {-5, 0, 2147483647})}}, {-5, 0, 2147483647}, 0}}});
+  r.push_back({.op = "tril",
+               .cases = {{kP, "tril(p)", "f32[3, 4]"}, {kA234, "tril(a, diagonal=-1)", "f32[2, 3, 4]"},
+                         {kP, "tril(p, diagonal=2)", "f32[3, 4]"},
+                         // The causal mask of attention, as a spec writes it.
+                         {kP, "softmax(where(tril(broadcast_to(1, shape=[3, 4])), p, -1e9), axis=1)", "f32[3, 4]"}},
+               .typical = {in("f32[32, 128, 128]"), "tril(x)", "f32[32, 128, 128]"},
+               .values = {{"tril(x)", {{"x", kX}}, {1, 0, 0, -4, 5, 0}},
+                          {"tril(x, diagonal=1)", {{"x", kX}}, {1, -2, 0, -4, 5, 0.5}},
+                          {"tril(x, diagonal=-1)", {{"x", kT3}}, {0, 0, 2, 0, 0, 0, 6, 0}},
+                          {"tril(x, diagonal=-5)", {{"x", kX}}, {0, 0, 0, 0, 0, 0}}}});
   // Composite ops (ir/Composites.cpp): their expansion is all they are.
   r.push_back({.op = "softplus",
                .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},

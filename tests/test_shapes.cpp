@@ -29,13 +29,14 @@ std::vector<int64_t> ints(const Attrs& a, std::string_view name) { return a.get(
 
 }  // namespace
 
-TEST_CASE("shapes: where broadcasts its three operands, its condition of their dtype") {
+TEST_CASE("shapes: where broadcasts its three operands, its condition f32 or f64") {
   CHECK(infer("where", {f32({2, 1}), f32({2, 3}), f32({3})}) == f32({2, 3}));
   CHECK(infer("where", {f64({4, 1, 1}), f64({}), f64({1, 5})}) == f64({4, 1, 5}));
   CHECK_THROWS_WITH_AS(infer("where", {f32({2}), f32({3}), f32({3})}),
                        doctest::Contains("where of f32[2], f32[3] and f32[3]: shapes do not broadcast"), Error);
+  CHECK(infer("where", {f32({3}), f64({3}), f64({3})}) == f64({3}));  // the condition's dtype is its own
   CHECK_THROWS_WITH_AS(infer("where", {i32({3}), f32({3}), f32({3})}),
-                       doctest::Contains("the condition must be f32 too"), Error);
+                       doctest::Contains("the condition must be f32 or f64"), Error);
   CHECK_THROWS_WITH_AS(infer("where", {f32({3}), f32({3}), f64({3})}),
                        doctest::Contains("where of f32[3] and f64[3]: dtypes differ"), Error);
 }

@@ -157,7 +157,7 @@ SCALAR(div, k.b.CreateFDiv(x, y))
 SCALAR(maximum, k.max_nan(x, y))
 SCALAR(minimum, k.min_nan(x, y))
 SCALAR(pow, k.b.CreateBinaryIntrinsic(llvm::Intrinsic::pow, x, y))
-SCALAR(where, k.b.CreateSelect(k.b.CreateFCmpUNE(x, k.real(dt, 0)), y, z))
+SCALAR(where, k.b.CreateSelect(k.b.CreateFCmpUNE(x, llvm::Constant::getNullValue(x->getType())), y, z))
 SCALAR(greater, k.b.CreateSelect(k.b.CreateFCmpOGT(x, y), k.real(dt, 1), k.real(dt, 0)))
 #undef SCALAR
 
@@ -269,6 +269,18 @@ static void loops_cast(KernelBuilder& k, const Node&, const Args& a, const Buffe
   });
 }
 const OpCodegen emit_cast{.loops = loops_cast};
+
+// ---- tril: each element kept where its column is at most its row plus diagonal, else 0
+static void loops_tril(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  int64_t diagonal = n.attrs.get("diagonal").as_int();
+  std::vector<int64_t> strides = strides_of(out.type.shape);
+  k.loops(out.type.shape, [&](const Values& idx) {
+    llvm::Value* at = k.offset(idx, strides);
+    llvm::Value* above = k.b.CreateICmpSGT(k.b.CreateSub(idx.back(), idx[idx.size() - 2]), k.index(diagonal));
+    k.store(out, at, k.b.CreateSelect(above, k.real(out.type.dtype, 0), k.load(a[0], at)));
+  });
+}
+const OpCodegen emit_tril{.loops = loops_tril};
 
 // ---- reductions, folded over each group in the interpreter's order
 static llvm::Value* add_to(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); }

@@ -373,6 +373,18 @@ Tensor eval_cast(const Node& n, const Args& a) {
   return out;
 }
 
+Tensor eval_tril(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  int64_t diagonal = n.attrs.get("diagonal").as_int();
+  size_t i = 0;
+  for_each_index(n.type.shape, [&](const std::vector<int64_t>& index) {
+    int64_t row = index[index.size() - 2], col = index.back();
+    out.data[i] = col - row <= diagonal ? a[0]->data[i] : 0.0;
+    ++i;
+  });
+  return out;
+}
+
 Tensor eval_gather(const Node& n, const Args& a) {
   Tensor out = Tensor::zeros(n.type);
   for_each_gathered(n, a[0]->type.shape, *a[1], [&](size_t from, size_t to, size_t inner) {

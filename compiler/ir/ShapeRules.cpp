@@ -55,14 +55,13 @@ TensorType infer_binary(ShapeCtx& c) {
   return {a.dtype, *shape};
 }
 
-// where(cond, a, b): a and b one float dtype, cond a float tensor of that dtype too (its nonzero
-// elements pick a); all three broadcast together, as numpy's where.
+// where(cond, a, b): a and b one float dtype, cond a float tensor (its nonzero elements pick a);
+// all three broadcast together, as numpy's where.
 TensorType infer_where(ShapeCtx& c) {
   const TensorType &cond = c.args[0], &a = c.args[1], &b = c.args[2];
   expect_same_float(c, a, b, "and");
-  if (cond.dtype != a.dtype)
-    c.fail("where with a condition {} and values {}: the condition must be {} too (0 or not), as greater gives",
-           cond, a, dtype_name(a.dtype));
+  if (!is_float(cond.dtype))
+    c.fail("where with a condition {}: the condition must be f32 or f64 (0 or not), as greater gives", cond);
   std::optional<Shape> ab = broadcast_shapes(a.shape, b.shape);
   std::optional<Shape> all = ab ? broadcast_shapes(cond.shape, *ab) : std::nullopt;
   if (!all) c.fail("where of {}, {} and {}: shapes do not broadcast", cond, a, b);
@@ -308,6 +307,16 @@ TensorType infer_cast(ShapeCtx& c) {
   std::optional<DType> dtype = parse_dtype(c.attrs.get("dtype").as_ident());
   if (!dtype) c.fail("cast: dtype must be f32, f64 or i32, got {}", c.attrs.get("dtype").as_ident());
   return {*dtype, c.args[0].shape};
+}
+
+// tril: a float tensor of rank 2 or more, the type unchanged.
+TensorType infer_tril(ShapeCtx& c) {
+  const TensorType& x = c.args[0];
+  expect_float(c, x);
+  if (x.rank() < 2) c.fail("tril of {}: needs the two last axes of a matrix", x);
+  int64_t diagonal = c.attrs.get("diagonal").as_int();
+  if (diagonal < -kMaxDim || diagonal > kMaxDim) c.fail("tril: diagonal={} is out of range", diagonal);
+  return x;
 }
 
 // sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.

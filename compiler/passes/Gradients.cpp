@@ -287,6 +287,8 @@ Grads grad_cast(GradCtx& c) {
   if (!is_float(from.dtype) || !is_float(dtype(c))) return {std::nullopt};
   return {c.e.op(OpKind::Cast, {c.dy}, {{"dtype", Attr(Ident{std::string(dtype_name(from.dtype))})}})};
 }
+// tril keeps or zeroes each element: dx = tril(dy)
+Grads grad_tril(GradCtx& c) { return {c.e.op(OpKind::Tril, {c.dy}, pick(c.node().attrs, {"diagonal"}))}; }
 Grads grad_greater(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_one_hot(GradCtx&) { return {std::nullopt}; }
 

@@ -8,14 +8,15 @@ Graph infer_shapes(Graph g) {
       if (n.declared && n.kind == NodeKind::Constant) n.type = *n.declared;
       continue;
     }
-    // The dtype literals adopt: that of the first operand that is not a literal.
+    // The dtype literals adopt: that of the last float operand that is not a literal (the
+    // operands of one op share it, but where's values come after its condition, which may differ).
     std::optional<DType> strong;
     for (ValueId a : n.args)
-      if (!g[a].weak && !strong) strong = g[a].type.dtype;
+      if (!g[a].weak && is_float(g[a].type.dtype)) strong = g[a].type.dtype;
     std::vector<TensorType> arg_types;
     for (ValueId a : n.args) {
       Node& arg = g[a];
-      if (arg.weak && strong && is_float(*strong)) arg.type.dtype = *strong;
+      if (arg.weak && strong) arg.type.dtype = *strong;
       arg_types.push_back(arg.type);
     }
     n.type = infer_type(n.op, arg_types, n.attrs, n.loc);
