@@ -193,6 +193,29 @@ TEST_CASE("session: the JIT casts floats to i32 toward zero, saturating, NaN to 
   }
 }
 
+TEST_CASE("session: the JIT's f32 tanh and erf (rational functions) are within 5e-7 of the exact values, relative") {
+  std::vector<float> x;
+  for (int i = -20000; i <= 20000; ++i) x.push_back(static_cast<float>(i) * 5e-4f);  // [-10, 10]
+  for (double v = 1e-9; v < 10; v *= 1.01) x.push_back(static_cast<float>(v)), x.push_back(static_cast<float>(-v));
+  x.push_back(std::numeric_limits<float>::infinity());
+  x.push_back(-std::numeric_limits<float>::infinity());
+  x.push_back(std::numeric_limits<float>::quiet_NaN());
+  Model m = compile_string(fmt::format("model f\ninput x : f32[{}]\noutput t = tanh(x)\noutput e = erf(x)\n", x.size()));
+  Session s(m);
+  const Outputs& out = s.predict({{"x", x}});
+  double worst_tanh = 0, worst_erf = 0;
+  for (size_t i = 0; i + 1 < x.size(); ++i) {
+    double v = x[i];
+    worst_tanh = std::max(worst_tanh, std::fabs(out.at("t").as<float>()[i] - std::tanh(v)) / std::max(std::fabs(std::tanh(v)), 1e-38));
+    worst_erf = std::max(worst_erf, std::fabs(out.at("e").as<float>()[i] - std::erf(v)) / std::max(std::fabs(std::erf(v)), 1e-38));
+  }
+  MESSAGE("worst relative error: tanh ", worst_tanh, ", erf ", worst_erf);
+  CHECK(worst_tanh < 5e-7);
+  CHECK(worst_erf < 5e-7);
+  CHECK(std::isnan(out.at("t").as<float>()[x.size() - 1]));
+  CHECK(std::isnan(out.at("e").as<float>()[x.size() - 1]));
+}
+
 TEST_CASE("session: samples/train_seed.cpp trains through the public API") {
   std::string out = (test::temp_dir() / "train_seed.txt").string();
   int status = std::system(fmt::format("{}/train_seed --epochs 1 --steps 200 >{}", GRADC_BUILD_DIR, out).c_str());

@@ -87,6 +87,8 @@ class KernelBuilder {
   // within 2 ulp of libm's expf; 0 below -87.33, +inf above 88.3, NaN kept), so that loops
   // with it vectorize and no call is made per element. f64: llvm.exp (libm).
   llvm::Value* exp(llvm::Value* x);
+  llvm::Value* tanh(llvm::Value* x);  // f32 as a rational function (vectorizes), f64 by libm
+  llvm::Value* erf(llvm::Value* x);   // likewise
 
   // Vector mode: while lanes() > 0, real() makes splats and call_libm works lane by lane, so that
   // an op's scalar code computes `lanes` consecutive elements at once (GEMM epilogues do this).
