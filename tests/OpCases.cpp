@@ -417,6 +417,20 @@ std::vector<OpRecord> make_records() {
                           {"tril(x, diagonal=1)", {{"x", kX}}, {1, -2, 0, -4, 5, 0.5}},
                           {"tril(x, diagonal=-1)", {{"x", kT3}}, {0, 0, 2, 0, 0, 0, 6, 0}},
                           {"tril(x, diagonal=-5)", {{"x", kX}}, {0, 0, 0, 0, 0, 0}}}});
+  // dropout: its values are predict's (x); its cases train through the lowered mask.
+  r.push_back({.op = "dropout",
+               .cases = {{kP, "dropout(p, rate=0.3)", "f32[3, 4]"}, {kA234, "tanh(dropout(mul(a, 2), rate=0.5))", "f32[2, 3, 4]"}},
+               .typical = {in("f32[64, 128]"), "dropout(x, rate=0.1)", "f32[64, 128]"},
+               .values = {{"dropout(x, rate=0.5)", {{"x", kX}}, {1, -2, 3, -4, 5, 0.5}}}});
+  // dropout_mask: Philox-4x32-10 of counter {i, 0, step, 0} and key {seed, stream}: elements whose
+  // draw (the top 24 bits of its first word over 2^24: .7286 .9909 .8172 .9671 .8040 .0173 .6223
+  // .8958 here) is at least the rate keep 1 / (1 - rate).
+  r.push_back({.op = "dropout_mask",
+               .cases = {{kP + "input s : f32[]\ninput t : f32[]\n", "mul(p, dropout_mask(s, t, rate=0.25, stream=3, shape=[3, 4]))", "f32[3, 4]"}},
+               .typical = {in2("f32[]", "f32[]"), "dropout_mask(x, y, rate=0.1, stream=0, shape=[64, 128])", "f32[64, 128]"},
+               .values = {{"dropout_mask(s, t, rate=0.8, stream=1, shape=[2, 4])",
+                           {{"s", ITensor::of(f64({}), {5})}, {"t", ITensor::of(f64({}), {2})}},
+                           {0, 5, 5, 5, 5, 0, 0, 5}}}});
   // Composite ops (ir/Composites.cpp): their expansion is all they are.
   r.push_back({.op = "softplus",
                .cases = {{kP, "softplus(p)", "f32[3, 4]"}, {kP, "softplus(mul(p, 40))", "f32[3, 4]"}},

@@ -11,6 +11,7 @@
 #include "TestUtil.h"
 #include "gradc/gradc.h"
 #include "interp/Interpreter.h"
+#include "ir/Philox.h"
 
 using namespace gradc;
 using ITensor = interp::Tensor;  // gradc::Tensor is the runtime's
@@ -337,6 +338,15 @@ TEST_CASE("interp: maxpool2d_grad and avgpool2d_grad are the adjoints of pooling
     ITensor davg = run(fmt::format("avgpool2d_grad(dy, {}, shape=[2, 3, 7, 6])", attrs), {{"dy", dy}});
     CHECK(dot(yavg, dy) == doctest::Approx(dot(x, davg)).epsilon(1e-12));
   }
+}
+
+TEST_CASE("interp: Philox-4x32-10 gives Random123's known answers") {
+  using W = std::array<uint32_t, 4>;
+  CHECK(philox4x32_10({0, 0, 0, 0}, {0, 0}) == W{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8});
+  CHECK(philox4x32_10({0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff}) ==
+        W{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd});
+  CHECK(philox4x32_10({0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0}) ==
+        W{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1});
 }
 
 TEST_CASE("interp: gather and gather_grad refuse indices out of range, naming the position") {

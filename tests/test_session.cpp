@@ -216,6 +216,86 @@ TEST_CASE("session: the JIT's f32 tanh and erf (rational functions) are within 5
   CHECK(std::isnan(out.at("e").as<float>()[x.size() - 1]));
 }
 
+// Dropout's masks: 10^6 draws keep a share within 3 sigma of 1 - rate, two steps and two ops
+// are independent (both dropped within 3 sigma of rate²), and the JIT draws the interpreter's bits.
+TEST_CASE("session: dropout masks have the rate, are independent across steps and ops, and equal the interpreter's") {
+  Model m = compile_string(
+      "model masks\ninput s : f32[]\ninput t : f32[]\ninput u : f32[]\n"
+      "output a = dropout_mask(s, t, rate=0.3, stream=0, shape=[1000, 1000])\n"
+      "output b = dropout_mask(s, u, rate=0.3, stream=0, shape=[1000, 1000])\n"
+      "output c = dropout_mask(s, t, rate=0.3, stream=1, shape=[1000, 1000])\n");
+  Session s(m, {.threads = 2});
+  std::vector<float> seed{12345}, step0{0}, step1{1};
+  const Outputs& out = s.predict({{"s", seed}, {"t", step0}, {"u", step1}});
+  const float* a = out.at("a").as<float>();
+  const float* b = out.at("b").as<float>();
+  const float* c = out.at("c").as<float>();
+  const double n = 1e6, p = 0.3;
+  double dropped = 0, both_steps = 0, both_ops = 0;
+  for (size_t i = 0; i < 1000000; ++i) {
+    REQUIRE((a[i] == 0.0f || a[i] == static_cast<float>(1 / 0.7)));
+    dropped += a[i] == 0;
+    both_steps += a[i] == 0 && b[i] == 0;
+    both_ops += a[i] == 0 && c[i] == 0;
+  }
+  double sigma = std::sqrt(p * (1 - p) / n), sigma2 = std::sqrt(p * p * (1 - p * p) / n);
+  MESSAGE("dropped ", dropped / n, ", both steps ", both_steps / n, ", both ops ", both_ops / n);
+  CHECK(std::fabs(dropped / n - p) < 3 * sigma);
+  CHECK(std::fabs(both_steps / n - p * p) < 3 * sigma2);
+  CHECK(std::fabs(both_ops / n - p * p) < 3 * sigma2);
+
+  Model small = compile_string("model m\ninput s : f32[]\ninput t : f32[]\noutput a = dropout_mask(s, t, rate=0.6, stream=7, shape=[3, 50])\n");
+  Session js(small);
+  std::vector<float> t9{9};
+  const Tensor& jit = js.predict({{"s", seed}, {"t", t9}}).at("a");
+  Graph g = load_spec("input s : f32[]\ninput t : f32[]\noutput a = dropout_mask(s, t, rate=0.6, stream=7, shape=[3, 50])\n", "m.gir");
+  interp::Feeds feeds{{"s", interp::Tensor::of({DType::F32, {}}, {12345})}, {"t", interp::Tensor::of({DType::F32, {}}, {9})}};
+  std::vector<interp::Tensor> ref = interp::evaluate(g, feeds);
+  const interp::Tensor& expected = ref[static_cast<size_t>(g.outputs[0].value)];
+  for (size_t i = 0; i < 150; ++i) CHECK(jit.as<float>()[i] == static_cast<float>(expected.data[i]));
+}
+
+// A model with dropout: the same seed gives the same losses bit for bit on 1 and 2 threads, a run
+// resumed from a checkpoint continues as the uninterrupted one, the masks change from step to
+// step, and predict is the model without dropout.
+TEST_CASE("session: dropout trains reproducibly on any thread count, resumes from a checkpoint, and is x in predict") {
+  const std::string spec =
+      "model drop\ninput x : f32[8, 6]\ninput y : i32[8]\nparam w : f32[6, 16] = ones\nparam v : f32[16, 3] = glorot_uniform\n"
+      "hidden = dropout(relu(matmul(x, w)), rate=0.5)\nloss = softmax_cross_entropy(matmul(hidden, v), y)\n"
+      "output hidden\nminimize loss with sgd(lr=0.1)\n";
+  Model m = compile_string(spec, "drop.gir");
+  std::vector<float> x(48);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<float>(i));
+  std::vector<int32_t> y{0, 1, 2, 0, 1, 2, 0, 1};
+  auto run = [&](int threads, int steps) {
+    Session s(m, {.seed = 7, .threads = threads});
+    std::vector<double> losses;
+    for (int k = 0; k < steps; ++k) losses.push_back(s.step({{"x", x}, {"y", y}}));
+    return losses;
+  };
+  std::vector<double> one = run(1, 5), two = run(2, 5);
+  CHECK(one == two);
+  CHECK(one == run(1, 5));
+  CHECK(one[0] != one[1]);  // a new mask each step (the same batch, and lr small against the change)
+
+  Session first(m, {.seed = 7});
+  for (int k = 0; k < 3; ++k) first.step({{"x", x}, {"y", y}});
+  std::string ckpt = (test::temp_dir() / "drop.safetensors").string();
+  first.save(ckpt);
+  Session resumed(m, {.seed = 99});
+  resumed.load(ckpt);
+  CHECK(resumed.step({{"x", x}, {"y", y}}) == one[3]);
+  CHECK(resumed.step({{"x", x}, {"y", y}}) == one[4]);
+
+  Session fresh(m, {.seed = 7});
+  const Tensor& hidden = fresh.predict({{"x", x}}).at("hidden");
+  for (size_t r = 0; r < 8; ++r) {
+    float row = 0;
+    for (size_t k = 0; k < 6; ++k) row += x[r * 6 + k];  // w is ones: every unit is the row's sum
+    for (size_t u = 0; u < 16; ++u) CHECK(hidden.as<float>()[r * 16 + u] == doctest::Approx(std::max(row, 0.0f)));
+  }
+}
+
 TEST_CASE("session: samples/train_seed.cpp trains through the public API") {
   std::string out = (test::temp_dir() / "train_seed.txt").string();
   int status = std::system(fmt::format("{}/train_seed --epochs 1 --steps 200 >{}", GRADC_BUILD_DIR, out).c_str());

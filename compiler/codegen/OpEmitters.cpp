@@ -150,6 +150,7 @@ SCALAR(erf, k.erf(x))
 SCALAR(leaky_relu, k.b.CreateSelect(k.b.CreateFCmpOGT(x, k.real(dt, 0)), x,
                                     k.b.CreateFMul(x, k.real(dt, n.attrs.get("negative_slope").as_number()))))
 SCALAR(broadcast_to, x)
+SCALAR(dropout, x)  // predict's: the train path has lowered it to dropout_mask
 SCALAR(add, k.b.CreateFAdd(x, y))
 SCALAR(sub, k.b.CreateFSub(x, y))
 SCALAR(mul, k.b.CreateFMul(x, y))
@@ -281,6 +282,41 @@ static void loops_tril(KernelBuilder& k, const Node& n, const Args& a, const Buf
   });
 }
 const OpCodegen emit_tril{.loops = loops_tril};
+
+// ---- dropout_mask: Philox-4x32-10 per element, the rounds of ir/Philox.h in LLVM IR
+static void loops_dropout_mask(KernelBuilder& k, const Node& n, const Args& a, const Buffer& out) {
+  llvm::IRBuilder<>& b = k.b;
+  llvm::Type* i32 = b.getInt32Ty();
+  llvm::Type* i64 = b.getInt64Ty();
+  auto word = [&](const Buffer& scalar) {  // as word_of: toward zero, saturating, NaN to 0
+    llvm::Value* v = k.load(scalar, k.index(0));
+    return b.CreateIntrinsic(llvm::Intrinsic::fptoui_sat, {i32, v->getType()}, {v});
+  };
+  llvm::Value *seed = word(a[0]), *step = word(a[1]);
+  double rate = n.attrs.get("rate").as_number();
+  DType dt = out.type.dtype;
+  llvm::Value* keep = k.real(dt, dt == DType::F32 ? static_cast<float>(1.0 / (1.0 - rate)) : 1.0 / (1.0 - rate));
+  auto stream = static_cast<uint32_t>(n.attrs.get("stream").as_int());
+  k.loop(out.type.numel(), [&](llvm::Value* i) {
+    llvm::Value* c[4] = {b.CreateTrunc(i, i32), b.CreateTrunc(b.CreateLShr(i, 32), i32), step, b.getInt32(0)};
+    llvm::Value* key[2] = {seed, b.getInt32(stream)};
+    for (int round = 0; round < 10; ++round) {
+      llvm::Value* p0 = b.CreateMul(b.getInt64(0xD2511F53), b.CreateZExt(c[0], i64));
+      llvm::Value* p1 = b.CreateMul(b.getInt64(0xCD9E8D57), b.CreateZExt(c[2], i64));
+      auto hi = [&](llvm::Value* p) { return b.CreateTrunc(b.CreateLShr(p, 32), i32); };
+      llvm::Value* next[4] = {b.CreateXor(b.CreateXor(hi(p1), c[1]), key[0]), b.CreateTrunc(p1, i32),
+                              b.CreateXor(b.CreateXor(hi(p0), c[3]), key[1]), b.CreateTrunc(p0, i32)};
+      std::copy(next, next + 4, c);
+      key[0] = b.CreateAdd(key[0], b.getInt32(0x9E3779B9));
+      key[1] = b.CreateAdd(key[1], b.getInt32(0xBB67AE85));
+    }
+    // unit_interval(c[0]) >= rate, in integers: the top 24 bits against rate * 2^24, rounded up.
+    auto threshold = static_cast<uint32_t>(std::ceil(rate * 16777216.0));
+    llvm::Value* kept = b.CreateICmpUGE(b.CreateLShr(c[0], 8), b.getInt32(threshold));
+    k.store(out, i, b.CreateSelect(kept, keep, k.real(dt, 0)));
+  });
+}
+const OpCodegen emit_dropout_mask{.loops = loops_dropout_mask};
 
 // ---- reductions, folded over each group in the interpreter's order
 static llvm::Value* add_to(KernelBuilder& k, llvm::Value* acc, llvm::Value* v) { return k.b.CreateFAdd(acc, v); }

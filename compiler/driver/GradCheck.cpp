@@ -27,6 +27,7 @@
 #include "gradc/gradc.h"
 #include "passes/Autodiff.h"
 #include "passes/CastToF64.h"
+#include "passes/Dropout.h"
 #include "gradc/Init.h"
 #include "passes/Gradients.h"
 
@@ -218,7 +219,8 @@ MemoryUse checker_memory(const Graph& g, bool interpreter, const Graph& differen
 
 class Checker {
  public:
-  Checker(const Graph& g, const GradCheckOptions& o) : g_(cast_to_f64(g)), o_(o), rng_(o.seed) {
+  // Dropout is lowered first, so that the probes' losses see the masks the gradients are of.
+  Checker(const Graph& g, const GradCheckOptions& o) : g_(cast_to_f64(lower_dropout(g))), o_(o), rng_(o.seed) {
     if (!g_.minimize) fail({}, "gradc check: the spec has no 'minimize' statement, so there is no loss to check");
     loss_ = g_.minimize->loss;
     probe_ = g_;

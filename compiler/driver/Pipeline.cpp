@@ -9,6 +9,7 @@
 #include "ir/Stopwatch.h"
 #include "ir/Verifier.h"
 #include "passes/Autodiff.h"
+#include "passes/Dropout.h"
 #include "passes/ExpandComposites.h"
 #include "passes/Fusion.h"
 #include "passes/MemoryPlan.h"
@@ -96,8 +97,9 @@ Graph train_graph_of(Runner& r, const Graph& g) {
   if (is_assign_step(g)) return g;
   // The optimizer reads autodiff's gradient table beside its graph: the graph travels through
   // graph_pass and is put back into `d` for it.
+  Graph masked = r.graph_pass("dropout", g, [](Graph in) { return lower_dropout(std::move(in)); });
   Differentiated d;
-  Graph grads = r.graph_pass("autodiff", g, [&](Graph in) {
+  Graph grads = r.graph_pass("autodiff", std::move(masked), [&](Graph in) {
     d = differentiate(std::move(in));
     return std::move(d.graph);
   });

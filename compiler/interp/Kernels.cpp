@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "interp/Interpreter.h"
+#include "ir/Philox.h"
 
 namespace gradc::interp {
 
@@ -382,6 +383,33 @@ Tensor eval_tril(const Node& n, const Args& a) {
     out.data[i] = col - row <= diagonal ? a[0]->data[i] : 0.0;
     ++i;
   });
+  return out;
+}
+
+// dropout is the identity but in the train step, where passes/Dropout.cpp has replaced it.
+Tensor eval_dropout(const Node&, const Args& a) { return *a[0]; }
+
+namespace {
+
+// A float seed or step as the 32-bit word Philox takes (toward zero, saturating, NaN to 0).
+uint32_t word_of(double v) { return std::isnan(v) ? 0u : static_cast<uint32_t>(std::clamp(v, 0.0, 4294967295.0)); }
+
+}  // namespace
+
+// Element i keeps (1/(1 - rate), rounded to the dtype) where the top 24 bits of Philox's first
+// word for counter {i, i >> 32, step, 0} and key {seed, stream} are at least rate, else 0.
+Tensor eval_dropout_mask(const Node& n, const Args& a) {
+  Tensor out = Tensor::zeros(n.type);
+  double rate = n.attrs.get("rate").as_number();
+  double keep = 1.0 / (1.0 - rate);
+  if (n.type.dtype == DType::F32) keep = static_cast<float>(keep);
+  uint32_t seed = word_of(a[0]->data[0]), step = word_of(a[1]->data[0]);
+  auto stream = static_cast<uint32_t>(n.attrs.get("stream").as_int());
+  for (size_t i = 0; i < out.data.size(); ++i) {
+    uint64_t at = i;
+    auto bits = philox4x32_10({static_cast<uint32_t>(at), static_cast<uint32_t>(at >> 32), step, 0}, {seed, stream});
+    out.data[i] = unit_interval(bits[0]) >= rate ? keep : 0.0;
+  }
   return out;
 }
 

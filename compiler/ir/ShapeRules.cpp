@@ -319,6 +319,35 @@ TensorType infer_tril(ShapeCtx& c) {
   return x;
 }
 
+namespace {
+
+void expect_rate(ShapeCtx& c) {
+  double rate = c.attrs.get("rate").as_number();
+  if (!(rate >= 0 && rate < 1)) c.fail("{}: rate={} must be in [0, 1)", c.op.name, rate);
+}
+
+}  // namespace
+
+TensorType infer_dropout(ShapeCtx& c) {
+  expect_rate(c);
+  return infer_unary(c);
+}
+
+// dropout_mask(seed, step): float scalars (whole numbers below 2^32) -> the mask of `shape`.
+TensorType infer_dropout_mask(ShapeCtx& c) {
+  expect_rate(c);
+  const TensorType &seed = c.args[0], &step = c.args[1];
+  for (const TensorType* t : {&seed, &step})
+    if (!is_float(t->dtype) || t->rank() != 0) c.fail("dropout_mask expects a float scalar seed and step, got {}", *t);
+  int64_t stream = c.attrs.get("stream").as_int();
+  if (stream < 0 || stream > 0xffffffffLL) c.fail("dropout_mask: stream={} is not a 32-bit number", stream);
+  Shape shape = c.attrs.get("shape").as_ints();
+  for (int64_t d : shape)
+    if (d <= 0) c.fail("dropout_mask: shape={} must have positive dimensions", to_string(shape));
+  if (!checked_numel(shape)) c.fail("dropout_mask: shape={} has more than 2^48 elements", to_string(shape));
+  return {seed.dtype, shape};
+}
+
 // sum/mean/max over `axes` (all when absent); kept axes become 1 with keepdims.
 TensorType infer_reduce(ShapeCtx& c) {
   const TensorType& x = c.args[0];

@@ -2,6 +2,7 @@
 
 #include <unordered_set>
 
+#include "passes/Dropout.h"
 #include "passes/ExpandComposites.h"
 #include "passes/Gradients.h"
 
@@ -37,7 +38,8 @@ std::string unused_name(std::unordered_set<std::string>& taken, const std::strin
 }  // namespace
 
 Differentiated differentiate(Graph spec) {
-  Graph g = expand_composites(std::move(spec));  // the pipeline has done it already: then a no-op
+  // The pipeline has expanded composites and lowered dropout already: then both are no-ops.
+  Graph g = lower_dropout(expand_composites(std::move(spec)));
   if (!g.minimize) fail({}, "autodiff: the graph has no 'minimize' statement, so there is nothing to differentiate");
   ValueId loss = g.minimize->loss;
   std::vector<bool> on_path = path_from_params_to(g, loss);

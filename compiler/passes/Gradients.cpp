@@ -289,6 +289,13 @@ Grads grad_cast(GradCtx& c) {
 }
 // tril keeps or zeroes each element: dx = tril(dy)
 Grads grad_tril(GradCtx& c) { return {c.e.op(OpKind::Tril, {c.dy}, pick(c.node().attrs, {"diagonal"}))}; }
+// dropout never reaches autodiff: the train path lowers it to x * dropout_mask first
+Grads grad_dropout(GradCtx& c) {
+  GRADC_ASSERT(false, "autodiff met dropout: lower_dropout runs before it");
+  return {c.dy};
+}
+// the mask is constant in x: no gradient to the seed or the step
+Grads grad_dropout_mask(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_greater(GradCtx&) { return {std::nullopt, std::nullopt}; }
 Grads grad_one_hot(GradCtx&) { return {std::nullopt}; }
 

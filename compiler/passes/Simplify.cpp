@@ -72,6 +72,8 @@ std::optional<ValueId> fold_div(FoldCtx& c) {  // x / 1 = x
   return std::nullopt;
 }
 
+std::optional<ValueId> fold_dropout(FoldCtx& c) { return c.m.args[0]; }  // predict's dropout is x
+
 std::optional<ValueId> fold_neg(FoldCtx& c) {  // -(-x) = x
   if (c.arg_is(0, OpKind::Neg)) return c.arg(0).args[0];
   return std::nullopt;
