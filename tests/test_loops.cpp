@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "TestUtil.h"
+#include "fuzz/FuzzPipeline.h"
 #include "gradc/gradc.h"
 #include "ir/Parser.h"
 #include "ir/Printer.h"
@@ -298,5 +299,24 @@ TEST_CASE("loops: the small LSTM and GRU classifiers pass the gradient check") {
     CAPTURE(r.err);
     CHECK(r.exit_code == 0);
     CHECK(r.out.find("within 1e-06") != std::string::npos);
+  }
+}
+
+TEST_CASE("loops: what the fuzzer drives takes or refuses loops and multiple results without a crash") {
+  CHECK(fuzz::run_pipeline(kLoop));
+  for (const std::string& text :
+       {std::string("for"), std::string("for t"), std::string("for t in"), std::string("for t in 0.."),
+        std::string("for t in 0..2 {"), std::string("for t in 0..2 {\n}\n}"), std::string("for t in ..2 {}"),
+        std::string("for t in 0...2 {}"), std::string("x = 1..2\n"), std::string("a, = b\n"),
+        std::string("input x : f32[2]\ndef f(v) { return v, }\n"), std::string("for t in 0..3 { collect }\n"),
+        std::string("for t in 0..3 { collect a along = 1 }\n"), std::string("input x : f32[2]\noutput y = mul(x, ((((1)))))\n"),
+        std::string("input x : f32[2]\noutput y = mul(x, - - - 1)\n"), std::string("h = t-1\n"),
+        std::string("input x : f32[2]\noutput y = mul(x, 9223372036854775807 * 2)\n"),
+        std::string("input x : f32[2]\nh = neg(x)\nfor t in -2..2 { h = mul(h, t) }\noutput y = neg(h)\n"),
+        std::string("input x : f32[2]\nfor t in 0..2 { collect s along 0 = x }\noutput y = neg(s)\n"),
+        std::string("input x : f32[2]\nfor t in 0..2 { collect s along 5 = x }\noutput y = neg(s)\n"),
+        std::string("input x : f32[2]\nfor t in 0..2 { collect s along 0 = t }\noutput y = neg(s)\n")}) {
+    CAPTURE(text);
+    fuzz::run_pipeline(text);  // aborts or crashes on a bug
   }
 }
