@@ -32,7 +32,8 @@ inline std::string source_path(const std::string& rel) { return std::string(GRAD
 
 inline std::vector<std::string> sample_specs() {
   return {"samples/specs/seed_mlp.gir", "samples/specs/mlp_128.gir", "samples/specs/regression.gir",
-          "samples/specs/cnn_fmnist.gir", "samples/specs/autoencoder.gir"};
+          "samples/specs/cnn_fmnist.gir", "samples/specs/autoencoder.gir", "samples/specs/lstm_classifier.gir",
+          "samples/specs/gru_classifier.gir"};
 }
 
 inline std::string read_file(const std::string& path) {

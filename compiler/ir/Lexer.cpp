@@ -20,6 +20,10 @@ std::string_view describe(Tok kind) {
     case Tok::Comma: return "','";
     case Tok::Equals: return "'='";
     case Tok::Colon: return "':'";
+    case Tok::DotDot: return "'..'";
+    case Tok::Plus: return "'+'";
+    case Tok::Minus: return "'-'";
+    case Tok::Star: return "'*'";
     case Tok::Newline: return "end of line";
     case Tok::End: return "end of file";
   }
@@ -58,8 +62,7 @@ class Lexer {
         while (pos_ < text_.size() && text_[pos_] != '\n') advance();
       } else if (is_name_start(c)) {
         name();
-      } else if (is_digit(c) || ((c == '-' || c == '.') && pos_ + 1 < text_.size() &&
-                                 (is_digit(text_[pos_ + 1]) || text_[pos_ + 1] == '.'))) {
+      } else if (starts_number()) {
         number();
       } else if (c == '"') {
         string();
@@ -76,6 +79,22 @@ class Lexer {
 
  private:
   SourceLoc here() const { return {file_, line_, col_}; }
+
+  char at(size_t i) const { return i < text_.size() ? text_[i] : '\0'; }
+  bool range_dots() const { return at(pos_) == '.' && at(pos_ + 1) == '.'; }
+
+  // A digit, `.5`, or a `-` that is a sign: `-1`, `-.5`; but `t-1` and `(t)-1` subtract, and
+  // `..` is a range. (`-..`, `-.` stay a number, so that they are reported as malformed.)
+  bool starts_number() const {
+    char c = at(pos_), c1 = at(pos_ + 1);
+    if (is_digit(c)) return true;
+    if (c == '.') return is_digit(c1);
+    if (c != '-' || !(is_digit(c1) || c1 == '.')) return false;
+    if (tokens_.empty()) return true;
+    Tok prev = tokens_.back().kind;
+    return prev != Tok::Ident && prev != Tok::Int && prev != Tok::Float && prev != Tok::RParen &&
+           prev != Tok::RBracket;
+  }
 
   void advance() {
     if (text_[pos_] == '\n') {
@@ -96,7 +115,7 @@ class Lexer {
     SourceLoc loc = here();
     size_t start = pos_;
     advance();
-    while (pos_ < text_.size() && is_name_char(text_[pos_])) advance();
+    while (pos_ < text_.size() && is_name_char(text_[pos_]) && !range_dots()) advance();
     std::string_view word = text_.substr(start, pos_ - start);
     if (word == "%") fail(loc, "expected a name after '%'");
     push(Tok::Ident, std::string(word), loc);
@@ -112,6 +131,7 @@ class Lexer {
       if (is_digit(c)) {
         advance();
       } else if (c == '.') {
+        if (range_dots() && pos_ > start) break;  // `0..28`
         is_float = true;
         advance();
       } else if ((c == 'e' || c == 'E') && pos_ + 1 < text_.size()) {
@@ -122,7 +142,7 @@ class Lexer {
         break;
       }
     }
-    if (pos_ < text_.size() && is_name_char(text_[pos_]))
+    if (pos_ < text_.size() && is_name_char(text_[pos_]) && !range_dots())
       fail(here(), "unexpected '{}' in a number", text_[pos_]);
     std::string word(text_.substr(start, pos_ - start));
     const char* first = word.data();
@@ -175,6 +195,15 @@ class Lexer {
       case ',': kind = Tok::Comma; break;
       case '=': kind = Tok::Equals; break;
       case ':': kind = Tok::Colon; break;
+      case '+': kind = Tok::Plus; break;
+      case '-': kind = Tok::Minus; break;
+      case '*': kind = Tok::Star; break;
+      case '.':
+        if (!range_dots()) fail(loc, "unexpected character '.'");
+        push(Tok::DotDot, "..", loc);
+        advance();
+        advance();
+        return;
       default: {
         unsigned char u = static_cast<unsigned char>(c);
         if (u < 0x20 || u >= 0x7f)

@@ -3,7 +3,9 @@
 // Statements end at a newline, except inside parentheses or brackets, so a long
 // expression may span lines; inside the braces of a def body they end at newlines again. `#` starts a comment. Names are letters, digits and `_`,
 // `.` inside a name (`w1.exp_avg`, as in PyTorch's state dicts), and `%` first for the
-// temporaries the printer invents (`%3`).
+// temporaries the printer invents (`%3`). `..` is a range (`0..28`, `t..28`: never part of a
+// name or a number); `-` is a minus sign after a name, a number or a closing bracket (`t-1`),
+// else it starts a negative number (`[1, -1]`).
 #pragma once
 
 #include <string>
@@ -14,7 +16,11 @@
 
 namespace gradc {
 
-enum class Tok { Ident, Int, Float, String, LParen, RParen, LBracket, RBracket, LBrace, RBrace, Comma, Equals, Colon, Newline, End };
+enum class Tok {
+  Ident, Int, Float, String, LParen, RParen, LBracket, RBracket, LBrace, RBrace, Comma, Equals, Colon,
+  DotDot, Plus, Minus, Star,  // a loop's range `0..28` and the integer arithmetic of its variable
+  Newline, End
+};
 
 struct Token {
   Tok kind;

@@ -3,11 +3,15 @@
 //   spec      := { statement NEWLINE }
 //   statement := "model" NAME | ("input" | "param" | "state") NAME ":" type ["=" init]
 //              | "output" NAME [":" type] ["=" expr] | "minimize" NAME "with" call
-//              | "assign" NAME "=" expr | NAME [":" type] "=" expr | def
+//              | "assign" NAME "=" expr | binding | def | loop
+//   binding   := NAME [":" type] "=" expr | NAME "," NAME {"," NAME} "=" NAME "(" args ")"
 //   def       := "def" NAME "(" [NAME {"," NAME}] ")" ("=" expr | "{" body "}")
-//   body      := { NAME [":" type] "=" expr NEWLINE } "return" expr [NEWLINE]
-//   expr      := NUMBER | NAME | NAME "(" [expr {"," expr}] {"," NAME "=" attr} ")"
-//   attr      := NUMBER | "true" | "false" | NAME | STRING | "[" [INT {"," INT}] "]"
+//   body      := { (binding | loop) NEWLINE } "return" expr {"," expr} [NEWLINE]
+//   loop      := "for" NAME "in" int ".." int "{" { (binding | loop | collect) NEWLINE } "}"
+//   collect   := "collect" NAME "along" int "=" expr
+//   expr      := NUMBER | NAME | NAME "(" [expr {"," expr}] {"," NAME "=" attr} ")" | int
+//   attr      := NUMBER | "true" | "false" | NAME | STRING | "[" [int {"," int}] "]" | int
+//   int       := INT | NAME (a loop variable) | int ("+" | "-" | "*") int | "-" int | "(" int ")"
 //
 // Each op call becomes a node; names bind to the node of their expression. Shapes are left
 // to shape inference, so the parser only checks what it alone can see: syntax, names, ops,
@@ -20,7 +24,18 @@
 // reuse top-level names, and the nodes they name stay temporaries), params are declared at top
 // level only, and a function calls only functions defined above it, so there is no recursion.
 // Each copied node keeps its location in the body and adds the call (SourceLoc::called_from),
-// so that a shape error found later names both.
+// so that a shape error found later names both. A function may return several values
+// (`return h, c`), which only a binding line takes (`h, c = cell(...)`).
+//
+// Loops are unrolled at parse time too: the body's tokens are parsed once per iteration, the
+// loop variable fixed to that iteration's integer, so `t` is only ever a number (in integer
+// attributes, ranges, and as a literal). A name bound before the loop and assigned in the body
+// is rebound (loop-carried state); a name first bound in the body is the iteration's own and
+// is forgotten when it ends; `collect NAME along AXIS = EXPR` gathers one value per iteration,
+// concatenated after the loop. At top level a carried name's node keeps the name (the value of
+// the last iteration holds it; the earlier ones become temporaries), so dumps parse back. Each
+// node of an iteration adds it to its location, as a call does, and so does an error raised
+// while parsing it.
 #include "ir/Parser.h"
 
 #include <algorithm>
@@ -37,7 +52,7 @@ namespace gradc {
 bool is_keyword(std::string_view w) {
   return w == "model" || w == "input" || w == "param" || w == "state" || w == "output" ||
          w == "minimize" || w == "assign" || w == "with" || w == "true" || w == "false" || w == "def" ||
-         w == "return";
+         w == "return" || w == "for";
 }
 
 namespace {
@@ -84,7 +99,26 @@ struct Function {
   SourceLoc loc;  // of its name in the def
   std::vector<std::string> params;
   Graph body;
-  ValueId result = -1;
+  std::vector<ValueId> results;       // what its return gives: one value, or several (`return h, c`)
+  std::vector<std::string> returned;  // how the return spells each, for messages ("h", "c", or "v2")
+};
+
+// A `for` loop being unrolled: the variable's value in the iteration being parsed, the names
+// bound before the loop (assigning one of them rebinds it), and what its collect lines gathered.
+struct Loop {
+  std::string var;
+  int64_t first = 0;
+  int64_t value = 0;
+  SourceLoc loc;  // of 'for'
+  std::map<std::string, int, std::less<>> carried;  // names bound before the loop -> line
+  struct Collect {
+    std::string name;
+    SourceLoc loc;  // of the name in the collect line
+    int64_t axis = 0;
+    std::vector<ValueId> values;  // one per iteration so far
+  };
+  std::vector<Collect> collects;
+  CallSite site() const { return {var, loc.file, loc.line, loc.col, value}; }
 };
 
 SourceLoc called(SourceLoc loc, const CallSite& site) {
@@ -143,12 +177,72 @@ class Parser {
     if (find_op(tok.text)) fail(tok.loc, "'{}' is an op and cannot name a value", tok.text);
     if (auto f = functions_.find(tok.text); f != functions_.end())
       fail(tok.loc, "'{}' is a function (def at line {}) and cannot name a value", shortened(tok.text), f->second.loc.line);
+    if (const Loop* loop = loop_of(tok.text))
+      fail(tok.loc, "'{}' is the variable of the loop at line {}: it is an integer and cannot be assigned",
+           tok.text, loop->loc.line);
+    if (const Loop::Collect* c = collected(tok.text))
+      fail(tok.loc, "'{}' is already collected at line {}: after the loop it names the collected values",
+           shortened(tok.text), c->loc.line);
     if (auto it = defined_.find(tok.text); it != defined_.end()) {
       if (body_ && it->second.id < static_cast<ValueId>(body_->params.size()))
         fail(tok.loc, "'{}' is already a parameter of '{}'", shortened(tok.text), body_->name);
       fail(tok.loc, "'{}' is already defined at line {}", shortened(tok.text), it->second.loc.line);
     }
     return tok;
+  }
+
+  // The name a binding line assigns: a new name, or in a loop's body one bound before the loop,
+  // which the line rebinds.
+  Token target_name(std::string_view what) {
+    if (loops_.empty() || peek().kind != Tok::Ident || !loops_.back()->carried.count(peek().text))
+      return new_name(what);
+    Token tok = next();
+    if (!body_) check_rebindable(tok);
+    return tok;
+  }
+
+  // At top level a rebinding moves the name to the new value (bind), so the old value must be one
+  // that can lose it: not an input, param or state (feeds and checkpoints find them by name), not
+  // an output (predict returns them by name).
+  void check_rebindable(const Token& tok) {
+    const Definition& d = defined_.at(tok.text);
+    const Node& old = graph_[d.id];
+    if (old.kind == NodeKind::Input || old.kind == NodeKind::Param || old.kind == NodeKind::State)
+      fail(tok.loc, "'{}' is {} (line {}): a loop rebinds only values the spec computes, so that inputs, params "
+                    "and state keep their names; start the loop's state from one, such as 'h = mul({}, 1)'",
+           tok.text, old.kind == NodeKind::Input ? "an input" : old.kind == NodeKind::Param ? "a param" : "a state",
+           d.loc.line, tok.text);
+    for (const Output& o : graph_.outputs)
+      if (o.value == d.id)
+        fail(tok.loc, "'{}' is an output (line {}): predict returns it by name, so a loop cannot rebind it; "
+                      "declare the output after the loop", tok.text, o.loc.line);
+  }
+
+  // Binds `name` to `id`. At top level the node takes the name (outside loops, or when the
+  // outermost loop carries it: the value of the last iteration ends up named, the values before
+  // it become temporaries); in a def body and for a loop body's own names the node stays a
+  // temporary.
+  void bind(const Token& name, ValueId id) {
+    bool named = !body_ && (loops_.empty() || loops_.front()->carried.count(name.text));
+    if (named) {
+      if (auto it = defined_.find(name.text); it != defined_.end() && graph_[it->second.id].name == name.text)
+        graph_[it->second.id].name.clear();
+      graph_[id].name = name.text;
+    }
+    defined_[name.text] = {id, name.loc};
+  }
+
+  const Loop* loop_of(std::string_view var) const {
+    for (const Loop* l : loops_)
+      if (l->var == var) return l;
+    return nullptr;
+  }
+
+  const Loop::Collect* collected(std::string_view name) const {
+    for (const Loop* l : loops_)
+      for (const Loop::Collect& c : l->collects)
+        if (c.name == name) return &c;
+    return nullptr;
   }
 
   ValueId define(Node node, const Token& name_tok) {
@@ -166,6 +260,9 @@ class Parser {
       fail(tok.loc, "'{}' is an op: call it as {}(...)", tok.text, tok.text);
     if (functions_.count(tok.text))
       fail(tok.loc, "'{}' is a function: call it as {}(...)", shortened(tok.text), shortened(tok.text));
+    if (const Loop::Collect* c = collected(tok.text))
+      fail(tok.loc, "'{}' is collected at line {}: it is bound once the loop ends, to the values of all its "
+                    "iterations", shortened(tok.text), c->loc.line);
     if (body_)
       fail(tok.loc, "'{}' is not a parameter of '{}'{}: a function's body sees only its parameters and the "
                     "names its own lines define, so pass '{}' in as an argument",
@@ -178,7 +275,7 @@ class Parser {
     const Token& head = peek();
     if (head.kind != Tok::Ident)
       fail(head.loc, "expected a statement (a name, or one of model, input, param, state, output, "
-                     "minimize, assign, def), got {}", describe(head));
+                     "minimize, assign, def, for), got {}", describe(head));
     if (head.text == "model") return model(any);
     if (head.text == "input") return leaf(NodeKind::Input);
     if (head.text == "param") return leaf(NodeKind::Param);
@@ -188,6 +285,16 @@ class Parser {
     if (head.text == "assign") return assign();
     if (head.text == "def") return function_def();
     if (head.text == "return") fail(head.loc, "'return' belongs at the end of a def body, not at top level");
+    binding_line();
+  }
+
+  // The lines that bind names, at top level and in def and loop bodies: `NAME [: TYPE] = EXPR`,
+  // `a, b = f(...)`, and a nested `for` loop.
+  void binding_line() {
+    if (at_word("for")) return for_loop();
+    if (at_word("collect") && peek(1).kind == Tok::Ident)
+      fail(peek().loc, "'collect' belongs in the body of a for loop: it gathers one value per iteration");
+    if (peek().kind == Tok::Ident && peek(1).kind == Tok::Comma) return destructuring();
     definition();
   }
 
@@ -218,7 +325,7 @@ class Parser {
   }
 
   void definition() {
-    Token name = new_name("to define");
+    Token name = target_name("to define");
     std::optional<TensorType> declared;
     if (accept(Tok::Colon)) declared = type();
     expect(Tok::Equals, fmt::format("after '{}'", name.text));
@@ -229,14 +336,23 @@ class Parser {
   // body the node stays a temporary: the name is the body's own.
   ValueId value_statement(const Token& name, const std::optional<TensorType>& declared) {
     const Token& start = peek();
-    if (start.kind == Tok::Ident && peek(1).kind != Tok::LParen)
+    if (start.kind == Tok::Ident && peek(1).kind != Tok::LParen && !loop_of(start.text))
       fail(start.loc, "'{} = {}' only renames a value; use '{}' where '{}' is needed", name.text,
            start.text, start.text, name.text);
+    Token callee = start;
     ValueId before = graph_.size();
     ValueId id = expr();
+    settle(name, id, before, callee, declared);
+    bind(name, id);
+    return id;
+  }
+
+  // What binding `name` to a new value `id` of `callee`'s expression checks and fixes.
+  void settle(const Token& name, ValueId id, ValueId before, const Token& callee,
+              const std::optional<TensorType>& declared) {
     if (id < before)  // a function that returns one of its arguments
-      fail(start.loc, "'{} = {}(...)' only renames a value: '{}' returns one of its arguments unchanged; use "
-                      "that argument where '{}' is needed", name.text, start.text, start.text, name.text);
+      fail(callee.loc, "'{} = {}(...)' only renames a value: '{}' returns one of its arguments unchanged; use "
+                       "that argument where '{}' is needed", name.text, callee.text, callee.text, name.text);
     Node& node = graph_[id];
     if (node.kind == NodeKind::Constant && node.weak) {
       node.weak = false;  // a named constant has a type of its own: as declared, else f32
@@ -245,12 +361,43 @@ class Parser {
     if (declared) {
       if (node.declared && *node.declared != *declared)
         fail(name.loc, "'{}' is declared {}, but the body of '{}' declares the value it returns {}", name.text,
-             *declared, start.text, *node.declared);
+             *declared, callee.text, *node.declared);
       node.declared = declared;
     }
-    if (!body_) node.name = name.text;
-    defined_[name.text] = {id, name.loc};
-    return id;
+  }
+
+  // `a, b = f(...)`: the values of a function that returns as many, one name each.
+  void destructuring() {
+    std::vector<Token> names;
+    do {
+      names.push_back(target_name("to bind"));
+      for (size_t i = 0; i + 1 < names.size(); ++i)
+        if (names[i].text == names.back().text)
+          fail(names.back().loc, "'{}' is bound twice in this line", names.back().text);
+    } while (accept(Tok::Comma));
+    std::vector<std::string> spelled;
+    for (const Token& n : names) spelled.push_back(n.text);
+    std::string joined = fmt::format("{}", fmt::join(spelled, ", "));
+    expect(Tok::Equals, fmt::format("after '{}'", joined));
+    const Token& callee = peek();
+    if (callee.kind != Tok::Ident || peek(1).kind != Tok::LParen || !functions_.count(callee.text))
+      fail(callee.loc, "'{} = ...' takes the values of a function that returns {} (a def ending in 'return {}'), "
+                       "got {}{}", joined, names.size(), joined, describe(callee),
+           find_op(callee.text) ? ", an op, which gives one value" : "");
+    Token called_fn = next();
+    ValueId before = graph_.size();
+    std::vector<ValueId> results = function_call(called_fn);
+    const Function& fn = functions_.find(called_fn.text)->second;
+    if (results.size() != names.size())
+      fail(called_fn.loc, "'{}' returns {} value{} ({}), but {} names are bound here ({})", fn.name, results.size(),
+           results.size() == 1 ? "" : "s", fmt::join(fn.returned, ", "), names.size(), joined);
+    for (size_t i = 0; i < names.size(); ++i) settle(names[i], results[i], before, called_fn, std::nullopt);
+    for (size_t i = 0; i < names.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (results[i] == results[j])
+          fail(called_fn.loc, "'{}' returns the same value as its result {} and {}: '{}' and '{}' would name one "
+                              "value", fn.name, j + 1, i + 1, names[j].text, names[i].text);
+    for (size_t i = 0; i < names.size(); ++i) bind(names[i], results[i]);
   }
 
   void output() {
@@ -318,9 +465,10 @@ class Parser {
     body_ = &fn;
     parameters(fn);
     if (accept(Tok::Equals)) {
-      fn.result = expr();
+      fn.results = {expr()};
+      fn.returned = {"v1"};
     } else if (peek().kind == Tok::LBrace) {
-      fn.result = block(fn);
+      block(fn);
     } else {
       fail(peek().loc, "expected '=' and an expression, or '{{' and a body, after 'def {}(...)', got {}", fn.name,
            describe(peek()));
@@ -358,9 +506,9 @@ class Parser {
     expect(Tok::RParen, fmt::format("to close the parameters of '{}'", fn.name));
   }
 
-  // `{` then `NAME [: TYPE] = EXPR` lines and a last `return EXPR`, then `}`; blank lines and
-  // comments anywhere. Returns the value of the return line.
-  ValueId block(const Function& fn) {
+  // `{` then binding lines and a last `return EXPR {, EXPR}`, then `}`; blank lines and
+  // comments anywhere. Sets the function's results from the return line.
+  void block(Function& fn) {
     next();  // '{'
     while (true) {
       if (accept(Tok::Newline)) continue;
@@ -374,9 +522,14 @@ class Parser {
     }
   }
 
-  ValueId return_line(const Function& fn) {
+  void return_line(Function& fn) {
     Token ret = next();
-    ValueId result = expr();
+    do {
+      const Token& start = peek();
+      bool a_name = start.kind == Tok::Ident && peek(1).kind != Tok::LParen;
+      fn.returned.push_back(a_name ? start.text : fmt::format("v{}", fn.results.size() + 1));
+      fn.results.push_back(expr());
+    } while (accept(Tok::Comma));
     end_of_body_line(fn);
     while (accept(Tok::Newline)) {
     }
@@ -384,7 +537,6 @@ class Parser {
       fail(peek().loc, "nothing may follow the 'return' of '{}' (line {}): its body ends there with '}}'", fn.name,
            ret.loc.line);
     next();  // '}'
-    return result;
   }
 
   void body_line(const Function& fn) {
@@ -399,9 +551,9 @@ class Parser {
       fail(head.loc, "a def cannot be nested in the body of '{}': define it at top level, above '{}'", fn.name,
            fn.name);
     if (is_statement_keyword(head.text))
-      fail(head.loc, "'{}' is not allowed in the body of '{}': a body holds only 'NAME = EXPR' lines and a last "
-                     "'return EXPR'", head.text, fn.name);
-    definition();
+      fail(head.loc, "'{}' is not allowed in the body of '{}': a body holds only 'NAME = EXPR' lines, loops and a "
+                     "last 'return EXPR'", head.text, fn.name);
+    binding_line();
   }
 
   void end_of_body_line(const Function& fn) {
@@ -409,8 +561,8 @@ class Parser {
       fail(peek().loc, "expected end of line after the line of the body of '{}', got {}", fn.name, describe(peek()));
   }
 
-  // `f(a, b)` of a function: its body copied in, parameters bound to the arguments.
-  ValueId inline_call(const Token& callee) {
+  // `f(a, b)` of a function: its body copied in, parameters bound to the arguments; its results.
+  std::vector<ValueId> inline_call(const Token& callee) {
     const Function& fn = functions_.find(callee.text)->second;
     expect(Tok::LParen, "");
     std::vector<ValueId> args;
@@ -434,7 +586,7 @@ class Parser {
 
   // Copies the body of `fn` into the graph being built, its parameters bound to `args`. Each copy
   // keeps its location in the body and adds this call, for the messages of later stages.
-  ValueId instantiate(const Function& fn, const std::vector<ValueId>& args, const SourceLoc& at) {
+  std::vector<ValueId> instantiate(const Function& fn, const std::vector<ValueId>& args, const SourceLoc& at) {
     size_t copies = fn.body.nodes.size() - args.size();
     if (inlined_ + copies > kMaxInlinedNodes)
       fail(at, "inlining '{}' here would make more than {} nodes in all (each call copies its body, and the "
@@ -450,7 +602,154 @@ class Parser {
       n.attrs = called(n.attrs, site);
       map[i] = graph_.add(std::move(n));
     }
-    return map[static_cast<size_t>(fn.result)];
+    std::vector<ValueId> results;
+    for (ValueId r : fn.results) results.push_back(map[static_cast<size_t>(r)]);
+    return results;
+  }
+
+  // ---- loops
+  // Unrolling makes a node per op of the body per iteration; iterations are capped as inlined
+  // nodes are, so that `0..100000000` or ten nested loops fail at once instead of filling memory.
+  static constexpr int64_t kMaxIterations = int64_t{1} << 18;
+  static constexpr size_t kMaxLoopNesting = 16;
+
+  // `for t in A..B { ... }`: the body parsed once for each t from A up to B (exclusive, as
+  // Python's range), in order; then each collected name bound to its values' concat.
+  void for_loop() {
+    Token kw = next();  // 'for'
+    if (loops_.size() >= kMaxLoopNesting) fail(kw.loc, "loops are nested more than {} deep", kMaxLoopNesting);
+    Token var = loop_variable();
+    if (!at_word("in"))
+      fail(peek().loc, "expected 'in' and a range such as 0..28 after 'for {}', got {}", var.text, describe(peek()));
+    next();
+    int64_t first = int_expr("(the start of the range, such as 0 in 0..28)");
+    expect(Tok::DotDot, "between the start and the end of the range (such as 0..28)");
+    int64_t end = int_expr("(the end of the range, such as 28 in 0..28)");
+    int64_t count = 0;
+    if (__builtin_sub_overflow(end, first, &count) || count > kMaxIterations - iterations_)
+      fail(kw.loc, "the loop over {}..{} runs more than {} iterations in all: loops are unrolled, and unrolling "
+                   "stops there", first, end, kMaxIterations);
+    if (count <= 0)
+      fail(kw.loc, "the range {}..{} is empty: a loop runs at least once (the end is exclusive, as in Python's "
+                   "range)", first, end);
+    expect(Tok::LBrace, fmt::format("and the loop's body after 'for {} in {}..{}'", var.text, first, end));
+    Loop loop{var.text, first, first, kw.loc, {}, {}};
+    for (const auto& [name, d] : defined_) loop.carried.emplace(name, d.loc.line);
+    size_t body = pos_;
+    loops_.push_back(&loop);
+    for (loop.value = first; loop.value < end; ++loop.value) {
+      pos_ = body;
+      iteration(loop);
+    }
+    loops_.pop_back();
+    bind_collected(loop);
+  }
+
+  Token loop_variable() {
+    Token var = expect(Tok::Ident, "(the loop's variable) after 'for'");
+    if (is_keyword(var.text)) fail(var.loc, "'{}' is a keyword and cannot name a loop variable", var.text);
+    if (find_op(var.text)) fail(var.loc, "'{}' is an op and cannot name a loop variable", var.text);
+    if (functions_.count(var.text)) fail(var.loc, "'{}' is a function and cannot name a loop variable", var.text);
+    if (const Loop* outer = loop_of(var.text))
+      fail(var.loc, "'{}' is already the variable of the loop at line {}", var.text, outer->loc.line);
+    if (auto it = defined_.find(var.text); it != defined_.end())
+      fail(var.loc, "'{}' is already defined at line {}: a loop's variable needs a name of its own",
+           shortened(var.text), it->second.loc.line);
+    return var;
+  }
+
+  // One iteration: the body's lines up to its '}'. Its nodes, and any error raised while parsing
+  // it, add the iteration to their location; its own names are forgotten at its end.
+  void iteration(Loop& loop) {
+    ValueId start = graph_.size();
+    size_t inlined_before = inlined_;
+    try {
+      loop_lines();
+    } catch (const Error& e) {
+      throw Error(called(e.loc(), loop.site()), e.message());
+    }
+    for (ValueId i = start; i < graph_.size(); ++i) {
+      Node& n = graph_[i];
+      n.loc = called(std::move(n.loc), loop.site());
+      n.attrs = called(n.attrs, loop.site());
+    }
+    inlined_ += static_cast<size_t>(graph_.size() - start) - (inlined_ - inlined_before);
+    if (inlined_ > kMaxInlinedNodes)
+      fail(loop.loc, "unrolling the loop at line {} would make more than {} nodes in all (each iteration copies "
+                     "its body, and the bodies of the functions it calls)", loop.loc.line, kMaxInlinedNodes);
+    ++iterations_;
+    std::erase_if(defined_, [&](const auto& entry) { return !loop.carried.count(entry.first); });
+  }
+
+  void loop_lines() {
+    while (true) {
+      if (accept(Tok::Newline)) continue;
+      if (accept(Tok::RBrace)) return;
+      loop_line();
+      if (peek().kind != Tok::Newline && peek().kind != Tok::RBrace)
+        fail(peek().loc, "expected end of line after the line of the loop's body, got {}", describe(peek()));
+    }
+  }
+
+  void loop_line() {
+    const Token& head = peek();
+    if (head.kind != Tok::Ident)
+      fail(head.loc, "expected a line of the loop's body ('NAME = EXPR', 'a, b = f(...)', 'collect NAME along "
+                     "AXIS = EXPR' or a nested 'for'), got {}", describe(head));
+    if (head.text == "collect" && peek(1).kind == Tok::Ident) return collect_line();
+    if (head.text == "return")
+      fail(head.loc, "'return' cannot be in a loop's body: a def returns once, after its loops");
+    if (head.text == "def") fail(head.loc, "a def cannot be in a loop's body: define it at top level, above the loop");
+    if (is_statement_keyword(head.text))
+      fail(head.loc, "'{}' is not allowed in a loop's body: the iterations share the spec's inputs, params, state "
+                     "and outputs, so declare them outside the loop", head.text);
+    binding_line();
+  }
+
+  // `collect NAME along AXIS = EXPR`: EXPR's value in each iteration, joined along AXIS once the
+  // loop ends (concat), is NAME's value after the loop.
+  void collect_line() {
+    Loop& loop = *loops_.back();
+    Token kw = next();
+    Token name = expect(Tok::Ident, "(the name to collect into) after 'collect'");
+    size_t index = static_cast<size_t>(loop.value - loop.first);
+    auto it = std::find_if(loop.collects.begin(), loop.collects.end(),
+                           [&](const Loop::Collect& c) { return c.name == name.text; });
+    if (it != loop.collects.end() && it->values.size() > index)
+      fail(name.loc, "'{}' is already collected at line {}: a loop's body collects a name once",
+           shortened(name.text), it->loc.line);
+    if (it == loop.collects.end()) {  // the first iteration: later ones find it
+      pos_--;
+      new_name("after 'collect'");
+      loop.collects.push_back({name.text, name.loc, 0, {}});
+      it = loop.collects.end() - 1;
+    }
+    if (!at_word("along"))
+      fail(peek().loc, "expected 'along' and an axis after 'collect {}' (collect {} along 1 = EXPR): the values "
+                       "are joined along that axis after the loop", name.text, name.text);
+    next();
+    int64_t axis = int_expr("(the axis to join the collected values along)");
+    if (index == 0) it->axis = axis;
+    if (axis != it->axis)
+      fail(kw.loc, "'collect {}' joins along axis {} in the first iteration but {} here: the axis must not change",
+           name.text, it->axis, axis);
+    expect(Tok::Equals, fmt::format("after 'collect {} along {}'", name.text, axis));
+    it->values.push_back(expr());
+  }
+
+  // After the loop: each collected name is the concat of its values along its axis.
+  void bind_collected(const Loop& loop) {
+    for (const Loop::Collect& c : loop.collects) {
+      Node node;
+      node.op = OpKind::Concat;
+      node.args = c.values;
+      node.loc = c.loc;
+      Attrs axis;
+      axis.set("axis", Attr(c.axis), c.loc);
+      node.attrs = bind_attrs(op_info(OpKind::Concat).attrs, "concat", {}, axis, c.loc);
+      Token name{Tok::Ident, c.name, c.loc};
+      bind(name, graph_.add(std::move(node)));
+    }
   }
 
   // ---- types, initializers, attributes
@@ -509,9 +808,9 @@ class Parser {
   }
 
   Attr attr_value() {
+    if (starts_int_expr()) return Attr(int_expr("(an attribute's value)"));
     Token tok = next();
     switch (tok.kind) {
-      case Tok::Int: return Attr(tok.int_value);
       case Tok::Float: return Attr(tok.float_value);
       case Tok::String: return Attr(tok.text);
       case Tok::Ident:
@@ -520,11 +819,8 @@ class Parser {
       case Tok::LBracket: {
         std::vector<int64_t> list;
         if (accept(Tok::RBracket)) return Attr(list);
-        do {
-          Token item = next();
-          if (item.kind != Tok::Int) fail(item.loc, "expected an integer in the list, got {}", describe(item));
-          list.push_back(item.int_value);
-        } while (accept(Tok::Comma));
+        do list.push_back(int_expr("in the list"));
+        while (accept(Tok::Comma));
         expect(Tok::RBracket, "to close the list");
         return Attr(list);
       }
@@ -533,18 +829,83 @@ class Parser {
     }
   }
 
+  // ---- integer arithmetic: `t + 1`, `2 * (t - 1)`, evaluated as parsed (an iteration of a loop
+  // fixes its variable), for attributes, ranges and literals.
+  bool is_arith(Tok k) const { return k == Tok::Plus || k == Tok::Minus || k == Tok::Star; }
+
+  // Whether integer arithmetic starts here, rather than a plain literal, name or call.
+  bool starts_int_expr() const {
+    const Token& tok = peek();
+    if (tok.kind == Tok::Int) return true;
+    if (tok.kind == Tok::Minus || tok.kind == Tok::LParen) return true;
+    return tok.kind == Tok::Ident && loop_of(tok.text) && peek(1).kind != Tok::LParen;
+  }
+
+  int64_t int_expr(std::string_view what) {
+    int64_t value = int_term(what);
+    while (peek().kind == Tok::Plus || peek().kind == Tok::Minus) {
+      Token op = next();
+      int64_t rhs = int_term(what);
+      bool overflow = op.kind == Tok::Plus ? __builtin_add_overflow(value, rhs, &value)
+                                           : __builtin_sub_overflow(value, rhs, &value);
+      if (overflow) fail(op.loc, "integer overflow in '{}'", op.text);
+    }
+    return value;
+  }
+
+  int64_t int_term(std::string_view what) {
+    int64_t value = int_factor(what);
+    while (peek().kind == Tok::Star) {
+      Token op = next();
+      if (__builtin_mul_overflow(value, int_factor(what), &value)) fail(op.loc, "integer overflow in '*'");
+    }
+    return value;
+  }
+
+  int64_t int_factor(std::string_view what) {
+    bool negative = false;  // a run of minus signs, counted rather than recursed into
+    while (peek().kind == Tok::Minus) {
+      negative = !negative;
+      next();
+    }
+    Token tok = next();
+    int64_t value = 0;
+    if (tok.kind == Tok::Int) {
+      value = tok.int_value;
+    } else if (tok.kind == Tok::LParen) {
+      if (++nesting_ > kMaxNesting) fail(tok.loc, "parentheses are nested more than {} deep", kMaxNesting);
+      value = int_expr(what);
+      expect(Tok::RParen, "to close the parenthesis");
+      --nesting_;
+    } else if (const Loop* loop = tok.kind == Tok::Ident ? loop_of(tok.text) : nullptr) {
+      value = loop->value;
+    } else if (tok.kind == Tok::Ident && defined_.count(tok.text)) {
+      fail(tok.loc, "'{}' is a tensor: + - * are integer arithmetic on literals and loop variables (use add, sub, "
+                    "mul and neg for tensors)", shortened(tok.text));
+    } else if (tok.kind == Tok::Ident && !loops_.empty()) {
+      fail(tok.loc, "'{}' is not a loop variable: integer arithmetic takes integers, the variables of the "
+                    "enclosing loops and + - * of them", shortened(tok.text));
+    } else {
+      fail(tok.loc, "expected an integer {}, got {}", what, describe(tok));
+    }
+    if (negative && __builtin_sub_overflow(int64_t{0}, value, &value)) fail(tok.loc, "integer overflow in '-'");
+    return value;
+  }
+
   // ---- expressions
   ValueId expr() {
-    Token tok = next();
-    if (tok.kind == Tok::Int || tok.kind == Tok::Float) {
-      Node node;
-      node.kind = NodeKind::Constant;
-      node.constant = tok.kind == Tok::Int ? static_cast<double>(tok.int_value) : tok.float_value;
-      node.weak = true;
-      node.type = TensorType{DType::F32, {}};
-      node.loc = tok.loc;
-      return graph_.add(std::move(node));
+    // `t`, `t + 1`, `2 * 3` in a tensor's place: a number literal, as if written there.
+    const Token& first = peek();
+    bool arithmetic = (first.kind == Tok::Int && is_arith(peek(1).kind)) || first.kind == Tok::Minus ||
+                      first.kind == Tok::LParen ||
+                      (first.kind == Tok::Ident && loop_of(first.text) && peek(1).kind != Tok::LParen);
+    if (arithmetic) {
+      SourceLoc loc = first.loc;
+      return literal(static_cast<double>(int_expr("(integer arithmetic takes integers and loop variables)")), loc);
     }
+    Token tok = next();
+    if (tok.kind == Tok::Int || tok.kind == Tok::Float)
+      return literal(tok.kind == Tok::Int ? static_cast<double>(tok.int_value) : tok.float_value, tok.loc);
     if (tok.kind != Tok::Ident) fail(tok.loc, "expected an expression, got {}", describe(tok));
     if (peek().kind != Tok::LParen) {
       if (is_keyword(tok.text)) fail(tok.loc, "expected an expression, got the keyword '{}'", tok.text);
@@ -553,15 +914,41 @@ class Parser {
     return call(tok);
   }
 
+  ValueId literal(double value, const SourceLoc& loc) {
+    Node node;
+    node.kind = NodeKind::Constant;
+    node.constant = value;
+    node.weak = true;
+    node.type = TensorType{DType::F32, {}};
+    node.loc = loc;
+    return graph_.add(std::move(node));
+  }
+
   // Nesting deeper than this is refused, so that recursion can never exhaust the stack.
   static constexpr int kMaxNesting = 200;
 
-  // A call of a function or an op; the depth counts calls inside function calls' arguments too.
+  // A call of a function or an op in an expression, where it gives one value; the depth counts
+  // calls inside function calls' arguments too.
   ValueId call(const Token& callee) {
+    if (auto f = functions_.find(callee.text); f != functions_.end()) {
+      const Function& fn = f->second;
+      if (fn.results.size() != 1)
+        fail(callee.loc, "'{}' returns {} values ({}): bind them with '{} = {}(...)'; a call inside an expression "
+                         "gives one value", fn.name, fn.results.size(), fmt::join(fn.returned, ", "),
+             fmt::join(fn.returned, ", "), fn.name);
+      return function_call(callee).front();
+    }
     if (++nesting_ > kMaxNesting) fail(callee.loc, "calls are nested more than {} deep", kMaxNesting);
-    ValueId id = functions_.count(callee.text) ? inline_call(callee) : op_call(callee);
+    ValueId id = op_call(callee);
     --nesting_;
     return id;
+  }
+
+  std::vector<ValueId> function_call(const Token& callee) {
+    if (++nesting_ > kMaxNesting) fail(callee.loc, "calls are nested more than {} deep", kMaxNesting);
+    std::vector<ValueId> results = inline_call(callee);
+    --nesting_;
+    return results;
   }
 
   ValueId op_call(const Token& callee) {
@@ -614,7 +1001,9 @@ class Parser {
   std::map<std::string, Function, std::less<>> functions_;
   std::map<std::string, int, std::less<>> later_defs_;  // every def of the text: name -> line
   const Function* body_ = nullptr;                      // the def whose body is being parsed
-  size_t inlined_ = 0;                                  // nodes copied by inlining so far
+  size_t inlined_ = 0;                                  // nodes copied by inlining and unrolling so far
+  std::vector<Loop*> loops_;                            // the loops being unrolled, outermost first
+  int64_t iterations_ = 0;                              // loop iterations unrolled so far
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -17,20 +18,22 @@
 
 namespace gradc {
 
-// A call of a spec's function (`def`), for a node inlined from its body: errors about the node
-// name the line in the body and, below it, each call that brought the body there.
+// A call of a spec's function (`def`), for a node inlined from its body, or an iteration of a
+// `for` loop, for a node unrolled from its body: errors about the node name the line in the body
+// and, below it, each call and iteration that brought the body there.
 struct CallSite {
-  std::string function;
+  std::string function;  // the function called; for an iteration, the loop's variable
   std::string file;
   int line = 0;
   int col = 0;
+  int64_t iteration = -1;  // >= 0: the loop variable's value in an iteration (file:line:col is the loop's)
 };
 
 struct SourceLoc {
   std::string file;  // empty when the graph was built in C++
   int line = 0;      // 1-based; 0 = unknown
   int col = 0;       // 1-based; 0 = unknown
-  std::vector<CallSite> called_from = {};  // innermost call first; empty outside function bodies
+  std::vector<CallSite> called_from = {};  // innermost first; empty outside function and loop bodies
   bool known() const { return line > 0; }
 };
 
@@ -60,13 +63,22 @@ inline std::string to_string(const SourceLoc& loc) {
   return (loc.file.empty() ? "<input>" : loc.file) + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.col);
 }
 
-// "\n  in the call of 'dense' at m.gir:9:5" for each call a node was inlined through.
+// "\n  in the call of 'dense' at m.gir:9:5" for each call a node was inlined through, and
+// "\n  in iteration t=5 of the loop at m.gir:7:1" for each loop iteration it was unrolled in.
 inline std::string call_notes(const SourceLoc& loc) {
   std::string notes;
   for (const CallSite& c : loc.called_from) {  // appended piecewise: GCC 12 warns (-Wrestrict) on "\n" + string
-    notes += "\n  in the call of '";
-    notes += c.function;
-    notes += "' at ";
+    if (c.iteration >= 0) {
+      notes += "\n  in iteration ";
+      notes += c.function;
+      notes += "=";
+      notes += std::to_string(c.iteration);
+      notes += " of the loop at ";
+    } else {
+      notes += "\n  in the call of '";
+      notes += c.function;
+      notes += "' at ";
+    }
     notes += to_string(SourceLoc{c.file, c.line, c.col, {}});
   }
   return notes;
