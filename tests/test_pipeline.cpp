@@ -17,8 +17,9 @@ std::vector<std::string> names(const Lowered& l) {
   return n;
 }
 
-const std::vector<std::string> kTrainPasses = {"expand composites", "autodiff",
-                                               "optimizer",         "simplify",
+const std::vector<std::string> kTrainPasses = {"expand composites", "dropout",
+                                               "autodiff",          "optimizer",
+                                               "simplify",
                                                "train fusion",      "train memory plan",
                                                "forward graph (outputs, simplified)",
                                                "predict fusion",    "predict memory plan"};
@@ -48,15 +49,16 @@ TEST_CASE("pipeline: a spec without a loss runs the predict passes alone, and a 
                       "plain.gir");
   Lowered l = lower(g, {.trace = true});
   CHECK_FALSE(l.train);
-  std::vector<std::string> predict_passes(kTrainPasses.begin() + 6, kTrainPasses.end());
+  std::vector<std::string> predict_passes(kTrainPasses.begin() + 7, kTrainPasses.end());
   predict_passes.insert(predict_passes.begin(), "expand composites");
   CHECK(names(l) == predict_passes);
   CHECK_FALSE(l.passes[0].changed);  // no composite op to expand
   CHECK_FALSE(l.passes[1].changed);
   // The seed's simplify removes the dead and the repeated: changed.
   Lowered seed = lower(load_spec_file(test::source_path("samples/specs/seed_mlp.gir")), {.trace = true});
-  CHECK(seed.passes[3].name == "simplify");
-  CHECK(seed.passes[3].changed);
+  CHECK_FALSE(seed.passes[1].changed);  // no dropout to lower
+  CHECK(seed.passes[4].name == "simplify");
+  CHECK(seed.passes[4].changed);
   // A composite op is expanded: changed, and no later pass sees it.
   Lowered soft = lower(load_spec("input x : f32[2, 3]\noutput y = softplus(x)\n", "soft.gir"), {.trace = true});
   CHECK(soft.passes[0].name == "expand composites");
