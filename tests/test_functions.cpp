@@ -3,6 +3,7 @@
 // its place with exit code 1; an error found after parsing names the body's line and the calls.
 #include <doctest/doctest.h>
 
+#include "SpecChecks.h"
 #include "TestUtil.h"
 #include "fuzz/FuzzPipeline.h"
 #include "gradc/gradc.h"
@@ -55,13 +56,7 @@ std::string spec_error(const std::string& text) {
   return test::error_of([&] { load_spec(text, "f.gir"); });
 }
 
-struct BadDef {
-  std::string what;
-  std::string text;
-  int line;
-  int col;
-  std::vector<std::string> message;  // every piece must appear
-};
+using BadDef = test::BadSpec;
 
 const std::string kX = "input x : f32[2, 3]\n";
 const std::string kDense = "def dense(x, w, b) = add(matmul(x, w), b)\n";
@@ -175,37 +170,11 @@ TEST_CASE("functions: a spec with defs compiles to the step of the spec written 
 }
 
 TEST_CASE("functions: the dumped training graph of a spec with defs parses back and compiles to the same step") {
-  std::string spec = test::write_temp("with_defs.gir", kWithDefs);
-  test::CommandResult train = test::run_gradc("dump " + spec + " --stage train");
-  REQUIRE(train.exit_code == 0);
-  CHECK(train.out.find("def ") == std::string::npos);  // inlined: the dump is plain ops
-  std::string dumped = test::write_temp("with_defs_train.gir", train.out);
-  test::CommandResult again = test::run_gradc("dump " + dumped);
-  CHECK(again.exit_code == 0);
-  CHECK(again.out == train.out);
-  CompileOptions no_cache{.cache_dir = ""};
-  Model original = compile_string(kWithDefs, "mlp.gir", no_cache);
-  Model from_dump = compile_string(train.out, "dumped.gir", no_cache);
-  Session a(original, {.seed = 3});
-  Session b(from_dump, {.seed = 3});
-  std::map<std::string, Tensor> inputs = random_inputs(original.spec, 5);
-  Feeds feeds(inputs.begin(), inputs.end());
-  for (int step = 0; step < 2; ++step) CHECK(a.step(feeds) == b.step(feeds));
+  test::check_train_dump_round_trip(kWithDefs, "with_defs", "def ", 2);
 }
 
 TEST_CASE("functions: every misuse is refused at its place, with exit code 1") {
-  std::vector<BadDef> cases = bad_defs();
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const BadDef& c = cases[i];
-    CAPTURE(c.what);
-    std::string path = test::write_temp(fmt::format("bad_def{}.gir", i), c.text);
-    test::CommandResult r = test::run_gradc("dump " + path);
-    CHECK(r.exit_code == 1);
-    CHECK(r.out.empty());
-    CAPTURE(r.err);
-    CHECK(r.err.rfind(fmt::format("{}:{}:{}: error: ", path, c.line, c.col), 0) == 0);
-    for (const std::string& piece : c.message) CHECK(r.err.find(piece) != std::string::npos);
-  }
+  test::check_refused(bad_defs(), "bad_def");
 }
 
 TEST_CASE("functions: an error in a body names the body's line and every call it came through") {

@@ -3,6 +3,7 @@
 // misuse is refused at its place with exit code 1; an error in an iteration names it.
 #include <doctest/doctest.h>
 
+#include "SpecChecks.h"
 #include "TestUtil.h"
 #include "fuzz/FuzzPipeline.h"
 #include "gradc/gradc.h"
@@ -84,13 +85,7 @@ std::string spec_error(const std::string& text) {
   return test::error_of([&] { load_spec(text, "f.gir"); });
 }
 
-struct BadLoop {
-  std::string what;
-  std::string text;
-  int line;
-  int col;
-  std::vector<std::string> message;  // every piece must appear
-};
+using BadLoop = test::BadSpec;
 
 const std::string kX = "input x : f32[2, 3]\n";
 const std::string kPair = "def pair(v) {\n  return neg(v), exp(v)\n}\n";  // lines 2-4 after kX
@@ -203,37 +198,11 @@ TEST_CASE("loops: collect, integer arithmetic, nested loops, loops in def bodies
 }
 
 TEST_CASE("loops: the dumped training graph of a loop parses back and compiles to the same step") {
-  std::string spec = test::write_temp("loop.gir", kLoop);
-  test::CommandResult train = test::run_gradc("dump " + spec + " --stage train");
-  REQUIRE(train.exit_code == 0);
-  CHECK(train.out.find("for ") == std::string::npos);  // unrolled: the dump is plain ops
-  std::string dumped = test::write_temp("loop_train.gir", train.out);
-  test::CommandResult again = test::run_gradc("dump " + dumped);
-  CHECK(again.exit_code == 0);
-  CHECK(again.out == train.out);
-  CompileOptions no_cache{.cache_dir = ""};
-  Model original = compile_string(kLoop, "rnn.gir", no_cache);
-  Model from_dump = compile_string(train.out, "dumped.gir", no_cache);
-  Session a(original, {.seed = 3});
-  Session b(from_dump, {.seed = 3});
-  std::map<std::string, Tensor> inputs = random_inputs(original.spec, 5);
-  Feeds feeds(inputs.begin(), inputs.end());
-  for (int step = 0; step < 3; ++step) CHECK(a.step(feeds) == b.step(feeds));
+  test::check_train_dump_round_trip(kLoop, "loop", "for ", 3);
 }
 
 TEST_CASE("loops: every misuse of loops and multiple results is refused at its place, with exit code 1") {
-  std::vector<BadLoop> cases = bad_loops();
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const BadLoop& c = cases[i];
-    CAPTURE(c.what);
-    std::string path = test::write_temp(fmt::format("bad_loop{}.gir", i), c.text);
-    test::CommandResult r = test::run_gradc("dump " + path);
-    CHECK(r.exit_code == 1);
-    CHECK(r.out.empty());
-    CAPTURE(r.err);
-    CHECK(r.err.rfind(fmt::format("{}:{}:{}: error: ", path, c.line, c.col), 0) == 0);
-    for (const std::string& piece : c.message) CHECK(r.err.find(piece) != std::string::npos);
-  }
+  test::check_refused(bad_loops(), "bad_loop");
 }
 
 TEST_CASE("loops: an error in an iteration names the body's line, the calls and the iteration") {

@@ -38,6 +38,17 @@ int64_t normalize_axis(ShapeCtx& c, int64_t axis, int64_t rank, const TensorType
   return axis < 0 ? axis + rank : axis;
 }
 
+// The `shape` attribute of an op that makes a tensor of its own shape (an adjoint, a mask):
+// positive dimensions, at most 2^48 elements; a scalar too unless `rank_needed`.
+Shape shape_attr(ShapeCtx& c, bool rank_needed) {
+  Shape shape = c.attrs.get("shape").as_ints();
+  for (int64_t d : shape)
+    if (d <= 0) c.fail("{}: shape={} must have positive dimensions", c.op.name, to_string(shape));
+  if (!checked_numel(shape)) c.fail("{}: shape={} has more than 2^48 elements", c.op.name, to_string(shape));
+  if (rank_needed && shape.empty()) c.fail("{}: shape=[] is a scalar, which has no axis", c.op.name);
+  return shape;
+}
+
 }  // namespace
 
 // Elementwise on one operand: the type is unchanged.
@@ -196,10 +207,7 @@ TensorType infer_gather_grad(ShapeCtx& c) {
   const TensorType &dy = c.args[0], &ids = c.args[1];
   expect_float(c, dy);
   expect_ids(c, ids);
-  Shape shape = c.attrs.get("shape").as_ints();
-  for (int64_t d : shape)
-    if (d <= 0) c.fail("gather_grad: shape={} must have positive dimensions", to_string(shape));
-  if (shape.empty() || !checked_numel(shape)) c.fail("gather_grad: shape={} is not a table's shape", to_string(shape));
+  Shape shape = shape_attr(c, true);
   TensorType table{dy.dtype, shape};
   int64_t axis = normalize_axis(c, c.attrs.get("axis").as_int(), table.rank(), table);
   c.attrs.set("axis", Attr(axis));
@@ -256,10 +264,7 @@ TensorType infer_slice(ShapeCtx& c) {
 TensorType infer_slice_grad(ShapeCtx& c) {
   const TensorType& dy = c.args[0];
   expect_float(c, dy);
-  Shape shape = c.attrs.get("shape").as_ints();
-  for (int64_t d : shape)
-    if (d <= 0) c.fail("slice_grad: shape={} must have positive dimensions", to_string(shape));
-  if (shape.empty() || !checked_numel(shape)) c.fail("slice_grad: shape={} is not a sliced tensor's shape", to_string(shape));
+  Shape shape = shape_attr(c, true);
   TensorType x{dy.dtype, shape};
   Shape sliced = sliced_shape(c, shape, to_string(x));
   if (sliced != dy.shape) c.fail("slice_grad of {} into {}: the slice gives {}", dy, x, to_string(sliced));
@@ -341,10 +346,7 @@ TensorType infer_dropout_mask(ShapeCtx& c) {
     if (!is_float(t->dtype) || t->rank() != 0) c.fail("dropout_mask expects a float scalar seed and step, got {}", *t);
   int64_t stream = c.attrs.get("stream").as_int();
   if (stream < 0 || stream > 0xffffffffLL) c.fail("dropout_mask: stream={} is not a 32-bit number", stream);
-  Shape shape = c.attrs.get("shape").as_ints();
-  for (int64_t d : shape)
-    if (d <= 0) c.fail("dropout_mask: shape={} must have positive dimensions", to_string(shape));
-  if (!checked_numel(shape)) c.fail("dropout_mask: shape={} has more than 2^48 elements", to_string(shape));
+  Shape shape = shape_attr(c, false);
   return {seed.dtype, shape};
 }
 
@@ -481,19 +483,12 @@ void expect_gradient_of(ShapeCtx& c, const TensorType& dy, const TensorType& for
   if (dy != forward) c.fail("{}: the incoming gradient is {} but the forward op gives {}", c.op.name, dy, forward);
 }
 
-Shape shape_attr(ShapeCtx& c) {
-  Shape s = c.attrs.get("shape").as_ints();
-  if (!checked_numel(s) || std::any_of(s.begin(), s.end(), [](int64_t d) { return d <= 0; }))
-    c.fail("{}: shape={} is not a valid shape", c.op.name, to_string(s));
-  return s;
-}
-
 }  // namespace
 
 // conv2d_input_grad(dy, w, shape = x's shape): dx, the adjoint of conv2d in its input.
 TensorType infer_conv2d_input_grad(ShapeCtx& c) {
   const TensorType &dy = c.args[0], &w = c.args[1];
-  TensorType x{dy.dtype, shape_attr(c)};
+  TensorType x{dy.dtype, shape_attr(c, false)};
   expect_gradient_of(c, dy, forward_type(c, infer_conv2d, {x, w}));
   return x;
 }
@@ -520,7 +515,7 @@ TensorType infer_maxpool2d_grad(ShapeCtx& c) {
 // avgpool2d_grad(dy, shape = x's shape): dy spread evenly over each window.
 TensorType infer_avgpool2d_grad(ShapeCtx& c) {
   const TensorType& dy = c.args[0];
-  TensorType x{dy.dtype, shape_attr(c)};
+  TensorType x{dy.dtype, shape_attr(c, false)};
   expect_gradient_of(c, dy, forward_type(c, infer_pool2d, {x}));
   return x;
 }
