@@ -188,11 +188,15 @@ class Simplifier {
   std::optional<ValueId> identity(Node& m) {
     FoldCtx ctx{m, out_};
     if (std::optional<ValueId> same = kFolds[static_cast<size_t>(m.op)](ctx)) return same;
-    // A scalar constant reshaped or broadcast into an op that broadcasts anyway: use the scalar.
+    // A scalar constant reshaped or broadcast into an op that broadcasts anyway: use the scalar,
+    // when another operand has the result's shape (where has three operands, the others two).
     if (op_info(m.op).has(kBroadcast)) {
       for (size_t i = 0; i < m.args.size(); ++i) {
         std::optional<ValueId> scalar = constant_behind(m.args[i]);
-        if (scalar && at(m.args[1 - i]).type.shape == m.type.shape) m.args[i] = *scalar;
+        bool shaped_by_another = false;
+        for (size_t j = 0; j < m.args.size(); ++j)
+          shaped_by_another = shaped_by_another || (j != i && at(m.args[j]).type.shape == m.type.shape);
+        if (scalar && shaped_by_another) m.args[i] = *scalar;
       }
     }
     return std::nullopt;
