@@ -28,6 +28,7 @@
 
 #include "OpenBlas.h"
 #include "driver/Bench.h"
+#include "Median.h"
 #include "gradc/gradc.h"
 #ifdef GRADC_BENCH_HAVE_TORCH
 #include "TorchStep.h"
@@ -40,10 +41,7 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench_util::median;
 
 // Something timed in runs of `steps` calls; the median run gives µs per call.
 struct Timed {

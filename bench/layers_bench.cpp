@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "Median.h"
 #include "gradc/gradc.h"
 
 namespace {
@@ -22,10 +23,7 @@ namespace {
 using namespace gradc;
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench_util::median;
 
 // The MLP with `hidden` (a format of the pre-activation {0} and the layer's number {1}) applied to
 // each hidden layer's pre-activation, and the activation `act` (a format of its operand) after it.

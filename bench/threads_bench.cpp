@@ -32,6 +32,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "Median.h"
 #include "gradc/gradc.h"
 #include "runtime/Format.h"
 
@@ -40,10 +41,7 @@ namespace {
 using namespace gradc;
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench_util::median;
 
 std::string load_average() {
   std::ifstream in("/proc/loadavg");

@@ -297,6 +297,8 @@ static void loops_dropout_mask(KernelBuilder& k, const Node& n, const Args& a, c
   DType dt = out.type.dtype;
   llvm::Value* keep = k.real(dt, dt == DType::F32 ? static_cast<float>(1.0 / (1.0 - rate)) : 1.0 / (1.0 - rate));
   auto stream = static_cast<uint32_t>(n.attrs.get("stream").as_int());
+  // unit_interval(word) >= rate, in integers: the top 24 bits against rate * 2^24, rounded up.
+  auto threshold = static_cast<uint32_t>(std::ceil(rate * 16777216.0));
   k.loop(out.type.numel(), [&](llvm::Value* i) {
     llvm::Value* c[4] = {b.CreateTrunc(i, i32), b.CreateTrunc(b.CreateLShr(i, 32), i32), step, b.getInt32(0)};
     llvm::Value* key[2] = {seed, b.getInt32(stream)};
@@ -310,8 +312,6 @@ static void loops_dropout_mask(KernelBuilder& k, const Node& n, const Args& a, c
       key[0] = b.CreateAdd(key[0], b.getInt32(0x9E3779B9));
       key[1] = b.CreateAdd(key[1], b.getInt32(0xBB67AE85));
     }
-    // unit_interval(c[0]) >= rate, in integers: the top 24 bits against rate * 2^24, rounded up.
-    auto threshold = static_cast<uint32_t>(std::ceil(rate * 16777216.0));
     llvm::Value* kept = b.CreateICmpUGE(b.CreateLShr(c[0], 8), b.getInt32(threshold));
     k.store(out, i, b.CreateSelect(kept, keep, k.real(dt, 0)));
   });

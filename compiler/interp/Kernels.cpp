@@ -316,13 +316,23 @@ void for_each_gathered(const Node& n, const Shape& table, const Tensor& ids, F f
 
 }  // namespace
 
+namespace {
+
+// The row-major strides of `shape`: how far apart consecutive indices of each axis lie.
+std::vector<int64_t> row_major_strides(const Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  return strides;
+}
+
+}  // namespace
+
 // The flat offset in a tensor of `shape` that slice reads for each element of its result.
 template <class F>
 void for_each_sliced(const Node& n, const Shape& shape, const Shape& sliced, F f) {
   const std::vector<int64_t>& begin = n.attrs.get("begin").as_ints();
   const std::vector<int64_t>& stride = n.attrs.get("stride").as_ints();
-  std::vector<int64_t> strides(shape.size(), 1);
-  for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  std::vector<int64_t> strides = row_major_strides(shape);
   size_t i = 0;
   for_each_index(sliced, [&](const std::vector<int64_t>& index) {
     int64_t at = 0;
@@ -344,14 +354,14 @@ Tensor eval_slice_grad(const Node& n, const Args& a) {
 Tensor eval_concat(const Node& n, const Args& a) {
   Tensor out = Tensor::zeros(n.type);
   size_t axis = static_cast<size_t>(n.attrs.get("axis").as_int());
+  std::vector<int64_t> strides = row_major_strides(n.type.shape);
   int64_t offset = 0;
   for (const Tensor* t : a) {
     size_t i = 0;
-    for_each_index(t->type.shape, [&](std::vector<int64_t> index) {
-      index[axis] += offset;
-      size_t at = 0;
-      for (size_t d = 0; d < index.size(); ++d) at = at * static_cast<size_t>(n.type.shape[d]) + static_cast<size_t>(index[d]);
-      out.data[at] = t->data[i++];
+    for_each_index(t->type.shape, [&](const std::vector<int64_t>& index) {
+      int64_t at = offset * strides[axis];
+      for (size_t d = 0; d < index.size(); ++d) at += index[d] * strides[d];
+      out.data[static_cast<size_t>(at)] = t->data[i++];
     });
     offset += t->type.shape[axis];
   }

@@ -41,14 +41,7 @@ ValueId ExpandCtx::op(OpKind kind, std::vector<ValueId> args, const Attrs& attrs
   return add_op(g, kind, std::move(args), attrs, n.loc);
 }
 
-ValueId ExpandCtx::constant(double value) {
-  Node k;
-  k.kind = NodeKind::Constant;
-  k.constant = value;
-  k.type = TensorType{n.type.dtype, {}};
-  k.loc = n.loc;
-  return g.add(std::move(k));
-}
+ValueId ExpandCtx::constant(double value) { return add_constant(g, value, n.type.dtype, n.loc); }
 
 // ---- the expansions, one per composite op of gradc/Ops.def
 

@@ -35,6 +35,22 @@ std::optional<ClassIds> class_ids_of_gather(const Graph& g, const Node& n) {
   return ClassIds{1, table[static_cast<size_t>(axis)]};
 }
 
+ValueId add_constant(Graph& g, double value, DType dtype, const SourceLoc& loc) {
+  Node k;
+  k.kind = NodeKind::Constant;
+  k.constant = value;
+  k.type = TensorType{dtype, {}};
+  k.loc = loc;
+  return g.add(std::move(k));
+}
+
+std::string unused_name(std::unordered_set<std::string>& taken, const std::string& base) {
+  std::string name = base;
+  for (int i = 1; taken.count(name); ++i) name = fmt::format("{}{}", base, i);
+  taken.insert(name);
+  return name;
+}
+
 int64_t class_count(const Graph& g, ValueId input) {
   for (const Node& n : g.nodes) {
     if (n.kind != NodeKind::Op) continue;

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "gradc/Graph.h"
@@ -21,6 +23,14 @@ int64_t class_count(const Graph& g, ValueId input);
 // (defaults filled) and the type inferred now. A composite op is built as its expansion
 // (ir/Composites.cpp), so no pass ever makes one.
 ValueId add_op(Graph& g, OpKind kind, std::vector<ValueId> args, const Attrs& attrs = {}, const SourceLoc& loc = {});
+
+// A new scalar constant of `dtype` (strongly typed: literals are the parser's), as every pass
+// and expansion builds one.
+ValueId add_constant(Graph& g, double value, DType dtype, const SourceLoc& loc = {});
+
+// `base`, or `base1`, `base2`, ...: the first name not in `taken`, which then holds it too (for a
+// pass that names the values it adds: gradients, optimizer and dropout states).
+std::string unused_name(std::unordered_set<std::string>& taken, const std::string& base);
 
 // A train step written with assign lines and no minimize (a dumped training graph): nothing to
 // differentiate; it returns its first output as the loss.

@@ -27,14 +27,6 @@ std::vector<bool> path_from_params_to(const Graph& g, ValueId loss) {
   return on_path;
 }
 
-// `base`, or `base1`, `base2`, ... : the first that no node is named (`taken` holds every name).
-std::string unused_name(std::unordered_set<std::string>& taken, const std::string& base) {
-  std::string name = base;
-  for (int i = 1; taken.count(name); ++i) name = fmt::format("{}{}", base, i);
-  taken.insert(name);
-  return name;
-}
-
 }  // namespace
 
 Differentiated differentiate(Graph spec) {

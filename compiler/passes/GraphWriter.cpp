@@ -8,13 +8,7 @@ ValueId GraphWriter::op(OpKind kind, std::vector<ValueId> args, const Attrs& att
   return add_op(g_, kind, std::move(args), attrs);
 }
 
-ValueId GraphWriter::constant(double value, DType dtype) {
-  Node n;
-  n.kind = NodeKind::Constant;
-  n.constant = value;
-  n.type = TensorType{dtype, {}};
-  return g_.add(std::move(n));
-}
+ValueId GraphWriter::constant(double value, DType dtype) { return add_constant(g_, value, dtype); }
 
 ValueId GraphWriter::unbroadcast(ValueId v, Shape shape) {
   const Shape from = type(v).shape;

@@ -55,11 +55,9 @@ class Lowering {
   ValueId new_state(const std::string& name, const TensorType& type) {
     Node n;
     n.kind = NodeKind::State;
-    n.name = name;
     if (names_.empty())
       for (const Node& m : g_.nodes) names_.insert(m.name);
-    for (int i = 1; names_.count(n.name); ++i) n.name = fmt::format("{}{}", name, i);
-    names_.insert(n.name);  // (the nodes emitted between states are unnamed)
+    n.name = unused_name(names_, name);  // (the nodes emitted between states are unnamed)
     n.type = type;
     n.init = Init{"zeros", {}};
     return g_.add(std::move(n));
